@@ -1,0 +1,43 @@
+"""Prometheus metrics of the service; multiprocess-safe when PROMETHEUS_MULTIPROC_DIR is set."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+REQUESTS = Counter("http_requests_total", "Requests by route and status", ["route", "status"])
+LATENCY = Histogram(
+    "http_request_duration_seconds", "Request latency by route", ["route"], buckets=LATENCY_BUCKETS
+)
+IN_FLIGHT = Gauge("http_requests_in_flight", "Requests being served", multiprocess_mode="livesum")
+POOL_SIZE = Gauge("db_pool_size", "Pool size by engine", ["engine"], multiprocess_mode="livesum")
+POOL_CHECKED_OUT = Gauge(
+    "db_pool_checked_out", "Connections checked out by engine", ["engine"], multiprocess_mode="livesum"
+)
+POOL_OVERFLOW = Gauge(
+    "db_pool_overflow", "Overflow connections by engine", ["engine"], multiprocess_mode="livesum"
+)
+QUERIES = Counter("db_queries_total", "Queries sent to the database", ["engine"])
+LOOP_LAG = Histogram(
+    "event_loop_lag_seconds", "Event-loop lag measured by a periodic timer", buckets=LATENCY_BUCKETS
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The metrics page and its content type, merged across workers when multiprocess."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

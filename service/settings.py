@@ -1,0 +1,267 @@
+"""ServiceSettings: every knob of the bundled service, shared by the service and the workbench."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, get_type_hints
+
+ENV_PREFIX = "SVC_"
+
+SERIALIZERS = ("pydantic", "orjson")
+UPSTREAM_MODES = ("shared", "blocking")
+SERVERS = ("uvicorn", "gunicorn")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+# Choices for string settings; a value outside them is rejected with the list.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "serializer": SERIALIZERS,
+    "upstream_mode": UPSTREAM_MODES,
+    "server": SERVERS,
+    "log_level": LOG_LEVELS,
+}
+# Lower bounds for numeric settings.
+_MINIMUM: dict[str, float] = {
+    "pool_size": 1,
+    "max_overflow": 0,
+    "pool_timeout": 0.001,
+    "pool_recycle": -1,
+    "read_pool_size": 1,
+    "read_max_overflow": 0,
+    "model_cache_ttl": 0,
+    "redis_max_connections": 1,
+    "upstream_timeout": 0.001,
+    "batch_size": 1,
+    "batch_flush_interval": 0.0001,
+    "batch_max_pending": 1,
+    "l1_size": 1,
+    "l2_ttl": 1,
+    "compute_cost": 0,
+    "workers": 1,
+    "worker_connections": 1,
+    "max_requests": 0,
+    "max_requests_jitter": 0,
+    "keepalive": 0,
+    "timeout": 1,
+    "backlog": 1,
+}
+
+
+class SettingsError(ValueError):
+    """A setting with a bad name or value; the message names it and what is allowed."""
+
+    def __init__(self, name: str, message: str) -> None:
+        self.name = name
+        super().__init__(f"{name}: {message}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceSettings:
+    """Every knob of the bundled service; frozen and validated on creation."""
+
+    # Database pool (SQLAlchemy's defaults are 5 / 10 / 30 s).
+    pool_size: int = 5
+    max_overflow: int = 10
+    pool_timeout: float = 30.0
+    pool_pre_ping: bool = False
+    pool_recycle: int = -1
+    expire_on_commit: bool = True
+    # Read/write split: a read engine with its own pool; empty URL = the primary.
+    read_split: bool = False
+    read_pool_size: int = 5
+    read_max_overflow: int = 10
+    # Serialization and the TTL object cache.
+    serializer: str = "pydantic"
+    model_cache: bool = False
+    model_cache_ttl: float = 300.0
+    # Async correctness.
+    upstream_mode: str = "blocking"
+    upstream_timeout: float = 2.0
+    redis_max_connections: int = 50
+    # Request batcher.
+    batcher: bool = False
+    batch_size: int = 50
+    batch_flush_interval: float = 0.1
+    batch_max_pending: int = 10_000
+    # Multi-level cache.
+    cache: bool = False
+    l1_size: int = 10_000
+    l2_ttl: int = 300
+    invalidation: bool = True
+    # CPU cost of /expensive-computation, in hashing rounds.
+    compute_cost: int = 2_000
+    # Server.
+    server: str = "uvicorn"
+    workers: int = 1
+    worker_connections: int = 1000
+    max_requests: int = 0
+    max_requests_jitter: int = 0
+    keepalive: int = 5
+    preload: bool = False
+    timeout: int = 30
+    backlog: int = 2048
+    log_level: str = "warning"
+
+    def __post_init__(self) -> None:
+        hints = get_type_hints(type(self))
+        for field in fields(self):
+            value = getattr(self, field.name)
+            coerced = _coerce(field.name, value, hints[field.name])
+            if coerced is not value:
+                object.__setattr__(self, field.name, coerced)
+        if self.max_requests_jitter > self.max_requests and self.max_requests > 0:
+            raise SettingsError(
+                "max_requests_jitter",
+                f"must be <= max_requests ({self.max_requests}), got {self.max_requests_jitter}",
+            )
+        if self.server == "uvicorn" and self.workers > 1 and self.preload:
+            raise SettingsError("preload", "only applies to server='gunicorn'")
+
+    # --- construction -------------------------------------------------------------------
+    @classmethod
+    def names(cls) -> list[str]:
+        """The names of all settings."""
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], *, base: ServiceSettings | None = None) -> ServiceSettings:
+        """Settings from a dict (notebooks, sweeps); unknown names are rejected with the valid ones."""
+        unknown = sorted(set(values) - set(cls.names()))
+        if unknown:
+            raise SettingsError(
+                unknown[0], f"unknown setting; valid names are: {', '.join(cls.names())}"
+            )
+        return dataclasses.replace(base or cls(), **dict(values))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceSettings:
+        """Settings from SVC_* environment variables (how the service process reads them)."""
+        env = os.environ if environ is None else environ
+        values = {
+            name: env[ENV_PREFIX + name.upper()]
+            for name in cls.names()
+            if ENV_PREFIX + name.upper() in env
+        }
+        return cls.from_dict(values)
+
+    def to_env(self) -> dict[str, str]:
+        """The SVC_* environment variables that reproduce these settings."""
+        out = {}
+        for name, value in self.to_dict().items():
+            text = ("1" if value else "0") if isinstance(value, bool) else str(value)
+            out[ENV_PREFIX + name.upper()] = text
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict of every setting."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> ServiceSettings:
+        """A copy with some settings changed (validated)."""
+        return self.from_dict(changes, base=self)
+
+    def diff(self, other: ServiceSettings | None = None) -> dict[str, Any]:
+        """Settings that differ from other (default: the defaults)."""
+        other = other or ServiceSettings()
+        return {k: v for k, v in self.to_dict().items() if getattr(other, k) != v}
+
+    # --- presets ------------------------------------------------------------------------
+    @classmethod
+    def naive(cls) -> ServiceSettings:
+        """The baseline everyone copies: default pool, Pydantic, blocking upstream, no cache, one worker."""
+        return cls()
+
+    @classmethod
+    def optimized(cls) -> ServiceSettings:
+        """Every optimization of the story switched on."""
+        return ladder()[-1][1]
+
+    def max_db_connections(self) -> int:
+        """Connections this service may open to the database at most (all workers, both engines)."""
+        per_worker = self.pool_size + self.max_overflow
+        if self.read_split:
+            per_worker += self.read_pool_size + self.read_max_overflow
+        return self.workers * per_worker
+
+    def check_database_limit(self, max_connections: int, *, reserved: int = 3) -> None:
+        """Raise SettingsError when the pools could open more connections than the database allows."""
+        need = self.max_db_connections()
+        if need > max_connections - reserved:
+            raise SettingsError(
+                "pool_size",
+                f"workers x (pool_size + max_overflow{' + read pool' if self.read_split else ''}) "
+                f"= {need} exceeds the database's max_connections ({max_connections}, "
+                f"{reserved} reserved); lower pool_size/max_overflow/workers",
+            )
+
+
+def ladder() -> list[tuple[str, ServiceSettings]]:
+    """The optimization ladder: naive, then each step of the story added on top of the previous."""
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("naive", {}),
+        (
+            "+pool",
+            {
+                "pool_size": 20,
+                "max_overflow": 20,
+                "pool_pre_ping": True,
+                "pool_recycle": 3600,
+                "expire_on_commit": False,
+                "read_split": True,
+                "read_pool_size": 20,
+                "read_max_overflow": 20,
+            },
+        ),
+        ("+serialization", {"serializer": "orjson", "model_cache": True}),
+        ("+async", {"upstream_mode": "shared", "batcher": True}),
+        ("+cache", {"cache": True}),
+        ("+workers", {"server": "gunicorn", "workers": 2}),
+    ]
+    out: list[tuple[str, ServiceSettings]] = []
+    current = ServiceSettings()
+    for name, changes in steps:
+        current = current.replace(**changes)
+        out.append((name, current))
+    return out
+
+
+def _coerce(name: str, value: Any, kind: Any) -> Any:
+    """Check one setting's value against its type and bounds; convert strings from env/CLI."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+            return False
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise SettingsError(name, f"must be true or false, got {value!r}")
+    if kind is str:
+        if not isinstance(value, str):
+            raise SettingsError(name, f"must be a string, got {value!r}")
+        choices = _CHOICES.get(name)
+        if choices and value not in choices:
+            raise SettingsError(name, f"must be one of {', '.join(choices)}; got {value!r}")
+        return value
+    if kind in (int, float):
+        if isinstance(value, bool):
+            raise SettingsError(name, f"must be a number, got {value!r}")
+        try:
+            number = kind(value) if isinstance(value, str) else value
+            if kind is int and isinstance(number, float):
+                if not number.is_integer():
+                    raise ValueError
+                number = int(number)
+            if not isinstance(number, (int, float)):
+                raise ValueError
+        except ValueError:
+            label = "an integer" if kind is int else "a number"
+            raise SettingsError(name, f"must be {label}, got {value!r}") from None
+        low = _MINIMUM.get(name)
+        if low is not None and number < low:
+            raise SettingsError(name, f"must be >= {low:g}, got {value!r}")
+        return kind(number) if kind is float else number
+    return value

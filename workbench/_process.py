@@ -1,0 +1,137 @@
+"""Child processes that die with their parent and stop for certain."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import pwd
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import psutil
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # Runs in the child after setuid and before exec: if the workbench is killed (even
+    # SIGKILL), the kernel sends SIGTERM to this child, so no server is left behind.
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def unprivileged_user() -> str | None:
+    """The user to run servers that refuse root (PostgreSQL) as: 'nobody' when we are root."""
+    return "nobody" if os.geteuid() == 0 else None
+
+
+def user_ids(user: str | None) -> tuple[int, int] | None:
+    """(uid, gid) of a user name, or None for the current user."""
+    if user is None:
+        return None
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid
+
+
+def reachable_by(path: Path, user: str | None) -> bool:
+    """True when user can traverse every folder up to path (checked by mode bits, as root)."""
+    ids = user_ids(user)
+    if ids is None:
+        return True
+    uid, gid = ids
+    for folder in [path, *path.parents]:
+        if not folder.exists():
+            continue
+        st = folder.stat()
+        if st.st_uid == uid:
+            bit = 0o100
+        elif st.st_gid == gid:
+            bit = 0o010
+        else:
+            bit = 0o001
+        if folder.is_dir() and not st.st_mode & bit:
+            return False
+    return True
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    user: str | None = None,
+    cwd: Path | None = None,
+    detach: bool = False,
+) -> subprocess.Popen[bytes]:
+    """Start argv as a child writing to log; it dies with us unless detach."""
+    ids = user_ids(user)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            user=ids[0] if ids else None,
+            group=ids[1] if ids else None,
+            extra_groups=[] if ids else None,
+            start_new_session=True,
+            preexec_fn=None if detach else _die_with_parent,
+        )
+
+
+def run(
+    argv: Sequence[str], *, user: str | None = None, timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """Run argv to completion (as user), capturing its output."""
+    ids = user_ids(user)
+    return subprocess.run(
+        list(argv),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        user=ids[0] if ids else None,
+        group=ids[1] if ids else None,
+        extra_groups=[] if ids else None,
+        check=False,
+    )
+
+
+def stop_pid(pid: int, *, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    """Send sig to pid and its process tree, wait, then SIGKILL whatever is left."""
+    try:
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    family = [root]
+    with contextlib.suppress(psutil.Error):
+        family += root.children(recursive=True)
+    with contextlib.suppress(psutil.Error):
+        root.send_signal(sig)
+    _, alive = psutil.wait_procs(family, timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)
+
+
+def stop(proc: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    """Stop a child started by spawn and reap it."""
+    if proc.poll() is None:
+        stop_pid(proc.pid, sig=sig, timeout=timeout)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
+
+def log_tail(log: Path, lines: int = 20) -> str:
+    """The last lines of a log file, for error messages."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,118 @@
+"""ServiceProcess: the bundled service started in a subprocess on a free port, with chosen settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from service.settings import ServiceSettings
+from workbench import _process
+from workbench._errors import StackError
+from workbench._net import check_port, free_port
+from workbench.stack import Stack
+
+
+@dataclass
+class ServiceProcess:
+    """The service under test, as a child process: start, wait for /health, scrape, stop."""
+
+    settings: ServiceSettings
+    stack: Stack
+    port: int | None = None
+    log: Path | None = None
+    start_timeout: float = 30.0
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.port is not None:
+            check_port("port", self.port)
+        if self.log is None:
+            self.log = Path(tempfile.mkstemp(prefix="workbench-service-", suffix=".log")[1])
+
+    @property
+    def url(self) -> str:
+        """The service's base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ServiceProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self, *, detach: bool = False) -> ServiceProcess:
+        """Start the service and wait until /health answers 200."""
+        self.settings.check_database_limit(self.stack.max_connections())
+        self.port = self.port or free_port()
+        env = {
+            **os.environ,
+            **self.settings.to_env(),
+            **self.stack.env(),
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+        }
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        assert self.log is not None
+        self.proc = _process.spawn(
+            [sys.executable, "-m", "service"], log=self.log, env=env, detach=detach
+        )
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_healthy(self) -> None:
+        assert self.proc is not None and self.log is not None
+        deadline = time.monotonic() + self.start_timeout
+        last = "no answer"
+        with httpx.Client(timeout=2) as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise StackError(
+                        f"the service exited at start (code {self.proc.returncode}); "
+                        f"log {self.log}:\n{_process.log_tail(self.log)}"
+                    )
+                try:
+                    answer = client.get(self.url + "/health")
+                    if answer.status_code == 200:
+                        return
+                    last = f"{answer.status_code} {answer.text[:200]}"
+                except httpx.TransportError as exc:
+                    last = type(exc).__name__
+                time.sleep(0.05)
+        raise StackError(
+            f"the service did not become healthy in {self.start_timeout:g} s (last: {last}); "
+            f"log {self.log}:\n{_process.log_tail(self.log)}"
+        )
+
+    def metrics(self) -> str:
+        """The service's /metrics page (Prometheus text)."""
+        return httpx.get(self.url + "/metrics", timeout=5).text
+
+    def pids(self) -> list[int]:
+        """The service's process ids (master and workers)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        import psutil
+
+        root = psutil.Process(self.proc.pid)
+        return [root.pid, *(p.pid for p in root.children(recursive=True))]
+
+    def stop(self) -> None:
+        """Graceful stop (SIGTERM), then kill after a grace period."""
+        if self.proc is not None:
+            _process.stop(self.proc, timeout=10)
+            self.proc = None

@@ -1,0 +1,192 @@
+"""Stack: PostgreSQL + Redis for the service, embedded or attached by URL, seeded and health-checked."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import asyncpg
+import psutil
+import redis
+
+from workbench import _process
+from workbench._aio import run_sync
+from workbench._errors import InputError, StackError
+from workbench._net import check_url
+from workbench.paths import project_dir
+from workbench.postgres import EmbeddedPostgres
+from workbench.redis import EmbeddedRedis
+from workbench.seed import max_connections, seed
+
+DEFAULT_USERS = 100_000
+STATE_FILE = "state.json"
+
+
+def stack_dir() -> Path:
+    """Where embedded servers keep their data: data/stack, or elsewhere when PostgreSQL's user can't reach it."""
+    if env := os.environ.get("WORKBENCH_STACK_DIR"):
+        return Path(env).resolve()
+    here = project_dir() / "data" / "stack"
+    user = _process.unprivileged_user()
+    if _process.reachable_by(here.parent, user):
+        return here
+    digest = hashlib.sha1(str(here).encode()).hexdigest()[:10]
+    return Path("/var/tmp") / f"fastapi-workbench-{digest}"
+
+
+@dataclass
+class Stack:
+    """PostgreSQL and Redis for the service: started here (embedded) or attached by URL."""
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    users: int = DEFAULT_USERS
+    root: Path = field(default_factory=stack_dir)
+    progress: Callable[[str], None] = print
+    _postgres: EmbeddedPostgres | None = field(default=None, init=False, repr=False)
+    _redis: EmbeddedRedis | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.database_url = self.database_url or os.environ.get("DATABASE_URL") or None
+        self.redis_url = self.redis_url or os.environ.get("REDIS_URL") or None
+        if self.database_url:
+            check_url("database_url", self.database_url, schemes=("postgresql", "postgres"))
+        if self.redis_url:
+            check_url("redis_url", self.redis_url, schemes=("redis",))
+        if isinstance(self.users, bool) or not isinstance(self.users, int) or self.users < 1:
+            raise InputError("users", f"must be an integer >= 1, got {self.users!r}")
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self, *, detach: bool = False) -> Stack:
+        """Start (or attach to) both servers, check them and seed the database."""
+        try:
+            if not self.database_url:
+                self._postgres = EmbeddedPostgres(self.root / "postgres")
+                self._postgres.start(detach=detach)
+                self.database_url = self._postgres.url
+                self.progress(f"PostgreSQL (embedded) on {self.database_url}")
+            if not self.redis_url:
+                self._redis = EmbeddedRedis(self.root / "redis")
+                self._redis.start(detach=detach)
+                self.redis_url = self._redis.url
+                self.progress(f"Redis (embedded Valkey) on {self.redis_url}")
+            self.check()
+            seed(self.url, users=self.users, progress=self.progress)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop the servers this stack started; attached ones are left alone."""
+        if self._redis is not None:
+            self._redis.stop()
+            self._redis = None
+            self.redis_url = None
+        if self._postgres is not None:
+            self._postgres.stop()
+            self._postgres = None
+            self.database_url = None
+
+    # --- facts --------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """The PostgreSQL URL (raises when not started)."""
+        if not self.database_url:
+            raise StackError("the stack is not started")
+        return self.database_url
+
+    @property
+    def redis(self) -> str:
+        """The Redis URL (raises when not started)."""
+        if not self.redis_url:
+            raise StackError("the stack is not started")
+        return self.redis_url
+
+    def check(self) -> dict[str, str]:
+        """Health of both servers: raise StackError naming the one that does not answer."""
+        try:
+            version = run_sync(_pg_version(self.url))
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            raise StackError(f"PostgreSQL at {self.url} does not answer: {exc}") from None
+        try:
+            client = redis.Redis.from_url(self.redis, socket_timeout=3)
+            info = client.info("server")
+            client.close()
+        except redis.RedisError as exc:
+            raise StackError(f"Redis at {self.redis} does not answer: {exc}") from None
+        return {"postgres": version, "redis": str(info.get("redis_version", "?"))}
+
+    def max_connections(self) -> int:
+        """PostgreSQL's max_connections."""
+        return max_connections(self.url)
+
+    def pids(self) -> dict[str, int]:
+        """Process ids of the servers this stack started."""
+        out = {}
+        if self._postgres and self._postgres.proc:
+            out["postgres"] = self._postgres.proc.pid
+        if self._redis and self._redis.proc:
+            out["redis"] = self._redis.proc.pid
+        return out
+
+    def env(self) -> dict[str, str]:
+        """DATABASE_URL and REDIS_URL for a service process."""
+        return {"DATABASE_URL": self.url, "REDIS_URL": self.redis}
+
+    # --- detached stacks (`workbench stack up | status | down`) ------------------------
+    def save_state(self) -> Path:
+        """Write the URLs and pids of a detached stack to data/stack/state.json."""
+        path = self.root / STATE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {"database_url": self.url, "redis_url": self.redis, "pids": self.pids()}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(path)
+        return path
+
+
+def read_state(root: Path | None = None) -> dict[str, object] | None:
+    """The state of a detached stack, or None when none is up."""
+    path = (root or stack_dir()) / STATE_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
+
+
+def stop_detached(root: Path | None = None) -> list[str]:
+    """Stop a detached stack's servers and forget it; the names of the servers stopped."""
+    root = root or stack_dir()
+    state = read_state(root)
+    stopped = []
+    if state:
+        pids = state.get("pids") or {}
+        assert isinstance(pids, dict)
+        for name, pid in pids.items():
+            if psutil.pid_exists(pid):
+                _process.stop_pid(pid, sig=2 if name == "postgres" else 15)
+                stopped.append(name)
+        (root / STATE_FILE).unlink(missing_ok=True)
+    return stopped
+
+
+async def _pg_version(url: str) -> str:
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        return str(await conn.fetchval("SHOW server_version"))
+    finally:
+        await conn.close()
