@@ -46,11 +46,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database.create(settings, url=database_url, read_url=os.environ.get("READ_DATABASE_URL"))
+        db = Database.create(
+            settings, url=database_url, read_url=os.environ.get("READ_DATABASE_URL")
+        )
         pool = aioredis.BlockingConnectionPool.from_url(
             redis_url, max_connections=settings.redis_max_connections, timeout=5
         )
-        app.state.res = Resources(settings=settings, db=db, redis=aioredis.Redis(connection_pool=pool))
+        app.state.res = Resources(
+            settings=settings, db=db, redis=aioredis.Redis(connection_pool=pool)
+        )
         watchers = [asyncio.create_task(_watch_loop_lag()), asyncio.create_task(_watch_pools(db))]
         try:
             yield

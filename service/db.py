@@ -58,10 +58,14 @@ class Database:
 
     def engines(self) -> dict[str, AsyncEngine]:
         """Engines by role; one entry when reads and writes share an engine."""
-        return {"write": self.write} if self.read is self.write else {
-            "write": self.write,
-            "read": self.read,
-        }
+        return (
+            {"write": self.write}
+            if self.read is self.write
+            else {
+                "write": self.write,
+                "read": self.read,
+            }
+        )
 
     async def get_user(self, user_id: int) -> dict[str, Any] | None:
         """One user row by id from the read engine, or None."""
@@ -80,7 +84,9 @@ class Database:
             await engine.dispose()
 
 
-def _engine(url: str, *, pool_size: int, max_overflow: int, settings: ServiceSettings) -> AsyncEngine:
+def _engine(
+    url: str, *, pool_size: int, max_overflow: int, settings: ServiceSettings
+) -> AsyncEngine:
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,

@@ -23,7 +23,10 @@ LATENCY = Histogram(
 IN_FLIGHT = Gauge("http_requests_in_flight", "Requests being served", multiprocess_mode="livesum")
 POOL_SIZE = Gauge("db_pool_size", "Pool size by engine", ["engine"], multiprocess_mode="livesum")
 POOL_CHECKED_OUT = Gauge(
-    "db_pool_checked_out", "Connections checked out by engine", ["engine"], multiprocess_mode="livesum"
+    "db_pool_checked_out",
+    "Connections checked out by engine",
+    ["engine"],
+    multiprocess_mode="livesum",
 )
 POOL_OVERFLOW = Gauge(
     "db_pool_overflow", "Overflow connections by engine", ["engine"], multiprocess_mode="livesum"

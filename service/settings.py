@@ -126,7 +126,9 @@ class ServiceSettings:
         return [f.name for f in fields(cls)]
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], *, base: ServiceSettings | None = None) -> ServiceSettings:
+    def from_dict(
+        cls, values: Mapping[str, Any], *, base: ServiceSettings | None = None
+    ) -> ServiceSettings:
         """Settings from a dict (notebooks, sweeps); unknown names are rejected with the valid ones."""
         unknown = sorted(set(values) - set(cls.names()))
         if unknown:

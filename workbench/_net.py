@@ -66,7 +66,5 @@ def check_url(name: str, url: str, *, schemes: tuple[str, ...]) -> str:
     except ValueError as exc:
         raise InputError(name, f"not a valid URL ({exc}): {url!r}") from None
     if parts.scheme not in schemes or not parts.hostname:
-        raise InputError(
-            name, f"must be a URL like {schemes[0]}://host:port/..., got {url!r}"
-        )
+        raise InputError(name, f"must be a URL like {schemes[0]}://host:port/..., got {url!r}")
     return url

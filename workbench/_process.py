@@ -120,7 +120,9 @@ def stop_pid(pid: int, *, sig: int = signal.SIGTERM, timeout: float = 10.0) -> N
     psutil.wait_procs(alive, timeout=5)
 
 
-def stop(proc: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+def stop(
+    proc: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 10.0
+) -> None:
     """Stop a child started by spawn and reap it."""
     if proc.poll() is None:
         stop_pid(proc.pid, sig=sig, timeout=timeout)

@@ -72,6 +72,12 @@ class EmbeddedPostgres:
     def start(self, *, detach: bool = False, timeout: float = 30.0) -> None:
         """initdb on first use, then start the server and wait until it accepts queries."""
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        if not _process.reachable_by(self.data_dir.parent, self.user):
+            raise StackError(
+                f"PostgreSQL refuses to run as root, so it runs as {self.user!r}, who cannot reach "
+                f"{self.data_dir.parent}; set WORKBENCH_STACK_DIR to a folder whose parents are "
+                "world-traversable (e.g. /var/tmp/workbench)"
+            )
         bindir = _bin_for(self.user, self.data_dir.parent)
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb(bindir)

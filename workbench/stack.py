@@ -67,7 +67,10 @@ class Stack:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -165,7 +168,7 @@ def read_state(root: Path | None = None) -> dict[str, object] | None:
     path = (root or stack_dir()) / STATE_FILE
     if not path.exists():
         return None
-    return json.loads(path.read_text())  # type: ignore[no-any-return]
+    return json.loads(path.read_text())
 
 
 def stop_detached(root: Path | None = None) -> list[str]:

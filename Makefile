@@ -1,0 +1,40 @@
+# The workbench's commands. `make demo` sets everything up and renders the quickstart report;
+# `make test` runs the suite (what CI runs); `make check` lints and type-checks.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test check format lab clean-stack
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing into $(VENV) ..."
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@$(PY) -c "from workbench.report import ensure_kernel; ensure_kernel()"
+	@touch $(STAMP)
+
+demo: install
+	@$(VENV)/bin/workbench demo
+
+test: install
+	@$(PY) -m pytest -q
+
+check: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+lab: install
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+clean-stack:
+	-@$(VENV)/bin/workbench stack down
+	rm -rf data/stack

@@ -1,0 +1,49 @@
+"""Shared fixtures: one real embedded stack per test session, in a folder of its own."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from workbench.stack import Stack
+
+TEST_USERS = 2_000
+
+
+@pytest.fixture(scope="session")
+def stack_root() -> Path:
+    """A stack folder PostgreSQL's unprivileged user can reach (pytest's tmp is 0700 under root)."""
+    root = Path(tempfile.mkdtemp(prefix="workbench-test-stack-"))
+    root.chmod(0o755)
+    os.environ["WORKBENCH_STACK_DIR"] = str(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def stack(stack_root: Path) -> Iterator[Stack]:
+    """Real PostgreSQL + Redis, seeded with TEST_USERS users, for the whole session."""
+    with Stack(users=TEST_USERS, root=stack_root, progress=lambda _: None) as running:
+        yield running
+
+
+def descendants() -> set[int]:
+    """Pids of every process this test process started, at any depth."""
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def processes_under(root: Path) -> set[int]:
+    """Pids of processes anywhere whose WORKBENCH_STACK_DIR lies under root (servers of a run)."""
+    found = set()
+    for proc in psutil.process_iter():
+        try:
+            where = proc.environ().get("WORKBENCH_STACK_DIR", "")
+        except (psutil.Error, OSError):
+            continue
+        if where.startswith(str(root)) and proc.pid != os.getpid():
+            found.add(proc.pid)
+    return found

@@ -1,0 +1,58 @@
+"""ServiceProcess: the real service in a subprocess, healthy, answering, stopped with nothing left."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+import psutil
+import pytest
+
+from service.settings import ServiceSettings, SettingsError
+from workbench._errors import InputError
+from workbench.launcher import ServiceProcess
+from workbench.seed import user_row
+from workbench.stack import Stack
+
+from .conftest import descendants
+
+
+def test_service_answers_users_health_and_metrics(stack: Stack) -> None:
+    with ServiceProcess(ServiceSettings.naive(), stack) as svc:
+        user = httpx.get(svc.url + "/users/7").json()
+        assert user["id"] == 7 and user["email"] == user_row(7)[2]
+        assert user["created_at"] == user_row(7)[3].isoformat().replace("+00:00", "Z")
+        assert httpx.get(svc.url + "/users/999999").status_code == 404
+        assert httpx.get(svc.url + "/users/abc").status_code == 422
+        assert httpx.get(svc.url + "/users/-1").status_code == 422
+        assert httpx.get(svc.url + "/health").json()["status"] == "ok"
+        text = svc.metrics()
+        assert 'http_requests_total{route="/users/{user_id}",status="200"}' in text
+        pids = svc.pids()
+    assert pids and not any(psutil.pid_exists(pid) for pid in pids)
+
+
+def test_gunicorn_workers_start_and_all_stop(stack: Stack) -> None:
+    before = descendants()
+    settings = ServiceSettings(server="gunicorn", workers=2)
+    with ServiceProcess(settings, stack) as svc:
+        assert len(svc.pids()) >= 3  # master + 2 workers
+        assert httpx.get(svc.url + "/users/1").status_code == 200
+    assert descendants() <= before
+
+
+def test_pool_over_database_limit_is_refused_before_start(stack: Stack) -> None:
+    before = descendants()
+    too_big = ServiceSettings(pool_size=200, max_overflow=200, workers=2)
+    with pytest.raises(SettingsError, match="max_connections"):
+        ServiceProcess(too_big, stack).start()
+    assert descendants() == before
+
+
+def test_busy_port_is_a_clear_error(stack: Stack) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(InputError, match=f"port {port} .* already in use"):
+            ServiceProcess(ServiceSettings(), stack, port=port)

@@ -1,0 +1,35 @@
+"""Notebook parameters: each bad one is named, with what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+
+from workbench._errors import InputError
+from workbench.params import check_params
+
+
+def test_defaults_pass_and_build_the_preset() -> None:
+    params = check_params(preset="naive", settings={"pool_size": 9})
+    assert params.settings.pool_size == 9 and params.settings.serializer == "pydantic"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name", "allowed"),
+    [
+        ({"connections": -3}, "connections", ">= 1"),
+        ({"connections": "many"}, "connections", "integer"),
+        ({"duration": 0}, "duration", "> 0"),
+        ({"duration": 10_000}, "duration", "<= 3600"),
+        ({"users": 1.5}, "users", "integer"),
+        ({"preset": "fast"}, "preset", "naive, optimized"),
+        ({"settings": {"serializer": "json"}}, "settings.serializer", "pydantic, orjson"),
+        ({"settings": [1]}, "settings", "dict"),
+        ({"endpoint": "users"}, "endpoint", "'/'"),
+        ({"database_url": "mysql://h/db"}, "database_url", "postgresql://"),
+    ],
+)
+def test_bad_parameter_is_named(kwargs: dict[str, object], name: str, allowed: str) -> None:
+    with pytest.raises(InputError) as info:
+        check_params(**kwargs)
+    assert info.value.name == name
+    assert allowed in str(info.value)

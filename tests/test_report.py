@@ -1,0 +1,76 @@
+"""Reports: the quickstart executed headless, rendered offline in Chromium with every chart drawn."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workbench.browser import count_charts, screenshot
+from workbench.report import ensure_kernel
+from workbench.stack import Stack
+
+from .conftest import processes_under
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def quickstart_html(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The quickstart rendered through the CLI, as `make demo` does, with short parameters."""
+    env = {**os.environ, "WORKBENCH_STACK_DIR": str(stack.root / "cli")}
+    done = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "report", "01_quickstart",
+         "-p", "duration", "1.5", "-p", "users", "500", "-p", "connections", "4"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert processes_under(stack.root / "cli") == set(), "a server of the run is still alive"
+    return Path(done.stdout.strip().splitlines()[-1]), done.stdout
+
+
+def test_cli_prints_the_report_path_last(quickstart_html: tuple[Path, str]) -> None:
+    html, _ = quickstart_html
+    assert html.suffix == ".html" and html.is_file()
+    assert html.parent == ROOT / "data" / "reports"
+
+
+def test_report_is_self_contained(quickstart_html: tuple[Path, str]) -> None:
+    text = quickstart_html[0].read_text()
+    assert not re.findall(r'<script[^>]+src="https?://', text), "a script comes from the network"
+    assert "plotly" in text.lower()
+
+
+def test_every_chart_draws_offline_in_chromium(
+    quickstart_html: tuple[Path, str], tmp_path: Path
+) -> None:
+    html, _ = quickstart_html
+    assert count_charts(html) == 3
+    png = screenshot(html, tmp_path / "report.png")
+    assert png.stat().st_size > 20_000
+
+
+def test_bad_papermill_parameter_stops_in_the_first_cell(tmp_path: Path, stack_root: Path) -> None:
+    root = stack_root / "papermill"
+    out = tmp_path / "out.ipynb"
+    done = subprocess.run(
+        [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "01_quickstart.ipynb"), str(out),
+         "-k", ensure_kernel(), "-p", "connections", "-3"],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "WORKBENCH_STACK_DIR": str(root)},
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "connections: must be an integer >= 1, got -3" in done.stderr
+    cells = json.loads(out.read_text())["cells"]
+    assert "An Exception was encountered" in "".join(cells[0]["source"])  # papermill's banner
+    errors = [
+        c for c in cells if any(o.get("output_type") == "error" for o in c.get("outputs", []))
+    ]
+    assert len(errors) == 1 and "check_params" in "".join(errors[0]["source"])
+    assert not root.exists(), "a stack was started despite the bad parameter"
+    assert processes_under(root) == set()

@@ -1,0 +1,90 @@
+"""Stack: real embedded PostgreSQL and Redis, seeded by COPY, stopped for certain."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import psutil
+import pytest
+import redis
+
+from workbench._errors import InputError, StackError
+from workbench.seed import seed, seeded_users, user_row
+from workbench.stack import Stack
+
+from .conftest import TEST_USERS, descendants
+
+
+def test_stack_serves_real_postgres_and_redis(stack: Stack) -> None:
+    health = stack.check()
+    assert health["postgres"].startswith("18")
+    assert redis.Redis.from_url(stack.redis).ping()
+
+    async def fetch() -> tuple[int, asyncpg.Record]:
+        conn = await asyncpg.connect(stack.url)
+        try:
+            count = await conn.fetchval("SELECT count(*) FROM users")
+            row = await conn.fetchrow(
+                "SELECT u.id, u.name, u.email, p.country, s.theme FROM users u "
+                "JOIN profiles p ON p.user_id = u.id JOIN settings s ON s.user_id = u.id "
+                "WHERE u.id = 42"
+            )
+            return count, row
+        finally:
+            await conn.close()
+
+    count, row = asyncio.run(fetch())
+    assert count == TEST_USERS
+    assert tuple(row)[:3] == user_row(42)[:3]
+
+
+def test_seed_is_reused_and_redone_for_another_size(stack: Stack) -> None:
+    assert seeded_users(stack.url) == TEST_USERS
+    assert seed(stack.url, users=TEST_USERS, progress=lambda _: None) is False
+
+
+def test_attached_stack_neither_starts_nor_stops_servers(stack: Stack) -> None:
+    before = descendants()
+    with Stack(database_url=stack.url, redis_url=stack.redis, users=TEST_USERS) as attached:
+        assert attached.pids() == {}
+        assert descendants() == before
+    stack.check()  # still up
+
+
+def test_stack_stops_everything_when_the_body_raises(stack_root: Path) -> None:
+    root = stack_root / "raising"
+    root.mkdir()
+    root.chmod(0o755)
+    before = descendants()
+    with pytest.raises(RuntimeError, match="boom"), Stack(users=10, root=root) as own:
+        pids = own.pids()
+        assert set(pids) == {"postgres", "redis"}
+        raise RuntimeError("boom")
+    assert not any(psutil.pid_exists(pid) for pid in pids.values())
+    assert descendants() <= before
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"database_url": "mysql://x"}, "database_url"),
+        ({"redis_url": "http://localhost:6379"}, "redis_url"),
+        ({"users": 0}, "users"),
+    ],
+)
+def test_bad_input_is_named_before_anything_starts(kwargs: dict[str, object], name: str) -> None:
+    before = descendants()
+    with pytest.raises(InputError) as info:
+        Stack(**kwargs)  # type: ignore[arg-type]
+    assert info.value.name == name
+    assert descendants() == before
+
+
+def test_unreachable_server_is_a_clear_error() -> None:
+    with pytest.raises(StackError, match="PostgreSQL at .* does not answer"):
+        Stack(
+            database_url="postgresql://postgres@127.0.0.1:1/postgres",
+            redis_url="redis://127.0.0.1:1",
+        ).start()

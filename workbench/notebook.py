@@ -1,0 +1,28 @@
+"""Showing figures in notebooks so that they render in JupyterLab and in offline HTML reports."""
+
+from __future__ import annotations
+
+import json
+
+import plotly.graph_objects as go
+import plotly.offline
+
+_MIME_PLOTLY = "application/vnd.plotly.v1+json"
+
+
+def setup() -> None:
+    """Embed plotly.js once at the top of a notebook, so exported reports draw offline."""
+    from IPython.display import HTML, display
+
+    # Under papermill plotly keeps only its JSON bundle, which nbconvert's HTML drops; a
+    # script with plotly.js in the notebook's output makes every later figure's HTML work.
+    script = plotly.offline.get_plotlyjs()
+    display(HTML(f'<script type="text/javascript">{script}</script>'))
+
+
+def show(fig: go.Figure) -> None:
+    """Display fig as plotly JSON (JupyterLab) and as HTML (reports)."""
+    from IPython.display import display
+
+    html = fig.to_html(include_plotlyjs=False, full_html=False, config={"displaylogo": False})
+    display({_MIME_PLOTLY: json.loads(fig.to_json()), "text/html": html}, raw=True)

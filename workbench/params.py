@@ -1,0 +1,77 @@
+"""Notebook and CLI parameters: checked in one place, before anything starts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from service.settings import ServiceSettings, SettingsError
+from workbench._errors import InputError, positive_float, positive_int
+from workbench._net import check_url
+
+PRESETS = ("naive", "optimized")
+MAX_DURATION = 3600.0
+MAX_CONNECTIONS = 10_000
+
+
+def preset_settings(preset: str, overrides: Mapping[str, Any] | None = None) -> ServiceSettings:
+    """A preset's settings with overrides applied; InputError naming a bad preset or setting."""
+    if preset not in PRESETS:
+        raise InputError("preset", f"must be one of {', '.join(PRESETS)}; got {preset!r}")
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise InputError("settings", f"must be a dict of setting: value, got {overrides!r}")
+    base = getattr(ServiceSettings, preset)()
+    try:
+        return ServiceSettings.from_dict(dict(overrides or {}), base=base)
+    except SettingsError as exc:
+        raise InputError(f"settings.{exc.name}", str(exc).split(": ", 1)[1]) from None
+
+
+@dataclass(frozen=True)
+class Params:
+    """Checked parameters of a run: load shape, data size and service settings."""
+
+    duration: float
+    connections: int
+    users: int
+    settings: ServiceSettings
+    endpoint: str
+    database_url: str | None
+    redis_url: str | None
+
+
+def check_params(
+    *,
+    duration: Any = 5.0,
+    connections: Any = 16,
+    users: Any = 100_000,
+    preset: Any = "optimized",
+    settings: Any = None,
+    endpoint: Any = "/users/{id}",
+    database_url: Any = "",
+    redis_url: Any = "",
+) -> Params:
+    """Check a notebook's parameters; raise InputError naming the first bad one."""
+    duration = positive_float("duration", duration)
+    if duration > MAX_DURATION:
+        raise InputError("duration", f"must be <= {MAX_DURATION:g} s, got {duration:g}")
+    connections = positive_int("connections", connections)
+    if connections > MAX_CONNECTIONS:
+        raise InputError("connections", f"must be <= {MAX_CONNECTIONS}, got {connections}")
+    users = positive_int("users", users)
+    if not isinstance(endpoint, str) or not endpoint.startswith("/"):
+        raise InputError("endpoint", f"must be a path starting with '/', got {endpoint!r}")
+    if database_url:
+        check_url("database_url", database_url, schemes=("postgresql", "postgres"))
+    if redis_url:
+        check_url("redis_url", redis_url, schemes=("redis",))
+    return Params(
+        duration=duration,
+        connections=connections,
+        users=users,
+        settings=preset_settings(preset, settings),
+        endpoint=endpoint,
+        database_url=database_url or None,
+        redis_url=redis_url or None,
+    )

@@ -1,0 +1,120 @@
+"""Reports: a notebook executed headless with papermill, rendered into one self-contained HTML file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from workbench._errors import InputError
+from workbench.paths import notebooks_dir, reports_dir
+
+KERNEL_NAME = "fastapi-workbench"
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def ensure_kernel() -> str:
+    """Install this environment's Jupyter kernel (once) and return its name."""
+    _runtime_dir()
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+        if Path(spec.argv[0]).resolve() == Path(sys.executable).resolve():
+            return KERNEL_NAME
+    except NoSuchKernel:
+        pass
+    from ipykernel.kernelspec import install
+
+    install(kernel_name=KERNEL_NAME, display_name="Python (FastAPI workbench)", prefix=sys.prefix)
+    return KERNEL_NAME
+
+
+def _runtime_dir() -> None:
+    # Jupyter warns in every cell output when XDG_RUNTIME_DIR is unset (as under CI and cron).
+    if "XDG_RUNTIME_DIR" not in os.environ:
+        path = Path(tempfile.gettempdir()) / f"runtime-{os.getuid()}"
+        path.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(path)
+
+
+def find_notebook(name: str | Path) -> Path:
+    """A notebook by path or by name in notebooks/ (with or without .ipynb)."""
+    candidates = [Path(name), notebooks_dir() / Path(name).name]
+    candidates += [c.with_suffix(".ipynb") for c in list(candidates) if c.suffix != ".ipynb"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    known = ", ".join(sorted(p.stem for p in notebooks_dir().glob("*.ipynb")))
+    raise InputError("notebook", f"no notebook {str(name)!r}; known notebooks: {known}")
+
+
+def parse_value(text: str) -> Any:
+    """A -p value from the command line: JSON when it parses (numbers, true, {...}), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def execute(
+    notebook: str | Path,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    output: Path | None = None,
+    log_output: bool = True,
+) -> Path:
+    """Run a notebook headless with papermill; the executed copy goes to data/reports/."""
+    import papermill
+
+    source = find_notebook(notebook)
+    output = output or reports_dir() / source.name
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if log_output:
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    papermill.execute_notebook(
+        str(source),
+        str(output),
+        parameters=dict(parameters or {}),
+        kernel_name=ensure_kernel(),
+        log_output=log_output,
+        progress_bar=False,
+        cwd=str(source.parent),
+    )
+    return output
+
+
+def to_html(executed: str | Path, *, output: Path | None = None, no_input: bool = False) -> Path:
+    """Render an executed notebook into one self-contained HTML file (plotly.js inside)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    executed = Path(executed)
+    output = output or reports_dir() / (executed.stem + ".html")
+    exporter = HTMLExporter(
+        template_name="offline",
+        extra_template_basedirs=[str(TEMPLATES)],
+        exclude_input=no_input,
+    )
+    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    tmp = output.with_suffix(".html.tmp")
+    tmp.write_text(body, encoding="utf-8")
+    tmp.replace(output)
+    return output
+
+
+def render(
+    notebook: str | Path,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    no_input: bool = False,
+    log_output: bool = True,
+) -> Path:
+    """Execute a notebook and write its HTML report; the report's path."""
+    executed = execute(notebook, parameters=parameters, log_output=log_output)
+    return to_html(executed, no_input=no_input)
