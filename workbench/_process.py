@@ -8,10 +8,15 @@ import os
 import pwd
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
 
 import psutil
+
+from workbench._errors import StackError
 
 _PR_SET_PDEATHSIG = 1
 
@@ -137,3 +142,46 @@ def log_tail(log: Path, lines: int = 20) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    *,
+    name: str,
+    log: Path,
+    timeout: float,
+) -> None:
+    """Poll ready() until it is true; StackError with the log's tail if proc exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StackError(
+                f"{name} exited at start (code {proc.returncode}); log {log}:\n{log_tail(log)}"
+            )
+        if ready():
+            return
+        time.sleep(0.03)
+    raise StackError(f"{name} was not ready in {timeout:g} s; log {log}:\n{log_tail(log)}")
+
+
+class Managed:
+    """Something started and stopped: a context manager that stops it even when the body raises."""
+
+    def start(self) -> Any:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

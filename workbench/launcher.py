@@ -9,7 +9,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
@@ -21,7 +20,7 @@ from workbench.stack import Stack
 
 
 @dataclass
-class ServiceProcess:
+class ServiceProcess(_process.Managed):
     """The service under test, as a child process: start, wait for /health, scrape, stop."""
 
     settings: ServiceSettings
@@ -41,18 +40,6 @@ class ServiceProcess:
     def url(self) -> str:
         """The service's base URL."""
         return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ServiceProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self, *, detach: bool = False) -> ServiceProcess:
         """Start the service and wait until /health answers 200."""

@@ -6,7 +6,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,22 +92,18 @@ class EmbeddedPostgres:
             "-c", "synchronous_commit=off",
         ]  # fmt: skip
         self.proc = _process.spawn(argv, log=self.log, user=self.user, detach=detach)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise StackError(
-                    f"PostgreSQL exited at start (code {self.proc.returncode}); log {self.log}:\n"
-                    + _process.log_tail(self.log)
-                )
-            ready = _process.run(
-                [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-q"],
-                timeout=5,
+        isready = [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-q"]
+        try:
+            _process.wait_ready(
+                self.proc,
+                lambda: _process.run(isready, timeout=5).returncode == 0,
+                name="PostgreSQL",
+                log=self.log,
+                timeout=timeout,
             )
-            if ready.returncode == 0:
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise StackError(f"PostgreSQL did not accept connections in {timeout:g} s; log {self.log}")
+        except StackError:
+            self.stop()
+            raise
 
     def _initdb(self, bindir: Path) -> None:
         shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,18 +61,17 @@ class EmbeddedRedis:
             "--maxclients", str(self.maxclients),
         ]  # fmt: skip
         self.proc = _process.spawn(argv, log=self.log, detach=detach)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise StackError(
-                    f"Redis exited at start (code {self.proc.returncode}); log {self.log}:\n"
-                    + _process.log_tail(self.log)
-                )
-            if port_in_use(self.port):
-                return
-            time.sleep(0.02)
-        self.stop()
-        raise StackError(f"Redis did not accept connections in {timeout:g} s; log {self.log}")
+        try:
+            _process.wait_ready(
+                self.proc,
+                lambda: port_in_use(self.port),
+                name="Redis",
+                log=self.log,
+                timeout=timeout,
+            )
+        except StackError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         """SIGTERM, then kill what is left."""

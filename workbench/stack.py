@@ -8,7 +8,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import asyncpg
 import psutil
@@ -40,7 +39,7 @@ def stack_dir() -> Path:
 
 
 @dataclass
-class Stack:
+class Stack(_process.Managed):
     """PostgreSQL and Redis for the service: started here (embedded) or attached by URL."""
 
     database_url: str | None = None
@@ -62,18 +61,6 @@ class Stack:
             raise InputError("users", f"must be an integer >= 1, got {self.users!r}")
 
     # --- lifecycle ----------------------------------------------------------------------
-    def __enter__(self) -> Stack:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def start(self, *, detach: bool = False) -> Stack:
         """Start (or attach to) both servers, check them and seed the database."""
         try:
