@@ -10,13 +10,10 @@ from typing import Any
 
 import httpx
 import pandas as pd
-from hdrh.histogram import HdrHistogram
 
+from workbench import hdr
 from workbench._aio import run_sync
 from workbench._errors import positive_float, positive_int
-
-_LOW, _HIGH, _DIGITS = 1, 60_000_000, 3  # microseconds, 1 µs .. 60 s
-PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 
 
 @dataclass(frozen=True)
@@ -31,17 +28,7 @@ class QuickResult:
 
     def histogram(self) -> pd.DataFrame:
         """Percentile spectrum: percentile, latency_ms, inverse_tail = 1/(1-p)."""
-        hist = HdrHistogram.decode(self.hdr)
-        out = []
-        for p in (0, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 100):
-            out.append(
-                {
-                    "percentile": p,
-                    "latency_ms": hist.get_value_at_percentile(p) / 1000,
-                    "inverse_tail": 1 / (1 - min(p, 99.999) / 100),
-                }
-            )
-        return pd.DataFrame(out)
+        return hdr.spectrum(self.hdr)
 
     def series(self) -> pd.DataFrame:
         """One row per second: completed, errors, rate, p50/p95/p99 in ms."""
@@ -49,7 +36,6 @@ class QuickResult:
 
     def summary(self) -> dict[str, Any]:
         """Totals and percentiles of the whole run."""
-        hist = HdrHistogram.decode(self.hdr)
         frame = self.series()
         requests = int(frame["completed"].sum()) if len(frame) else 0
         errors = int(frame["errors"].sum()) if len(frame) else 0
@@ -58,11 +44,7 @@ class QuickResult:
             "errors": errors,
             "duration_s": self.duration_s,
             "throughput_rps": requests / self.duration_s if self.duration_s else 0.0,
-            "latency_ms": {
-                f"p{p:g}".replace(".", ""): hist.get_value_at_percentile(p) / 1000
-                for p in PERCENTILES
-            }
-            | {"max": hist.get_max_value() / 1000},
+            "latency_ms": hdr.percentiles_ms(self.hdr),
         }
 
 
@@ -84,8 +66,8 @@ async def _run(
     url: str, connections: int, duration: float, id_range: int, seed: int
 ) -> QuickResult:
     rng = random.Random(seed)
-    total = HdrHistogram(_LOW, _HIGH, _DIGITS)
-    per_second: dict[int, tuple[HdrHistogram, list[int]]] = {}
+    total = hdr.new()
+    per_second: dict[int, tuple[Any, list[int]]] = {}
     clients = [httpx.AsyncClient(timeout=10) for _ in range(connections)]
     start = time.perf_counter()
     stop_at = start + duration
@@ -100,11 +82,9 @@ async def _run(
             except httpx.HTTPError:
                 ok = False
             done = time.perf_counter()
-            micros = max(_LOW, int((done - now) * 1e6))
+            micros = max(hdr.LOWEST_US, int((done - now) * 1e6))
             second = int(done - start)
-            hist, counts = per_second.setdefault(
-                second, (HdrHistogram(_LOW, _HIGH, _DIGITS), [0, 0])
-            )
+            hist, counts = per_second.setdefault(second, (hdr.new(), [0, 0]))
             hist.record_value(micros)
             total.record_value(micros)
             counts[0] += 1

@@ -1,0 +1,27 @@
+"""Bottleneck attribution: each rule fires on its evidence."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from service.settings import ServiceSettings
+from workbench.bottleneck import attribute
+
+
+@pytest.mark.parametrize(
+    ("summary", "server", "settings", "kind"),
+    [
+        ({"generator_saturated": True, "saturation_reason": "send lag"}, {}, None, "generator saturated"),
+        ({}, {"pool_wait_ms": [5.0, 8.0], "pool_checked_out": [15, 15]}, ServiceSettings(), "database pool exhausted"),
+        ({}, {"loop_lag_ms": [80.0, 90.0], "service_cpu_pct": [30.0, 30.0]}, ServiceSettings(), "event loop blocked"),
+        ({}, {"postgres_cpu_pct": [90.0, 95.0], "service_cpu_pct": [50.0, 40.0]}, ServiceSettings(), "database CPU"),
+        ({}, {"service_cpu_pct": [99.0, 98.0], "postgres_cpu_pct": [20.0, 20.0]}, ServiceSettings(), "CPU-bound workers"),
+        ({}, {"l1_hit_ratio": [0.1, 0.2], "service_cpu_pct": [30.0, 30.0]}, ServiceSettings(cache=True), "cache misses"),
+        ({}, {"service_cpu_pct": [30.0, 30.0]}, ServiceSettings(), "none found"),
+    ],
+)  # fmt: skip
+def test_rules(summary: dict, server: dict, settings: ServiceSettings | None, kind: str) -> None:  # type: ignore[type-arg]
+    verdict = attribute(summary, pd.DataFrame(server), settings)
+    assert verdict.kind == kind
+    assert verdict.sentence

@@ -1,0 +1,56 @@
+"""Monitor: parsing Prometheus text, deriving per-second columns, sampling a real service."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from service.settings import ServiceSettings
+from workbench.launcher import ServiceProcess
+from workbench.monitor import Monitor, derive, parse_metrics
+from workbench.stack import Stack
+
+TEXT_1 = """
+# TYPE http_requests_total counter
+http_requests_total{route="/a",status="200"} 10
+http_requests_total{route="/b",status="200"} 10
+# TYPE db_queries_total counter
+db_queries_total{engine="read"} 20
+# TYPE cache_hits_total counter
+cache_hits_total{level="l1"} 0
+# TYPE cache_misses_total counter
+cache_misses_total{level="l1"} 0
+"""
+TEXT_2 = (
+    TEXT_1.replace("} 10", "} 60")
+    .replace("} 20", "} 70")
+    .replace('cache_hits_total{level="l1"} 0', 'cache_hits_total{level="l1"} 30')
+    .replace('cache_misses_total{level="l1"} 0', 'cache_misses_total{level="l1"} 10')
+)
+
+
+def test_derive_rates_and_ratios() -> None:
+    row = derive(parse_metrics(TEXT_2), parse_metrics(TEXT_1), 2.0)
+    assert row["server_rps"] == 50.0  # (120 - 20) / 2 s
+    assert row["queries_per_request"] == 0.5
+    assert row["l1_hit_ratio"] == 0.75
+
+
+def test_samples_a_real_service_and_stack(stack: Stack) -> None:
+    with ServiceProcess(ServiceSettings(), stack) as svc:
+        monitor = Monitor(
+            metrics_url=svc.url + "/metrics",
+            processes=lambda: {"service": svc.pids()[:1], "postgres": [stack.pids()["postgres"]]},
+            interval=0.25,
+        ).start()
+        with httpx.Client() as client:
+            deadline = time.monotonic() + 1.2
+            while time.monotonic() < deadline:
+                client.get(svc.url + "/users/1")
+        frame = monitor.stop()
+    assert len(frame) >= 3
+    assert frame["server_rps"].max() > 10
+    assert frame["service_rss_mib"].min() > 10
+    assert frame["postgres_rss_mib"].min() > 1
+    assert frame["service_cpu_pct"].max() > 0

@@ -1,0 +1,94 @@
+"""Bottleneck attribution: which resource limited a run, in a field and a short sentence."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from service.settings import ServiceSettings
+
+KINDS = (
+    "generator saturated",
+    "database pool exhausted",
+    "event loop blocked",
+    "database CPU",
+    "CPU-bound workers",
+    "cache misses",
+    "none found",
+)
+
+
+@dataclass(frozen=True)
+class Bottleneck:
+    """What limited a run: one of KINDS, and the evidence in a sentence."""
+
+    kind: str
+    sentence: str
+
+
+def _mean(frame: pd.DataFrame, column: str) -> float:
+    if column not in frame or frame[column].dropna().empty:
+        return math.nan
+    return float(frame[column].dropna().mean())
+
+
+def _high(frame: pd.DataFrame, column: str, q: float = 0.9) -> float:
+    if column not in frame or frame[column].dropna().empty:
+        return math.nan
+    return float(frame[column].dropna().quantile(q))
+
+
+def attribute(
+    summary: dict[str, Any], server: pd.DataFrame, settings: ServiceSettings | None
+) -> Bottleneck:
+    """Name the bottleneck of a run from its summary and server series (first rule that holds)."""
+    if summary.get("generator_saturated"):
+        return Bottleneck(
+            "generator saturated",
+            f"The load generator could not keep up ({summary.get('saturation_reason')}); "
+            "these numbers describe the client, not the service.",
+        )
+    workers = settings.workers if settings else 1
+    capacity = (settings.pool_size + settings.max_overflow) * workers if settings else math.nan
+    wait = _mean(server, "pool_wait_ms")
+    checked_out = _high(server, "pool_checked_out")
+    if wait > 1.0 or (capacity == capacity and checked_out >= 0.9 * capacity):
+        return Bottleneck(
+            "database pool exhausted",
+            f"Requests waited {wait:.1f} ms on average for a database connection; up to "
+            f"{checked_out:.0f} of {capacity:.0f} pooled connections were checked out.",
+        )
+    lag = _high(server, "loop_lag_ms")
+    service_cpu = _mean(server, "service_cpu_pct")
+    if lag > 20 and (service_cpu != service_cpu or service_cpu < 80 * workers):
+        return Bottleneck(
+            "event loop blocked",
+            f"The event loop lagged {lag:.0f} ms (P90 of seconds) while the workers' CPU was "
+            f"{service_cpu:.0f}%: something blocks the loop (a sync call in an async handler).",
+        )
+    db_cpu = _mean(server, "postgres_cpu_pct")
+    if db_cpu > 60 and db_cpu >= service_cpu:
+        return Bottleneck(
+            "database CPU",
+            f"PostgreSQL used {db_cpu:.0f}% CPU, more than the service's {service_cpu:.0f}%: "
+            "the database is the busiest part.",
+        )
+    if service_cpu >= 85 * workers:
+        return Bottleneck(
+            "CPU-bound workers",
+            f"The service's {workers} worker(s) used {service_cpu:.0f}% CPU "
+            f"({service_cpu / workers:.0f}% each): more workers or less work per request.",
+        )
+    hit = _mean(server, "l1_hit_ratio")
+    if settings is not None and settings.cache and hit == hit and hit < 0.5:
+        return Bottleneck(
+            "cache misses",
+            f"The L1 cache answered only {hit:.0%} of lookups; most requests reach Redis or the database.",
+        )
+    return Bottleneck(
+        "none found",
+        "No resource was saturated: the service had headroom at this load.",
+    )

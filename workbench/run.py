@@ -1,0 +1,50 @@
+"""RunResult: everything one measured run produced — manifest, summary, client and server series, HDR."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from workbench import hdr
+
+STATUSES = ("finished", "interrupted", "crashed")
+
+
+@dataclass(frozen=True, eq=False)
+class RunResult:
+    """One run: what was asked (manifest), what the client saw, what the server did."""
+
+    run_id: str
+    manifest: dict[str, Any]
+    summary_row: dict[str, Any]
+    client: pd.DataFrame
+    server: pd.DataFrame
+    hdr_latency: bytes
+    hdr_service: bytes = field(default=b"")
+
+    @property
+    def status(self) -> str:
+        """finished, interrupted or crashed."""
+        return str(self.manifest.get("status", "finished"))
+
+    def series(self) -> pd.DataFrame:
+        """Client per-second series (second, rate, errors, p50_ms, p95_ms, p99_ms, ...)."""
+        return self.client
+
+    def histogram(self, kind: str = "latency") -> pd.DataFrame:
+        """Percentile spectrum of latency (from the intended send) or service time."""
+        blob = self.hdr_service if kind == "service" and self.hdr_service else self.hdr_latency
+        return hdr.spectrum(blob)
+
+    def summary(self) -> dict[str, Any]:
+        """The one-row summary: run id, status, settings and the measured numbers."""
+        return dict(self.summary_row)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Client and server series joined on the second of the run."""
+        if self.server.empty or "second" not in self.server:
+            return self.client.copy()
+        server = self.server.drop(columns=["time"], errors="ignore")
+        return self.client.merge(server, on="second", how="left", suffixes=("", "_server"))
