@@ -111,6 +111,7 @@ class _Driver:
         self.lag_d: dict[int, int] = {}
         self.sent = 0
         self.completed = 0
+        self.late = 0
         self.err = dict.fromkeys(ERROR_CLASSES, 0)
         self.cap_waits = 0
         self.dropped = 0
@@ -340,7 +341,10 @@ class _Driver:
                 v = int((now - conn.sent) * 1e6)
                 d = self.svc_d
                 d[v] = d.get(v, 0) + 1
-            self.completed += 1
+            if now < self.stop_at:
+                self.completed += 1
+            else:
+                self.late += 1  # intended in the window, answered during the drain
             if status >= 400:
                 self.err["status_5xx" if status >= 500 else "status_4xx"] += 1
         self._next(conn, now)
@@ -402,6 +406,7 @@ class _Driver:
             "length": length,
             "sent": self.sent,
             "completed": self.completed,
+            "late": self.late,
             "cap_waits": self.cap_waits,
             "dropped": self.dropped,
             "cpu": cpu_frac,
@@ -655,8 +660,9 @@ def _execute(plan: _Plan) -> LoadResult:
         for pipe in pipes:
             pipe.send(("start", start_at))
         deadline = start_at + profile.warmup + profile.duration + drain + DEADLINE_MARGIN_S
+        finished: set[int] = set()
         while not collector.complete():
-            for message in _receive(pipes, procs, deadline):
+            for message in _receive(pipes, procs, deadline, finished):
                 collector.add(message)
         for proc in procs:
             proc.join(5.0)
@@ -668,26 +674,40 @@ def _execute(plan: _Plan) -> LoadResult:
 
 
 def _receive(
-    pipes: list[multiprocessing.connection.Connection], procs: list[Any], deadline: float
+    pipes: list[multiprocessing.connection.Connection],
+    procs: list[Any],
+    deadline: float,
+    finished: set[int] | None = None,
 ) -> list[tuple[Any, ...]]:
     """Messages available from the workers within a short wait; raises on errors and deadlines."""
     if time.monotonic() > deadline:
         raise RuntimeError("load workers missed their deadline")
     messages = []
-    for pipe in multiprocessing.connection.wait(pipes, timeout=0.25):
+    live = [p for p in pipes if not p.closed]
+    for pipe in multiprocessing.connection.wait(live, timeout=0.25):
         assert isinstance(pipe, multiprocessing.connection.Connection)
+        index = pipes.index(pipe)
         try:
             message = pipe.recv()
         except EOFError:
-            pipes.remove(pipe)
-            raise RuntimeError("a load worker exited without reporting") from None
+            pipe.close()
+            if finished is None or index not in finished:
+                raise RuntimeError(f"load worker {index} exited without reporting") from None
+            continue
         if message[0] == "error":
             raise RuntimeError(f"load worker {message[1]} failed:\n{message[2]}")
+        if message[0] == "done" and finished is not None:
+            finished.add(index)
         messages.append(message)
     if not messages:
-        dead = [p for p in procs if p.exitcode not in (None, 0)]
+        dead = [
+            i
+            for i, p in enumerate(procs)
+            if p.exitcode not in (None, 0) and i not in (finished or ())
+        ]
         if dead:
-            raise RuntimeError(f"load worker {dead[0].name} died (exit code {dead[0].exitcode})")
+            proc = procs[dead[0]]
+            raise RuntimeError(f"load worker {proc.name} died (exit code {proc.exitcode})")
     return messages
 
 
@@ -723,8 +743,8 @@ class _Collector:
     def add(self, message: tuple[Any, ...]) -> None:
         kind, index, payload = message
         if kind == "second":
-            self.worker_requests[index] += payload["completed"] + sum(
-                payload[k] for k in TRANSPORT_FAILURES
+            self.worker_requests[index] += (
+                payload["completed"] + payload["late"] + sum(payload[k] for k in TRANSPORT_FAILURES)
             )
             self.worker_cpu[index].append(payload["cpu"])
             parts = self.pending.setdefault(payload["second"], [])
@@ -740,7 +760,7 @@ class _Collector:
         lat = hist.merge(p["lat"] for p in parts)
         lag = hist.merge(p["lag"] for p in parts)
         row: dict[str, Any] = {"second": second}
-        for key in ("sent", "completed", *ERROR_CLASSES, "cap_waits", "dropped"):
+        for key in ("sent", "completed", "late", *ERROR_CLASSES, "cap_waits", "dropped"):
             row[key] = sum(p[key] for p in parts)
             self.totals[key] = self.totals.get(key, 0) + row[key]
         row["errors"] = sum(row[k] for k in ERROR_CLASSES)
@@ -771,7 +791,8 @@ class _Collector:
         classes = {k: int(self.totals.get(k, 0)) for k in ERROR_CLASSES}
         completed = int(self.totals.get("completed", 0))
         sent = int(self.totals.get("sent", 0))
-        requests = completed + sum(classes[k] for k in TRANSPORT_FAILURES)
+        late = int(self.totals.get("late", 0))
+        requests = completed + late + sum(classes[k] for k in TRANSPORT_FAILURES)
         throughput = completed / profile.duration
         lag_p99 = hist.percentile_ms(lag, 99) if profile.open_loop else 0.0
         reason = self._saturation(sent=sent, throughput=throughput, lag_p99=lag_p99)
@@ -786,6 +807,7 @@ class _Collector:
             warmup_s=profile.warmup,
             requests=requests,
             completed=completed,
+            late=late,
             sent=sent,
             errors=sum(classes.values()),
             error_classes=classes,

@@ -151,4 +151,3 @@ def default_processes(connections: int, cpu_count: int | None) -> int:
     """Worker processes the machine can spare: cpu_count - 1, within 1..min(8, connections)."""
     cpus = cpu_count or 1
     return max(1, min(cpus - 1, 8, connections))
-

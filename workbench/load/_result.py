@@ -19,6 +19,7 @@ SERIES_COLUMNS = (
     "second",
     "sent",
     "completed",
+    "late",
     "errors",
     *ERROR_CLASSES,
     "rate",
@@ -48,6 +49,7 @@ class LoadResult:
     warmup_s: float
     requests: int
     completed: int
+    late: int
     sent: int
     errors: int
     error_classes: Mapping[str, int]
@@ -61,7 +63,7 @@ class LoadResult:
 
     @property
     def throughput_rps(self) -> float:
-        """Responses (any status) per second of the measured window."""
+        """Responses (any status) received within the measured window, per second."""
         return self.completed / self.duration_s if self.duration_s else 0.0
 
     def percentiles_ms(self, kind: str = "latency") -> dict[str, float]:
@@ -81,6 +83,7 @@ class LoadResult:
             "connections": self.connections,
             "arrival": self.arrival,
             "requests": self.requests,
+            "late_responses": self.late,
             "errors": self.errors,
             "error_classes": dict(self.error_classes),
             "duration_s": self.duration_s,
