@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -9,7 +10,6 @@ from dataclasses import dataclass
 from workbench._errors import InputError, allowed, positive_float, positive_int
 
 ARRIVALS = ("constant", "poisson")
-_IDLE_STEP_S = 0.01  # how far the schedule steps forward while the asked rate is zero
 
 
 @dataclass(frozen=True)
@@ -95,25 +95,49 @@ class LoadProfile:
         """Mean asked rate over the measured window; None in closed loop."""
         return self.expected_requests() / self.duration if self.open_loop else None
 
+    def segments(self) -> list[tuple[float, float, float, float]]:
+        """The asked rate as linear pieces (t0, t1, rate at t0, rate at t1), warm-up included."""
+        pieces = []
+        if self.warmup > 0:
+            pieces.append((-self.warmup, 0.0, self.warmup_rate, self.warmup_rate))
+        if not self.stages:
+            rate = self.rate or 0.0
+            return [*pieces, (0.0, self.duration, rate, rate)]
+        previous, start = self.start_rate, 0.0
+        for stage in self.stages:
+            pieces.append((start, start + stage.duration, previous, stage.target))
+            previous, start = stage.target, start + stage.duration
+        return pieces
+
     def arrivals(self, *, worker: int = 0, workers: int = 1, seed: int = 0) -> Iterator[float]:
         """Intended send times (s from measurement start, from -warmup) of one worker's share."""
         rng = random.Random(seed * 7919 + worker)
-        end = self.duration
-        t = -self.warmup
-        rate = self.rate_at(t)
-        if self.arrival == "constant" and rate > 0:
-            t += worker / rate  # stagger workers so their union is evenly spaced
-        elif self.arrival == "poisson" and rate > 0:
-            t += rng.expovariate(rate / workers)
-        while t < end:
-            yield t
-            rate = self.rate_at(t) / workers
-            while rate <= 0 and t < end:
-                t += _IDLE_STEP_S
-                rate = self.rate_at(t) / workers
-            if rate <= 0:
-                return
-            t += rng.expovariate(rate) if self.arrival == "poisson" else 1.0 / rate
+        poisson = self.arrival == "poisson"
+
+        def gap() -> float:
+            # each worker takes every workers-th unit of the cumulative asked requests
+            return workers * rng.expovariate(1.0) if poisson else float(workers)
+
+        need = gap() if poisson else float(worker)
+        for t0, t1, r0, r1 in self.segments():
+            slope = (r1 - r0) / (t1 - t0)
+            t = t0
+            while True:
+                rt = r0 + slope * (t - t0)
+                if (rt + r1) / 2 * (t1 - t) < need:
+                    need -= (rt + r1) / 2 * (t1 - t)
+                    break
+                if abs(slope) < 1e-12:
+                    if rt <= 0:
+                        break
+                    t += need / rt
+                else:  # solve rt*x + slope/2*x^2 = need for the step x
+                    t += (-rt + math.sqrt(max(0.0, rt * rt + 2 * slope * need))) / slope
+                if t >= t1:
+                    need = 0.0
+                    break
+                yield t
+                need = gap()
 
 
 def parse_stages(stages: object) -> tuple[Stage, ...]:
