@@ -78,12 +78,30 @@ def test_slow_server_with_low_connection_cap_is_flagged_saturated() -> None:
             warmup=0,
             connections=2,
             processes=1,
+            timeout=0.5,
             progress=False,
         )
     assert result.generator_saturated
     assert result.saturation_reason and "connections were busy" in result.saturation_reason
     assert "send lag" in result.saturation_reason
     assert result.summary()["throughput_rps"] < 25
+
+
+def test_rate_beyond_the_generator_is_flagged_saturated() -> None:
+    with serve() as (url, _):
+        result = run_load(
+            url + "/",
+            rate=300_000,
+            duration=1.0,
+            warmup=0,
+            connections=16,
+            processes=1,
+            timeout=0.5,
+            progress=False,
+        )
+    assert result.generator_saturated
+    assert result.saturation_reason and "asked requests" in result.saturation_reason
+    assert result.throughput_rps < 0.95 * 300_000
 
 
 def test_error_classes_are_counted() -> None:
