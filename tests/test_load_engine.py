@@ -149,6 +149,8 @@ def test_error_classes_are_counted() -> None:
     )
     assert refused.error_classes["connect"] > 0
     assert refused.completed == 0
+    assert refused.series()["second"].tolist() == [0]  # one row per second, drain included
+    assert not refused.generator_saturated  # refused connections are the server's doing
 
 
 def test_two_processes_merge_counts_and_histograms() -> None:

@@ -377,8 +377,8 @@ class _Driver:
         self.sweep_handle = self.loop.call_later(SWEEP_INTERVAL_S, self._sweep)
 
     def _tick(self) -> None:
-        if self.done:
-            return
+        if self.done or self.second >= self.n_seconds - 1:
+            return  # the last second closes when the run finishes, drain included
         self._close_second()
         if self.second < self.n_seconds - 1:
             delay = self.m_start + self.second + 1 - time.monotonic()
@@ -433,6 +433,11 @@ def _worker_main(spec: WorkerSpec, pipe: multiprocessing.connection.Connection) 
         with contextlib.suppress(OSError):
             pipe.send(("error", spec.index, traceback.format_exc()))
     finally:
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.close()
         pipe.close()
 
@@ -774,9 +779,11 @@ class _Collector:
         self.rows.append(row)
         if self.plan.progress:
             asked = f" (asked {row['asked_rate']:,.0f})" if profile.open_loop else ""
+            p99 = row["p99_ms"]
+            p99_text = "-" if math.isnan(p99) else f"{p99:.2f}"
             print(
                 f"  {second + length:6.1f}s  {row['rate']:9,.0f} req/s{asked}  "
-                f"errors {row['errors']:6d}  p99 {row['p99_ms']:9.2f} ms",
+                f"errors {row['errors']:6d}  p99 {p99_text:>9} ms",
                 flush=True,
             )
 
@@ -795,7 +802,9 @@ class _Collector:
         requests = completed + late + sum(classes[k] for k in TRANSPORT_FAILURES)
         throughput = completed / profile.duration
         lag_p99 = hist.percentile_ms(lag, 99) if profile.open_loop else 0.0
-        reason = self._saturation(sent=sent, throughput=throughput, lag_p99=lag_p99)
+        # a refused connection is the server's doing: it counts as offered
+        offered = sent + classes["connect"]
+        reason = self._saturation(sent=offered, throughput=throughput, lag_p99=lag_p99)
         return LoadResult(
             url=plan.url,
             transport=plan.transport,
