@@ -701,7 +701,12 @@ def _receive(
         except EOFError:
             pipe.close()
             if finished is None or index not in finished:
-                raise RuntimeError(f"load worker {index} exited without reporting") from None
+                procs[index].join(1.0)
+                raise RuntimeError(
+                    f"load worker {index} exited without reporting (exit code "
+                    f"{procs[index].exitcode}); a script that calls run_load must guard its "
+                    "entry point with `if __name__ == '__main__':` (multiprocessing spawn)"
+                ) from None
             continue
         if message[0] == "error":
             raise RuntimeError(f"load worker {message[1]} failed:\n{message[2]}")
