@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+from pathlib import Path
 
 import psutil
 import pytest
@@ -242,3 +245,39 @@ def test_stages_ramp_offered_rate() -> None:
     assert result.duration_s == 2.0
     assert result.asked_rate == pytest.approx(125)  # areas 50 + 200 over 2 s
     assert series["sent"].iloc[1] > 2 * series["sent"].iloc[0]
+
+
+def test_runs_inside_a_jupyter_kernel_under_papermill(tmp_path: Path) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("papermill")
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell(
+            f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+            "from load_servers import serve\nfrom workbench.load import run_load\n"
+            "with serve() as (url, _):\n"
+            "    r = run_load(url + '/', rate=100, duration=1.0, warmup=0, connections=4)\n"
+            "print('REQUESTS', r.requests)\n"
+        )
+    ]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    source, executed = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(notebook, source)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(source),
+            str(executed),
+            "--log-output",
+            "-k",
+            "python3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "req/s (asked 100)" in done.stderr + done.stdout  # progress lines reach the log
+    assert "REQUESTS 100" in executed.read_text()
