@@ -37,7 +37,6 @@ from workbench.load._transport import (
     make_httpx_client,
 )
 
-STATUS_CLASSES = ("status_4xx", "status_5xx")
 TRANSPORT_FAILURES = ("timeout", "connect", "reset", "other")
 MAX_PROCESSES = 8
 BACKLOG_MAX = 200_000  # queued intended send times per worker before arrivals are dropped
