@@ -53,7 +53,11 @@ def test_stall_corrected_latency_matches_the_stall_and_service_time_does_not() -
     assert svc["p95"] < 50
     assert svc["p99"] < 100
     assert result.requests == pytest.approx(rate * duration, rel=0.03)
-    assert result.series()["second"].tolist() == [0, 1, 2]
+    series = result.series()
+    assert series["second"].tolist() == [0, 1, 2]
+    assert series["p99_ms"].iloc[1] > 300  # the stall shows in its own second
+    assert series["p99_ms"].iloc[2] < 50
+    assert result.connections_used == 4
 
     with serve(Behaviour(stall_at=1.0, stall_for=stall)) as (url, _):
         closed = run_load(
@@ -88,6 +92,7 @@ def test_slow_server_with_low_connection_cap_is_flagged_saturated() -> None:
     assert result.saturation_reason and "connections were busy" in result.saturation_reason
     assert "send lag" in result.saturation_reason
     assert result.summary()["throughput_rps"] < 25
+    assert result.connections_used == 2
 
 
 def test_rate_beyond_the_generator_is_flagged_saturated() -> None:
@@ -176,6 +181,7 @@ def test_two_processes_merge_counts_and_histograms() -> None:
     assert result.series()["completed"].sum() == result.completed
     assert result.requests == pytest.approx(600, rel=0.2)
     assert behaviour.requests >= result.requests  # warm-up requests reach the server too
+    assert result.connections_used <= 8
     assert _workers_left() == []
 
 

@@ -31,6 +31,7 @@ def _result(latency_us: dict[int, int], *, errors: int, requests: int) -> LoadRe
         hdr_latency=blob,
         hdr_service=blob,
         hdr_send_lag=hist.encode(hist.new_histogram()),
+        connections_used=1,
         rows=(),
         worker_requests=(requests,),
         generator_saturated=False,

@@ -186,6 +186,7 @@ class _Driver:
                     "lat": hist.encode(self.total_lat),
                     "svc": hist.encode(self.total_svc),
                     "lag": hist.encode(self.total_lag),
+                    "connections_used": len(self.conns) - len(self.unopened),
                 },
             )
         )
@@ -744,7 +745,7 @@ class _Collector:
         self.workers = len(specs)
         self.pending: dict[int, list[dict[str, Any]]] = {}
         self.rows: list[dict[str, Any]] = []
-        self.finals: dict[int, dict[str, bytes]] = {}
+        self.finals: dict[int, dict[str, Any]] = {}
         self.worker_requests = [0] * self.workers
         self.worker_cpu: list[list[float]] = [[] for _ in specs]
         self.totals: dict[str, float] = {}
@@ -831,6 +832,7 @@ class _Collector:
             hdr_latency=hist.encode(lat),
             hdr_service=hist.encode(svc),
             hdr_send_lag=hist.encode(lag),
+            connections_used=sum(int(f["connections_used"]) for f in self.finals.values()),
             rows=tuple(self.rows),
             worker_requests=tuple(self.worker_requests),
             generator_saturated=reason is not None,

@@ -56,6 +56,7 @@ class LoadResult:
     hdr_latency: bytes = field(repr=False)
     hdr_service: bytes = field(repr=False)
     hdr_send_lag: bytes = field(repr=False)
+    connections_used: int
     rows: tuple[Mapping[str, Any], ...] = field(repr=False)
     worker_requests: tuple[int, ...]
     generator_saturated: bool
@@ -81,6 +82,7 @@ class LoadResult:
             "transport": self.transport,
             "processes": self.processes,
             "connections": self.connections,
+            "connections_used": self.connections_used,
             "arrival": self.arrival,
             "requests": self.requests,
             "late_responses": self.late,
