@@ -1,0 +1,147 @@
+"""Test servers for the load engine: a raw asyncio HTTP/1.1 server in a thread, on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import httptools
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def response(status: int = 200, body: bytes = b"ok", *, close: bool = False) -> bytes:
+    """A minimal HTTP/1.1 response."""
+    head = f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\n"
+    if close:
+        head += "Connection: close\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+@dataclass
+class Behaviour:
+    """How the server answers: stall window, per-request delay, counters."""
+
+    stall_at: float | None = None  # seconds after the first request
+    stall_for: float = 0.0
+    delay: float = 0.0  # seconds before each answer on /slow
+    first: float | None = None
+    requests: int = 0
+    paths: dict[str, int] = field(default_factory=dict)
+    bodies: list[bytes] = field(default_factory=list)
+
+
+class _Handler(asyncio.Protocol):
+    def __init__(self, behaviour: Behaviour) -> None:
+        self.b = behaviour
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.body = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self.transport:
+                self.transport.close()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        url, body = self.url.decode(), self.body
+        self.url, self.body = b"", b""
+        b = self.b
+        now = time.monotonic()
+        if b.first is None:
+            b.first = now
+        b.requests += 1
+        path = url.split("?")[0]
+        b.paths[path] = b.paths.get(path, 0) + 1
+        if body and len(b.bodies) < 100:
+            b.bodies.append(body)
+        t = self.transport
+        assert t is not None
+        loop = asyncio.get_running_loop()
+        if path.startswith("/status/"):
+            t.write(response(int(path.rsplit("/", 1)[1])))
+        elif path == "/close":
+            t.close()
+        elif path == "/reset":
+            sock = t.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            t.abort()
+        elif path == "/hang":
+            pass
+        elif path == "/once":
+            t.write(response(close=True))
+            t.close()
+        elif path == "/slow":
+            loop.call_later(b.delay, self._answer, t)
+        elif b.stall_at is not None:
+            start = b.first + b.stall_at
+            end = start + b.stall_for
+            if start <= now < end:
+                loop.call_later(end - now, self._answer, t)
+            else:
+                t.write(response())
+        else:
+            t.write(response())
+
+    @staticmethod
+    def _answer(t: asyncio.Transport) -> None:
+        if not t.is_closing():
+            t.write(response())
+
+
+@contextmanager
+def serve(behaviour: Behaviour | None = None) -> Iterator[tuple[str, Behaviour]]:
+    """Run the test server in a thread; yields (base URL, behaviour)."""
+    b = behaviour or Behaviour()
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    holder: dict[str, asyncio.base_events.Server] = {}
+
+    async def start() -> None:
+        holder["server"] = await loop.create_server(
+            lambda: _Handler(b), "127.0.0.1", port, backlog=1024
+        )
+        started.set()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(start())
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(5)
+    try:
+        yield f"http://127.0.0.1:{port}", b
+    finally:
+
+        async def stop() -> None:
+            holder["server"].close()
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)

@@ -1,0 +1,289 @@
+"""Load engine against real loopback servers: corrected latency, saturation, errors, processes."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+from load_servers import Behaviour, free_port, serve
+
+from workbench._errors import InputError
+from workbench.load import Endpoint, Scenario, run_load
+from workbench.load import _histogram as hist
+
+
+def _workers_left() -> list[psutil.Process]:
+    """Child processes other than multiprocessing's resource tracker."""
+    left = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            tracker = "resource_tracker" in " ".join(child.cmdline())
+            if not tracker and child.status() != psutil.STATUS_ZOMBIE:
+                left.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return left
+
+
+def test_stall_corrected_latency_matches_the_stall_and_service_time_does_not() -> None:
+    rate, duration, stall = 200.0, 3.0, 0.5
+    with serve(Behaviour(stall_at=1.0, stall_for=stall)) as (url, _):
+        result = run_load(
+            url + "/",
+            rate=rate,
+            duration=duration,
+            warmup=0,
+            connections=4,
+            processes=1,
+            progress=False,
+        )
+    lat = result.percentiles_ms("latency")
+    svc = result.percentiles_ms("service")
+    # requests intended during the stall wait until it ends: latencies uniform on (0, stall];
+    # the fraction q above x is (stall - x) / duration, so x = stall - q * duration
+    expected_p99 = 1000 * (stall - 0.01 * duration)
+    expected_p95 = 1000 * (stall - 0.05 * duration)
+    assert lat["p99"] == pytest.approx(expected_p99, abs=40)
+    assert lat["p95"] == pytest.approx(expected_p95, abs=40)
+    # only the 4 requests in flight saw the stall from their actual send
+    assert svc["p95"] < 50
+    assert svc["p99"] < 100
+    assert result.requests == pytest.approx(rate * duration, rel=0.03)
+    series = result.series()
+    assert series["second"].tolist() == [0, 1, 2]
+    assert series["p99_ms"].iloc[1] > 300  # the stall shows in its own second
+    assert series["p99_ms"].iloc[2] < 50
+    assert result.connections_used == 4
+
+    with serve(Behaviour(stall_at=1.0, stall_for=stall)) as (url, _):
+        closed = run_load(
+            url + "/",
+            duration=duration,
+            warmup=0,
+            connections=4,
+            think_time=0.01,
+            processes=1,
+            progress=False,
+        )
+    closed_lat = closed.percentiles_ms("latency")
+    assert closed.asked_rate is None
+    assert closed_lat["max"] >= 400  # the stall was there ...
+    assert closed_lat["p99"] < 100  # ... but a closed loop hides it in the percentiles
+    assert lat["p99"] > 4 * closed_lat["p99"]
+
+
+def test_slow_server_with_low_connection_cap_is_flagged_saturated() -> None:
+    with serve(Behaviour(delay=0.1)) as (url, _):
+        result = run_load(
+            url + "/slow",
+            rate=100,
+            duration=1.5,
+            warmup=0,
+            connections=2,
+            processes=1,
+            timeout=0.5,
+            progress=False,
+        )
+    assert result.generator_saturated
+    assert result.saturation_reason and "connections were busy" in result.saturation_reason
+    assert "send lag" in result.saturation_reason
+    assert result.summary()["throughput_rps"] < 25
+    assert result.connections_used == 2
+
+
+def test_rate_beyond_the_generator_is_flagged_saturated() -> None:
+    with serve() as (url, _):
+        result = run_load(
+            url + "/",
+            rate=300_000,
+            duration=1.0,
+            warmup=0,
+            connections=16,
+            processes=1,
+            timeout=0.5,
+            progress=False,
+        )
+    assert result.generator_saturated
+    assert result.saturation_reason and "asked requests" in result.saturation_reason
+    assert result.throughput_rps < 0.95 * 300_000
+
+
+def test_error_classes_are_counted() -> None:
+    scenario = Scenario(
+        endpoints=(
+            Endpoint("/status/404"),
+            Endpoint("/status/503"),
+            Endpoint("/close"),
+            Endpoint("/reset"),
+            Endpoint("/hang"),
+            Endpoint("/"),
+        )
+    )
+    with serve() as (url, behaviour):
+        result = run_load(
+            url,
+            rate=100,
+            duration=1.5,
+            warmup=0,
+            connections=64,
+            scenario=scenario,
+            timeout=0.3,
+            processes=1,
+            progress=False,
+        )
+    classes = result.error_classes
+    assert classes["status_4xx"] > 5
+    assert classes["status_5xx"] > 5
+    assert classes["reset"] > 5  # /close and /reset
+    assert classes["timeout"] > 5
+    assert classes["other"] == 0
+    assert result.errors == sum(classes.values())
+    series = result.series()
+    for column in ("status_4xx", "status_5xx", "reset", "timeout"):
+        assert series[column].sum() == classes[column]
+
+    refused = run_load(
+        f"http://127.0.0.1:{free_port()}/",
+        rate=50,
+        duration=1.0,
+        warmup=0,
+        connections=4,
+        processes=1,
+        progress=False,
+    )
+    assert refused.error_classes["connect"] > 0
+    assert refused.completed == 0
+    assert refused.series()["second"].tolist() == [0]  # one row per second, drain included
+    assert not refused.generator_saturated  # refused connections are the server's doing
+
+
+def test_two_processes_merge_counts_and_histograms() -> None:
+    with serve() as (url, behaviour):
+        result = run_load(
+            url + "/",
+            rate=400,
+            duration=1.5,
+            warmup=0.5,
+            connections=8,
+            processes=2,
+            arrival="poisson",
+            progress=False,
+        )
+    assert result.processes == 2
+    assert len(result.worker_requests) == 2
+    assert all(n > 0 for n in result.worker_requests)
+    assert sum(result.worker_requests) == result.requests
+    assert hist.decode(result.hdr_latency).get_total_count() == result.completed + result.late
+    assert result.series()["completed"].sum() == result.completed
+    assert result.requests == pytest.approx(600, rel=0.2)
+    assert behaviour.requests >= result.requests  # warm-up requests reach the server too
+    assert result.connections_used <= 8
+    assert _workers_left() == []
+
+
+def test_closed_loop_from_inside_a_running_event_loop() -> None:
+    async def inside() -> int:
+        with serve() as (url, _):
+            return run_load(
+                url + "/", duration=1.0, warmup=0, connections=2, think_time=0.01, progress=False
+            ).requests
+
+    assert asyncio.run(inside()) > 50
+    assert _workers_left() == []
+
+
+def test_httpx_transport_runs_and_states_its_ceiling(capsys: pytest.CaptureFixture[str]) -> None:
+    with serve() as (url, _):
+        result = run_load(
+            url + "/", rate=100, duration=1.0, warmup=0, connections=4, transport="httpx"
+        )
+    assert result.transport == "httpx"
+    assert result.completed == pytest.approx(100, rel=0.1)
+    assert result.errors == 0
+    out = capsys.readouterr().out
+    assert "ceiling" in out
+    assert "req/s" in out  # progress lines
+
+
+def test_remote_target_is_refused_without_allow_remote() -> None:
+    with pytest.raises(InputError) as info:
+        run_load("http://192.0.2.10:8000/", duration=1, progress=False)
+    assert info.value.name == "url"
+    assert "allow_remote" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("connections", 0),
+        ("duration", -1),
+        ("rate", 0),
+        ("arrival", "bursty"),
+        ("warmup", -1),
+        ("processes", 0),
+        ("timeout", 0),
+        ("transport", "curl"),
+        ("think_time", -0.5),
+        ("stages", [(1, -5)]),
+    ],
+)
+def test_bad_options_name_the_parameter(option: str, value: object) -> None:
+    with pytest.raises(InputError) as info:
+        run_load("http://127.0.0.1:1/", progress=False, **{option: value})  # type: ignore[arg-type]
+    assert option in info.value.name
+
+
+def test_stages_ramp_offered_rate() -> None:
+    with serve() as (url, _):
+        result = run_load(
+            url + "/",
+            stages=[(1.0, 100), (1.0, 300)],
+            warmup=0,
+            connections=16,
+            processes=1,
+            progress=False,
+        )
+    series = result.series()
+    assert result.duration_s == 2.0
+    assert result.asked_rate == pytest.approx(125)  # areas 50 + 200 over 2 s
+    assert series["sent"].iloc[1] > 2 * series["sent"].iloc[0]
+
+
+def test_runs_inside_a_jupyter_kernel_under_papermill(tmp_path: Path) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("papermill")
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell(
+            f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+            "from load_servers import serve\nfrom workbench.load import run_load\n"
+            "with serve() as (url, _):\n"
+            "    r = run_load(url + '/', rate=100, duration=1.0, warmup=0, connections=4)\n"
+            "print('REQUESTS', r.requests)\n"
+        )
+    ]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    source, executed = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(notebook, source)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(source),
+            str(executed),
+            "--log-output",
+            "-k",
+            "python3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "req/s (asked 100)" in done.stderr + done.stdout  # progress lines reach the log
+    assert "REQUESTS 100" in executed.read_text()

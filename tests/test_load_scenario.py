@@ -1,0 +1,119 @@
+"""Scenario: sampling, pre-encoding into raw HTTP/1.1, loading from JSON files."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from workbench._errors import InputError
+from workbench.load import Endpoint, Scenario
+
+
+def test_default_scenario_encodes_a_get_of_the_path() -> None:
+    pool = Scenario.default("/items?x=1").encode_pool("http://127.0.0.1:8000", count=3)
+    assert len(pool) == 3
+    head = pool[0].split(b"\r\n")
+    assert head[0] == b"GET /items?x=1 HTTP/1.1"
+    assert b"Host: 127.0.0.1:8000" in head
+    assert pool[0].endswith(b"\r\n\r\n")
+
+
+def test_post_with_json_body_and_id_placeholders() -> None:
+    scenario = Scenario(
+        endpoints=(
+            Endpoint(
+                "/users/{id}",
+                method="put",
+                body={"id": "{id}", "name": "u{id}"},
+                headers={"X-Test": "1"},
+            ),
+        ),
+        id_max=5,
+    )
+    raw = scenario.encode_pool("http://localhost:9", count=20)
+    for data in raw:
+        head, body = data.split(b"\r\n\r\n", 1)
+        line = head.split(b"\r\n")[0].decode()
+        id_ = int(line.split()[1].rsplit("/", 1)[1])
+        assert line == f"PUT /users/{id_} HTTP/1.1"
+        assert json.loads(body) == {"id": id_, "name": f"u{id_}"}
+        assert f"Content-Length: {len(body)}".encode() in head
+        assert b"X-Test: 1" in head
+    requests = scenario.requests("http://localhost:9", count=2)
+    assert requests[0].method == "PUT"
+
+
+def test_weights_and_zipf_ids() -> None:
+    scenario = Scenario(
+        endpoints=(Endpoint("/a", weight=3), Endpoint("/b", weight=1)),
+        ids="zipf",
+        zipf_s=1.2,
+        id_max=1000,
+    )
+    pairs = scenario.sample(20_000, seed=1)
+    paths = Counter(e.path for e, _ in pairs)
+    assert paths["/a"] / len(pairs) == pytest.approx(0.75, abs=0.02)
+    ids = Counter(i for _, i in pairs)
+    assert ids.most_common(1)[0][0] == 1
+    assert ids[1] > 4 * ids[5] > 0
+    uniform = Counter(i for _, i in Scenario(id_max=10).sample(20_000))
+    assert min(uniform.values()) > 1_500
+    assert scenario.sample(10, seed=3) == scenario.sample(10, seed=3)
+
+
+def test_from_file_and_unknown_fields(tmp_path: Path) -> None:
+    good = tmp_path / "ok.json"
+    good.write_text(
+        json.dumps(
+            {
+                "endpoints": [
+                    {"path": "/users/{id}", "weight": 2},
+                    {"method": "POST", "path": "/u"},
+                ],
+                "ids": "zipf",
+                "zipf_s": 1.1,
+                "id_max": 100,
+            }
+        )
+    )
+    scenario = Scenario.from_file(good)
+    assert [e.method for e in scenario.endpoints] == ["GET", "POST"]
+    assert scenario.ids == "zipf"
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"endpoints": [{"path": "/"}], "color": "red"}))
+    with pytest.raises(InputError) as info:
+        Scenario.from_file(bad)
+    assert "'color'" in str(info.value) and "endpoints" in str(info.value)
+
+    bad.write_text(json.dumps({"endpoints": [{"path": "/", "verb": "GET"}]}))
+    with pytest.raises(InputError, match="'verb'.*allowed.*'method'"):
+        Scenario.from_file(bad)
+
+    with pytest.raises(InputError, match="scenario"):
+        Scenario.from_file(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"path": "users"}, "path"),
+        ({"path": "/{name}"}, "path"),
+        ({"method": "BREW"}, "method"),
+        ({"weight": 0}, "weight"),
+    ],
+)
+def test_endpoint_validation(kwargs: dict[str, object], name: str) -> None:
+    with pytest.raises(InputError) as info:
+        Endpoint(**kwargs)  # type: ignore[arg-type]
+    assert info.value.name == name
+
+
+def test_scenario_validation() -> None:
+    with pytest.raises(InputError, match="ids"):
+        Scenario(ids="pareto")
+    with pytest.raises(InputError, match="id_max"):
+        Scenario(id_max=0)

@@ -1,0 +1,92 @@
+"""Raw transport: keep-alive, status parsing, reconnect after close, error classification."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from load_servers import serve
+
+from workbench.load._scenario import Scenario
+from workbench.load._transport import RawConnection, classify_exception, connect_raw
+
+
+class _Recorder:
+    """Collects what connections report and signals each outcome."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[object] = []
+        self.event = asyncio.Event()
+
+    def on_response(self, conn: object, status: int) -> None:
+        self.outcomes.append(status)
+        self.event.set()
+
+    def on_failure(self, conn: object, kind: str) -> None:
+        self.outcomes.append(kind)
+        self.event.set()
+
+    async def send(self, conn: RawConnection, data: bytes) -> object:
+        self.event.clear()
+        conn.busy = True
+        assert conn.transport is not None
+        conn.transport.write(data)
+        await asyncio.wait_for(self.event.wait(), 2)
+        return self.outcomes[-1]
+
+
+def _request(base: str, path: str) -> bytes:
+    return Scenario.default(path).encode_pool(base, count=1)[0]
+
+
+def test_keep_alive_status_and_reconnect() -> None:
+    async def scenario(base: str) -> None:
+        host, port = "127.0.0.1", int(base.rsplit(":", 1)[1])
+        owner = _Recorder()
+        conn = RawConnection(owner)  # type: ignore[arg-type]
+        await connect_raw(conn, host, port, timeout=2)
+        first = conn.transport
+        assert await owner.send(conn, _request(base, "/")) == 200
+        assert await owner.send(conn, _request(base, "/status/418")) == 418
+        assert conn.transport is first  # same keep-alive connection
+        assert await owner.send(conn, _request(base, "/once")) == 200  # Connection: close
+        assert conn.transport is None
+        await connect_raw(conn, host, port, timeout=2)
+        assert await owner.send(conn, _request(base, "/close")) == "reset"
+        await asyncio.sleep(0.05)
+        await connect_raw(conn, host, port, timeout=2)
+        assert await owner.send(conn, _request(base, "/")) == 200
+        conn.drop()
+
+    with serve() as (url, behaviour):
+        asyncio.run(scenario(url))
+    assert behaviour.paths["/"] == 2
+
+
+def test_classify_exception() -> None:
+    request = httpx.Request("GET", "http://x/")
+    assert classify_exception(httpx.ReadTimeout("t", request=request)) == "timeout"
+    assert classify_exception(httpx.ConnectError("c", request=request)) == "connect"
+    assert classify_exception(ConnectionRefusedError()) == "connect"
+    assert classify_exception(httpx.RemoteProtocolError("r", request=request)) == "reset"
+    assert classify_exception(ValueError()) == "other"
+
+
+@pytest.mark.parametrize("path", ["/", "/status/500"])
+def test_httpx_mode_reports_statuses(path: str) -> None:
+    from workbench.load import run_load
+
+    with serve() as (url, _):
+        result = run_load(
+            url + path,
+            duration=1.0,
+            warmup=0,
+            connections=2,
+            think_time=0.02,
+            transport="httpx",
+            progress=False,
+        )
+    assert result.completed > 20
+    answered = result.completed + result.late
+    assert result.error_classes["status_5xx"] == (answered if "500" in path else 0)

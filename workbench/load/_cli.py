@@ -1,0 +1,100 @@
+"""The `workbench load URL` command: closed loop without --rate, open loop with it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from workbench._errors import InputError
+from workbench.load._engine import plan_load, run_load
+from workbench.load._profile import ARRIVALS
+from workbench.load._slo import SLO
+from workbench.load._transport import TRANSPORTS
+
+EXIT_OK = 0
+EXIT_SLO_BROKEN = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `workbench load` to a parser."""
+    parser.add_argument("url", help="target URL (loopback unless --allow-remote)")
+    parser.add_argument("--connections", default="64", help="connections (a cap in open loop)")
+    parser.add_argument("--rate", default=None, help="requests/s; open loop when given")
+    parser.add_argument("--arrival", default="constant", help=f"one of {', '.join(ARRIVALS)}")
+    parser.add_argument("--duration", default="10", help="measured seconds")
+    parser.add_argument("--warmup", default="1", help="seconds before measuring (0 allowed)")
+    parser.add_argument("--processes", default=None, help="worker processes (default: spare CPUs)")
+    parser.add_argument("--scenario", default=None, help="scenario JSON file")
+    parser.add_argument("--timeout", default="10", help="seconds before a request times out")
+    parser.add_argument("--slo", default=None, help="e.g. p95=50ms,p99=120ms,errors=0.1%%")
+    parser.add_argument("--json", default=None, help="write the summary as JSON to this path")
+    parser.add_argument("--allow-remote", action="store_true", help="allow non-loopback targets")
+    parser.add_argument("--transport", default="raw", help=f"one of {', '.join(TRANSPORTS)}")
+    parser.add_argument("--quiet", action="store_true", help="no per-second progress lines")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run `workbench load`; 0 ok, 1 SLO broken, 2 bad input, 130 interrupted."""
+    try:
+        slo = SLO.parse(args.slo) if args.slo is not None else None
+        options = {
+            "connections": args.connections,
+            "duration": args.duration,
+            "rate": _number("rate", args.rate),
+            "arrival": args.arrival,
+            "warmup": args.warmup,
+            "processes": args.processes,
+            "scenario": args.scenario,
+            "timeout": args.timeout,
+            "transport": args.transport,
+            "allow_remote": bool(args.allow_remote),
+            "progress": not args.quiet,
+        }
+        options["connections"] = _integer("connections", args.connections)
+        options["processes"] = _integer("processes", args.processes)
+        options["duration"] = _number("duration", args.duration)
+        options["warmup"] = _number("warmup", args.warmup)
+        options["timeout"] = _number("timeout", args.timeout)
+        plan_load(args.url, **options)  # validate everything before anything starts
+        if args.json is not None and not Path(args.json).parent.exists():
+            raise InputError("json", f"folder {Path(args.json).parent} does not exist")
+    except InputError as exc:
+        print(f"workbench load: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        result = run_load(args.url, **options)
+    except KeyboardInterrupt:
+        print("workbench load: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(result.text(), flush=True)
+    if args.json is not None:
+        Path(args.json).write_text(json.dumps(result.summary(), indent=2) + "\n")
+    if slo is not None:
+        broken = slo.check(result)
+        if broken:
+            print("SLO broken: " + "; ".join(broken), flush=True)
+            return EXIT_SLO_BROKEN
+        print("SLO met", flush=True)
+    return EXIT_OK
+
+
+def _number(name: str, text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(name, f"must be a number, got {text!r}") from None
+
+
+def _integer(name: str, text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(name, f"must be an integer, got {text!r}") from None

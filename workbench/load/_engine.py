@@ -1,0 +1,875 @@
+"""Load engine: worker processes, each with its own uvloop loop and connections, merged results."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import ipaddress
+import math
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import ssl
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from workbench._errors import InputError, allowed, positive_float, positive_int
+from workbench.load import _histogram as hist
+from workbench.load._profile import LoadProfile, default_processes, split_evenly
+from workbench.load._result import ERROR_CLASSES, LoadResult
+from workbench.load._scenario import Scenario
+from workbench.load._transport import (
+    HTTPX_CEILING_RPS,
+    TRANSPORTS,
+    HttpxUser,
+    RawConnection,
+    connect_raw,
+    make_httpx_client,
+)
+
+TRANSPORT_FAILURES = ("timeout", "connect", "reset", "other")
+MAX_PROCESSES = 8
+BACKLOG_MAX = 200_000  # queued intended send times per worker before arrivals are dropped
+CONNECT_BACKOFF_S = 0.05
+SWEEP_INTERVAL_S = 0.1
+MAX_DRAIN_S = 2.0  # how long in-flight requests may finish after the measured window
+READY_TIMEOUT_S = 60.0
+DEADLINE_MARGIN_S = 15.0
+SEND_LAG_LIMIT_MS = 10.0
+RATE_SHORTFALL = 0.95
+CPU_PINNED = 0.95
+CPU_BUSY = 0.8  # worth naming as a cause when the rate falls short
+START_DELAY_S = 0.1
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything one worker process needs (picklable)."""
+
+    index: int
+    workers: int
+    base_url: str
+    host: str
+    port: int
+    connections: int
+    profile: LoadProfile
+    scenario: Scenario
+    timeout: float
+    transport: str
+    drain: float
+    seed: int = 0
+
+
+# ----------------------------------------------------------------------------- worker side
+
+
+class _Driver:
+    """Schedules, sends and records the requests of one worker process."""
+
+    def __init__(self, spec: WorkerSpec, pipe: multiprocessing.connection.Connection) -> None:
+        self.spec = spec
+        self.pipe = pipe
+        self.profile = spec.profile
+        self.open_loop = spec.profile.open_loop
+        self.think = spec.profile.think_time
+        self.raw = spec.transport == "raw"
+        self.ppid = os.getppid()
+        self.pool: list[Any] = []
+        self.pool_i = 0
+        self.conns: list[Any] = []
+        self.unopened: list[Any] = []
+        self.idle: list[Any] = []
+        self.backlog: deque[float] = deque()
+        self.busy_count = 0
+        self.done = False
+        self.pacing = False
+        self.arrivals: Iterator[float] = iter(())
+        self.next_at = math.inf
+        self.m_start = math.inf
+        self.stop_at = math.inf
+        self.hard_end = math.inf
+        self.n_seconds = max(1, math.ceil(spec.profile.duration - 1e-9))
+        self.second = 0
+        self._new_second()
+        self.total_lat = hist.new_histogram()
+        self.total_svc = hist.new_histogram()
+        self.total_lag = hist.new_histogram()
+        self.cpu_mark = (time.monotonic(), time.process_time())
+
+    def _new_second(self) -> None:
+        self.lat_d: dict[int, int] = {}
+        self.svc_d: dict[int, int] = {}
+        self.lag_d: dict[int, int] = {}
+        self.sent = 0
+        self.completed = 0
+        self.late = 0
+        self.err = dict.fromkeys(ERROR_CLASSES, 0)
+        self.cap_waits = 0
+        self.dropped = 0
+
+    async def run(self) -> None:
+        """Prepare, wait for the start time, run, drain, report."""
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        spec = self.spec
+        self.finished: asyncio.Future[None] = loop.create_future()
+        if self.raw:
+            self.pool = spec.scenario.encode_pool(spec.base_url, seed=spec.seed + spec.index)
+            self.conns = [RawConnection(self) for _ in range(spec.connections)]
+            self._send: Callable[[Any, float], None] = self._send_raw
+            # closed loop: every user connects before timing; open loop: a few, the rest on demand
+            warm = self.conns if not self.open_loop else self.conns[: min(4, len(self.conns))]
+            await asyncio.gather(
+                *(connect_raw(c, spec.host, spec.port, timeout=spec.timeout) for c in warm),
+                return_exceptions=True,
+            )
+        else:
+            self.pool = spec.scenario.requests(spec.base_url, seed=spec.seed + spec.index)
+            context = ssl.create_default_context()
+            self.conns = [
+                HttpxUser(self, make_httpx_client(timeout=spec.timeout, ssl_context=context))
+                for _ in range(spec.connections)
+            ]
+            self._send = self._send_httpx
+        self.unopened = list(reversed(self.conns))
+        gc.collect()
+        gc.freeze()  # the pool and connections live all run: keep them out of GC passes
+        self.pipe.send(("ready", spec.index))
+        if not self.pipe.poll(READY_TIMEOUT_S):
+            raise TimeoutError("no start time from the parent process")
+        message = self.pipe.recv()
+        if message[0] != "start":
+            return
+        start_at = float(message[1])
+        p = self.profile
+        self.m_start = start_at + p.warmup
+        self.stop_at = self.m_start + p.duration
+        self.hard_end = self.stop_at + spec.drain
+        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        self.cpu_mark = (time.monotonic(), time.process_time())
+        self.tick_handle = loop.call_later(
+            max(0.0, self.m_start + 1 - time.monotonic()), self._tick
+        )
+        self.sweep_handle = loop.call_later(SWEEP_INTERVAL_S, self._sweep)
+        if self.open_loop:
+            self.arrivals = p.arrivals(worker=spec.index, workers=spec.workers, seed=spec.seed)
+            self.pacing = True
+            self.next_at = self._next_arrival()
+            self._pace()
+        else:
+            now = time.monotonic()
+            while self.unopened:
+                self._send(self.unopened.pop(), now)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.finished, self.hard_end + 1.0 - time.monotonic())
+        self.done = True
+        self.tick_handle.cancel()
+        self.sweep_handle.cancel()
+        while self.second < self.n_seconds - 1:
+            self._close_second()
+        self._close_second()
+        self.pipe.send(
+            (
+                "done",
+                spec.index,
+                {
+                    "lat": hist.encode(self.total_lat),
+                    "svc": hist.encode(self.total_svc),
+                    "lag": hist.encode(self.total_lag),
+                    "connections_used": len(self.conns) - len(self.unopened),
+                },
+            )
+        )
+        await self._close_all()
+
+    async def _close_all(self) -> None:
+        for conn in self.conns:
+            if isinstance(conn, RawConnection):
+                conn.drop(abort=True)
+            else:
+                if conn.task is not None:
+                    conn.task.cancel()
+                with contextlib.suppress(Exception):  # closing is best effort at the end
+                    await asyncio.wait_for(conn.client.aclose(), 1.0)
+
+    # -- scheduling
+
+    def _next_arrival(self) -> float:
+        try:
+            return self.m_start + next(self.arrivals)
+        except StopIteration:
+            return math.inf
+
+    def _pace(self) -> None:
+        if self.done:
+            return
+        now = time.monotonic()
+        nxt = self.next_at
+        while nxt <= now:
+            self._issue(nxt)
+            nxt = self._next_arrival()
+        self.next_at = nxt
+        if nxt == math.inf:
+            self.pacing = False
+            self._maybe_finish()
+            return
+        self.loop.call_later(max(0.0, nxt - time.monotonic()), self._pace)
+
+    def _issue(self, intended: float) -> None:
+        if self.idle:
+            self._send(self.idle.pop(), intended)
+        elif self.unopened:
+            self._send(self.unopened.pop(), intended)
+        elif len(self.backlog) < BACKLOG_MAX:
+            self.backlog.append(intended)
+            if intended >= self.m_start:
+                self.cap_waits += 1
+        elif intended >= self.m_start:
+            self.dropped += 1
+
+    def _next(self, conn: Any, now: float) -> None:
+        if self.done:
+            return
+        if self.open_loop:
+            if self.backlog:
+                self._send(conn, self.backlog.popleft())
+                return
+            self.idle.append(conn)
+            if not self.pacing and self.busy_count == 0:
+                self._finish()
+        elif now < self.stop_at:
+            if self.think:
+                self.loop.call_later(self.think, self._think_done, conn)
+            else:
+                self._send(conn, now)
+        elif self.busy_count == 0:
+            self._finish()
+
+    def _think_done(self, conn: Any) -> None:
+        now = time.monotonic()
+        if not self.done and now < self.stop_at:
+            self._send(conn, now)
+        else:
+            self._maybe_finish()
+
+    def _maybe_finish(self) -> None:
+        if self.busy_count == 0 and not self.backlog and time.monotonic() >= self.stop_at:
+            self._finish()
+
+    def _finish(self) -> None:
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+    # -- sending
+
+    def _send_raw(self, conn: RawConnection, intended: float) -> None:
+        conn.busy = True
+        conn.intended = intended
+        self.busy_count += 1
+        i = self.pool_i
+        data = self.pool[i]
+        self.pool_i = i + 1 if i + 1 < len(self.pool) else 0
+        transport = conn.transport
+        if transport is None:
+            self.loop.create_task(self._connect_send(conn, data))
+            return
+        now = time.monotonic()
+        conn.sent = now
+        transport.write(data)
+        if intended >= self.m_start:
+            self.sent += 1
+            if self.open_loop:
+                lag = int((now - intended) * 1e6)
+                d = self.lag_d
+                d[lag] = d.get(lag, 0) + 1
+
+    async def _connect_send(self, conn: RawConnection, data: bytes) -> None:
+        try:
+            await connect_raw(conn, self.spec.host, self.spec.port, timeout=self.spec.timeout)
+        except Exception:
+            await asyncio.sleep(CONNECT_BACKOFF_S)
+            if conn.busy:
+                conn.busy = False
+                self.on_failure(conn, "connect")
+            return
+        transport = conn.transport
+        if not conn.busy or self.done or transport is None:
+            return
+        now = time.monotonic()
+        conn.sent = now
+        transport.write(data)
+        if conn.intended >= self.m_start:
+            self.sent += 1
+            if self.open_loop:
+                lag = int((now - conn.intended) * 1e6)
+                self.lag_d[lag] = self.lag_d.get(lag, 0) + 1
+
+    def _send_httpx(self, user: HttpxUser, intended: float) -> None:
+        user.busy = True
+        user.intended = intended
+        self.busy_count += 1
+        i = self.pool_i
+        request = self.pool[i]
+        self.pool_i = i + 1 if i + 1 < len(self.pool) else 0
+        now = time.monotonic()
+        user.sent = now
+        user.start(request)
+        if intended >= self.m_start:
+            self.sent += 1
+            if self.open_loop:
+                lag = int((now - intended) * 1e6)
+                self.lag_d[lag] = self.lag_d.get(lag, 0) + 1
+
+    # -- outcomes (called by the connections)
+
+    def on_response(self, conn: Any, status: int) -> None:
+        """Record a complete response and give the connection its next request."""
+        now = time.monotonic()
+        self.busy_count -= 1
+        intended = conn.intended
+        if intended >= self.m_start:
+            v = int((now - intended) * 1e6)
+            d = self.lat_d
+            d[v] = d.get(v, 0) + 1
+            if self.open_loop:
+                v = int((now - conn.sent) * 1e6)
+                d = self.svc_d
+                d[v] = d.get(v, 0) + 1
+            if now < self.stop_at:
+                self.completed += 1
+            else:
+                self.late += 1  # intended in the window, answered during the drain
+            if status >= 400:
+                self.err["status_5xx" if status >= 500 else "status_4xx"] += 1
+        self._next(conn, now)
+
+    def on_failure(self, conn: Any, kind: str) -> None:
+        """Count a request that got no response, in its error class."""
+        self.busy_count -= 1
+        if conn.intended >= self.m_start:
+            self.err[kind] += 1
+        self._next(conn, time.monotonic())
+
+    # -- housekeeping
+
+    def _sweep(self) -> None:
+        if self.done:
+            return
+        now = time.monotonic()
+        if os.getppid() != self.ppid or now >= self.hard_end:
+            self._finish()
+            return
+        if self.raw:
+            limit = self.spec.timeout
+            for conn in self.conns:
+                if conn.busy and conn.transport is not None and now - conn.sent > limit:
+                    conn.busy = False
+                    conn.drop(abort=True)
+                    self.on_failure(conn, "timeout")
+        if now >= self.stop_at:
+            self._maybe_finish()
+        self.sweep_handle = self.loop.call_later(SWEEP_INTERVAL_S, self._sweep)
+
+    def _tick(self) -> None:
+        if self.done or self.second >= self.n_seconds - 1:
+            return  # the last second closes when the run finishes, drain included
+        self._close_second()
+        if self.second < self.n_seconds - 1:
+            delay = self.m_start + self.second + 1 - time.monotonic()
+            self.tick_handle = self.loop.call_later(max(0.0, delay), self._tick)
+
+    def _close_second(self) -> None:
+        now, cpu = time.monotonic(), time.process_time()
+        wall = now - self.cpu_mark[0]
+        cpu_frac = (cpu - self.cpu_mark[1]) / wall if wall > 0 else 0.0
+        self.cpu_mark = (now, cpu)
+        sec_lat = hist.new_histogram()
+        hist.record_counts(sec_lat, self.lat_d)
+        self.total_lat.add(sec_lat)
+        if self.open_loop:
+            hist.record_counts(self.total_svc, self.svc_d)
+        else:
+            self.total_svc.add(sec_lat)
+        sec_lag = hist.new_histogram()
+        hist.record_counts(sec_lag, self.lag_d)
+        self.total_lag.add(sec_lag)
+        last = self.second >= self.n_seconds - 1
+        length = self.profile.duration - self.second if last else 1.0
+        row = {
+            "second": self.second,
+            "length": length,
+            "sent": self.sent,
+            "completed": self.completed,
+            "late": self.late,
+            "cap_waits": self.cap_waits,
+            "dropped": self.dropped,
+            "cpu": cpu_frac,
+            "lat": hist.encode(sec_lat),
+            "lag": hist.encode(sec_lag),
+            **self.err,
+        }
+        self.pipe.send(("second", self.spec.index, row))
+        self.second += 1
+        self._new_second()
+
+
+def _worker_main(spec: WorkerSpec, pipe: multiprocessing.connection.Connection) -> None:
+    """Entry point of a worker process: run the driver on a fresh uvloop loop."""
+    # Ctrl-C reaches the whole process group; only the parent decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import uvloop
+
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(_Driver(spec, pipe).run())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            pipe.send(("error", spec.index, traceback.format_exc()))
+    finally:
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.close()
+        pipe.close()
+
+
+# ----------------------------------------------------------------------------- parent side
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A validated run: target, profile, scenario and how work splits across processes."""
+
+    url: str
+    base_url: str
+    host: str
+    port: int
+    profile: LoadProfile
+    scenario: Scenario
+    processes: int
+    timeout: float
+    transport: str
+    progress: bool
+
+
+def _resolve(url: str, *, allow_remote: bool, transport: str) -> tuple[httpx.URL, str, int]:
+    """Parse the URL, resolve its host, and refuse non-loopback targets unless allowed."""
+    if not isinstance(url, str) or not url:
+        raise InputError("url", f"must be an http:// URL, got {url!r}")
+    try:
+        parsed = httpx.URL(url)
+    except Exception:
+        raise InputError("url", f"cannot parse {url!r}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InputError("url", f"must be an absolute http:// or https:// URL, got {url!r}")
+    if parsed.scheme == "https" and transport == "raw":
+        raise InputError(
+            "transport", "'raw' speaks plain http only; use transport='httpx' for https"
+        )
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(parsed.host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise InputError("url", f"cannot resolve host {parsed.host!r}: {exc}") from None
+    addresses = [str(info[4][0]) for info in infos]
+    remote = [a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_loopback]
+    if remote and not allow_remote:
+        raise InputError(
+            "url",
+            f"{parsed.host!r} resolves to {remote[0]}, not loopback (127.0.0.1, ::1, localhost); "
+            "pass allow_remote=True (--allow-remote) to load a remote host",
+        )
+    ipv4 = [a for a in addresses if ":" not in a]
+    return parsed, (ipv4 or addresses)[0], port
+
+
+def plan_load(
+    url: str,
+    *,
+    connections: int = 64,
+    duration: float = 10.0,
+    rate: float | None = None,
+    arrival: str = "constant",
+    warmup: float = 1.0,
+    processes: int | None = None,
+    scenario: Scenario | str | Path | None = None,
+    stages: Sequence[tuple[float, float]] | None = None,
+    think_time: float = 0.0,
+    timeout: float = 10.0,
+    transport: str = "raw",
+    allow_remote: bool = False,
+    progress: bool = True,
+) -> _Plan:
+    """Validate every option of run_load (InputError naming the parameter); start nothing."""
+    if transport not in TRANSPORTS:
+        raise InputError("transport", f"must be one of {allowed(TRANSPORTS)}, got {transport!r}")
+    for name, flag in (("allow_remote", allow_remote), ("progress", progress)):
+        if not isinstance(flag, bool):
+            raise InputError(name, f"must be True or False, got {flag!r}")
+    profile = LoadProfile(
+        connections=connections,
+        duration=duration,
+        warmup=warmup,
+        rate=rate,
+        arrival=arrival,
+        stages=tuple(stages or ()),  # type: ignore[arg-type]
+        think_time=think_time,
+    )
+    timeout = positive_float("timeout", timeout)
+    parsed, host, port = _resolve(url, allow_remote=allow_remote, transport=transport)
+    if scenario is None:
+        path = parsed.raw_path.decode("ascii", "replace") or "/"
+        scenario = Scenario.default(path)
+    elif isinstance(scenario, str | Path):
+        scenario = Scenario.from_file(scenario)
+    elif not isinstance(scenario, Scenario):
+        raise InputError(
+            "scenario", f"must be a Scenario or a path to a JSON file, got {scenario!r}"
+        )
+    if processes is None:
+        processes = default_processes(profile.connections, os.cpu_count())
+    processes = positive_int("processes", processes)
+    if processes > MAX_PROCESSES:
+        raise InputError("processes", f"must be at most {MAX_PROCESSES}, got {processes}")
+    if processes > profile.connections:
+        raise InputError(
+            "processes", f"must be at most connections ({profile.connections}), got {processes}"
+        )
+    base_url = f"{parsed.scheme}://{parsed.netloc.decode('ascii')}"
+    return _Plan(
+        url=str(parsed),
+        base_url=base_url,
+        host=host,
+        port=port,
+        profile=profile,
+        scenario=scenario,
+        processes=processes,
+        timeout=timeout,
+        transport=transport,
+        progress=progress,
+    )
+
+
+def run_load(
+    url: str,
+    *,
+    connections: int = 64,
+    duration: float = 10.0,
+    rate: float | None = None,
+    arrival: str = "constant",
+    warmup: float = 1.0,
+    processes: int | None = None,
+    scenario: Scenario | str | Path | None = None,
+    stages: Sequence[tuple[float, float]] | None = None,
+    think_time: float = 0.0,
+    timeout: float = 10.0,
+    transport: str = "raw",
+    allow_remote: bool = False,
+    progress: bool = True,
+) -> LoadResult:
+    """Load a loopback HTTP service and measure it; safe inside a running event loop."""
+    plan = plan_load(
+        url,
+        connections=connections,
+        duration=duration,
+        rate=rate,
+        arrival=arrival,
+        warmup=warmup,
+        processes=processes,
+        scenario=scenario,
+        stages=stages,
+        think_time=think_time,
+        timeout=timeout,
+        transport=transport,
+        allow_remote=allow_remote,
+        progress=progress,
+    )
+    if allow_remote:
+        print(f"allow_remote=True: loading {plan.url} (not necessarily loopback)", flush=True)
+    return _execute(plan)
+
+
+def _say(plan: _Plan, text: str) -> None:
+    if plan.progress:
+        print(text, flush=True)
+
+
+def _execute(plan: _Plan) -> LoadResult:
+    """Start the workers, hand them a common start time, merge what they report."""
+    profile = plan.profile
+    drain = min(plan.timeout, MAX_DRAIN_S)
+    caps = split_evenly(profile.connections, plan.processes)
+    specs = [
+        WorkerSpec(
+            index=i,
+            workers=plan.processes,
+            base_url=plan.base_url,
+            host=plan.host,
+            port=plan.port,
+            connections=caps[i],
+            profile=profile,
+            scenario=plan.scenario,
+            timeout=plan.timeout,
+            transport=plan.transport,
+            drain=drain,
+        )
+        for i in range(plan.processes)
+    ]
+    mode = (
+        f"open loop {profile.arrival} {profile.asked_rate:,.0f} req/s (cap {profile.connections} "
+        "connections)"
+        if profile.open_loop
+        else f"closed loop {profile.connections} connections"
+    )
+    _say(
+        plan,
+        f"load {plan.url}: {mode}, {plan.processes} process(es), {plan.transport} transport, "
+        f"{profile.duration:g} s + {profile.warmup:g} s warm-up",
+    )
+    if plan.transport == "httpx":
+        _say(
+            plan,
+            f"httpx transport: measured ceiling ~{HTTPX_CEILING_RPS:,.0f} req/s per process "
+            "on the reference machine; above it the client is what you measure",
+        )
+    ctx = multiprocessing.get_context("spawn")
+    procs: list[Any] = []
+    pipes: list[multiprocessing.connection.Connection] = []
+    try:
+        for spec in specs:
+            parent_end, child_end = ctx.Pipe(duplex=True)
+            proc = ctx.Process(
+                target=_worker_main, args=(spec, child_end), daemon=True, name=f"load-{spec.index}"
+            )
+            proc.start()
+            child_end.close()
+            procs.append(proc)
+            pipes.append(parent_end)
+        collector = _Collector(plan, specs)
+        ready: set[int] = set()
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while len(ready) < len(specs):
+            for message in _receive(pipes, procs, deadline):
+                if message[0] == "ready":
+                    ready.add(message[1])
+        start_at = time.monotonic() + START_DELAY_S
+        for pipe in pipes:
+            pipe.send(("start", start_at))
+        deadline = start_at + profile.warmup + profile.duration + drain + DEADLINE_MARGIN_S
+        finished: set[int] = set()
+        while not collector.complete():
+            for message in _receive(pipes, procs, deadline, finished):
+                collector.add(message)
+        for proc in procs:
+            proc.join(5.0)
+        return collector.result()
+    finally:
+        _stop(procs)
+        for pipe in pipes:
+            pipe.close()
+
+
+def _receive(
+    pipes: list[multiprocessing.connection.Connection],
+    procs: list[Any],
+    deadline: float,
+    finished: set[int] | None = None,
+) -> list[tuple[Any, ...]]:
+    """Messages available from the workers within a short wait; raises on errors and deadlines."""
+    if time.monotonic() > deadline:
+        raise RuntimeError("load workers missed their deadline")
+    messages = []
+    live = [p for p in pipes if not p.closed]
+    for pipe in multiprocessing.connection.wait(live, timeout=0.25):
+        assert isinstance(pipe, multiprocessing.connection.Connection)
+        index = pipes.index(pipe)
+        try:
+            message = pipe.recv()
+        except EOFError:
+            pipe.close()
+            if finished is None or index not in finished:
+                procs[index].join(1.0)
+                raise RuntimeError(
+                    f"load worker {index} exited without reporting (exit code "
+                    f"{procs[index].exitcode}); a script that calls run_load must guard its "
+                    "entry point with `if __name__ == '__main__':` (multiprocessing spawn)"
+                ) from None
+            continue
+        if message[0] == "error":
+            raise RuntimeError(f"load worker {message[1]} failed:\n{message[2]}")
+        if message[0] == "done" and finished is not None:
+            finished.add(index)
+        messages.append(message)
+    if not messages:
+        dead = [
+            i
+            for i, p in enumerate(procs)
+            if p.exitcode not in (None, 0) and i not in (finished or ())
+        ]
+        if dead:
+            proc = procs[dead[0]]
+            raise RuntimeError(f"load worker {proc.name} died (exit code {proc.exitcode})")
+    return messages
+
+
+def _stop(procs: list[Any]) -> None:
+    """Terminate any worker still alive, then kill it; leave no orphan behind."""
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(2.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(2.0)
+
+
+class _Collector:
+    """Merges per-second rows and final histograms of the workers; prints progress."""
+
+    def __init__(self, plan: _Plan, specs: list[WorkerSpec]) -> None:
+        self.plan = plan
+        self.workers = len(specs)
+        self.pending: dict[int, list[dict[str, Any]]] = {}
+        self.rows: list[dict[str, Any]] = []
+        self.finals: dict[int, dict[str, Any]] = {}
+        self.worker_requests = [0] * self.workers
+        self.worker_cpu: list[list[float]] = [[] for _ in specs]
+        self.totals: dict[str, float] = {}
+        self.total_lag = hist.new_histogram()
+
+    def complete(self) -> bool:
+        return len(self.finals) == self.workers
+
+    def add(self, message: tuple[Any, ...]) -> None:
+        kind, index, payload = message
+        if kind == "second":
+            self.worker_requests[index] += (
+                payload["completed"] + payload["late"] + sum(payload[k] for k in TRANSPORT_FAILURES)
+            )
+            self.worker_cpu[index].append(payload["cpu"])
+            parts = self.pending.setdefault(payload["second"], [])
+            parts.append(payload)
+            if len(parts) == self.workers:
+                self._merge_second(self.pending.pop(payload["second"]))
+        elif kind == "done":
+            self.finals[index] = payload
+
+    def _merge_second(self, parts: list[dict[str, Any]]) -> None:
+        second = parts[0]["second"]
+        length = parts[0]["length"]
+        lat = hist.merge(p["lat"] for p in parts)
+        lag = hist.merge(p["lag"] for p in parts)
+        row: dict[str, Any] = {"second": second}
+        for key in ("sent", "completed", "late", *ERROR_CLASSES, "cap_waits", "dropped"):
+            row[key] = sum(p[key] for p in parts)
+            self.totals[key] = self.totals.get(key, 0) + row[key]
+        row["errors"] = sum(row[k] for k in ERROR_CLASSES)
+        row["rate"] = row["completed"] / length if length > 0 else 0.0
+        profile = self.plan.profile
+        row["asked_rate"] = profile.rate_at(second + length / 2) if profile.open_loop else None
+        for p in (50, 95, 99):
+            row[f"p{p}_ms"] = hist.percentile_ms(lat, p)
+        row["send_lag_p99_ms"] = hist.percentile_ms(lag, 99) if profile.open_loop else 0.0
+        row["generator_cpu_pct"] = 100.0 * max(p["cpu"] for p in parts)
+        self.rows.append(row)
+        if self.plan.progress:
+            asked = f" (asked {row['asked_rate']:,.0f})" if profile.open_loop else ""
+            p99 = row["p99_ms"]
+            p99_text = "-" if math.isnan(p99) else f"{p99:.2f}"
+            print(
+                f"  {second + length:6.1f}s  {row['rate']:9,.0f} req/s{asked}  "
+                f"errors {row['errors']:6d}  p99 {p99_text:>9} ms",
+                flush=True,
+            )
+
+    def result(self) -> LoadResult:
+        plan, profile = self.plan, self.plan.profile
+        for second in sorted(self.pending):  # a worker that skipped a row: merge what came
+            self._merge_second(self.pending.pop(second))
+        self.rows.sort(key=lambda r: r["second"])
+        lat = hist.merge(f["lat"] for f in self.finals.values())
+        svc = hist.merge(f["svc"] for f in self.finals.values())
+        lag = hist.merge(f["lag"] for f in self.finals.values())
+        classes = {k: int(self.totals.get(k, 0)) for k in ERROR_CLASSES}
+        completed = int(self.totals.get("completed", 0))
+        sent = int(self.totals.get("sent", 0))
+        late = int(self.totals.get("late", 0))
+        requests = completed + late + sum(classes[k] for k in TRANSPORT_FAILURES)
+        throughput = completed / profile.duration
+        lag_p99 = hist.percentile_ms(lag, 99) if profile.open_loop else 0.0
+        # a refused connection is the server's doing: it counts as offered
+        offered = sent + classes["connect"]
+        reason = self._saturation(sent=offered, throughput=throughput, lag_p99=lag_p99)
+        return LoadResult(
+            url=plan.url,
+            transport=plan.transport,
+            processes=plan.processes,
+            connections=profile.connections,
+            arrival=profile.arrival if profile.open_loop else None,
+            asked_rate=profile.asked_rate,
+            duration_s=profile.duration,
+            warmup_s=profile.warmup,
+            requests=requests,
+            completed=completed,
+            late=late,
+            sent=sent,
+            errors=sum(classes.values()),
+            error_classes=classes,
+            hdr_latency=hist.encode(lat),
+            hdr_service=hist.encode(svc),
+            hdr_send_lag=hist.encode(lag),
+            connections_used=sum(int(f["connections_used"]) for f in self.finals.values()),
+            rows=tuple(self.rows),
+            worker_requests=tuple(self.worker_requests),
+            generator_saturated=reason is not None,
+            saturation_reason=reason,
+        )
+
+    def _saturation(self, *, sent: int, throughput: float, lag_p99: float) -> str | None:
+        """Why the generator, not the server, limited the run; None when it did not."""
+        plan, profile = self.plan, self.plan.profile
+        cpu = max((sum(c) / len(c) for c in self.worker_cpu if c), default=0.0)
+        cap_waits = int(self.totals.get("cap_waits", 0))
+        dropped = int(self.totals.get("dropped", 0))
+        symptoms = []
+        if profile.open_loop:
+            asked = profile.expected_requests()
+            if sent < RATE_SHORTFALL * asked:
+                share = 100 * sent / asked if asked else 0.0
+                symptoms.append(f"sent {sent:,} of {asked:,.0f} asked requests ({share:.0f}%)")
+            if lag_p99 > SEND_LAG_LIMIT_MS:
+                symptoms.append(f"send lag P99 {lag_p99:.1f} ms > {SEND_LAG_LIMIT_MS:g} ms")
+        elif cpu >= CPU_PINNED:
+            symptoms.append(f"closed loop with generator CPU {100 * cpu:.0f}%")
+        if plan.transport == "httpx" and throughput >= 0.9 * HTTPX_CEILING_RPS * plan.processes:
+            symptoms.append(
+                f"httpx transport at its ceiling (~{HTTPX_CEILING_RPS:,.0f} req/s per process "
+                "measured here; use transport='raw')"
+            )
+        if not symptoms:
+            return None
+        causes = []
+        if cap_waits:
+            causes.append(
+                f"all {profile.connections} connections were busy for {cap_waits:,} requests "
+                "(raise connections if the server keeps up)"
+            )
+        if dropped:
+            causes.append(f"{dropped:,} arrivals dropped (backlog full)")
+        if cpu >= CPU_BUSY:
+            causes.append(f"generator CPU {100 * cpu:.0f}% of a core (add processes)")
+        return "; ".join(symptoms) + (" - " + "; ".join(causes) if causes else "")

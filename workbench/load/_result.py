@@ -1,0 +1,172 @@
+"""LoadResult: the merged outcome of a load run (summary, per-second series, HDR histograms)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from workbench.load import _histogram as hist
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ERROR_CLASSES = ("status_4xx", "status_5xx", "timeout", "connect", "reset", "other")
+PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+HISTOGRAM_KINDS = ("latency", "service")
+SERIES_COLUMNS = (
+    "second",
+    "sent",
+    "completed",
+    "late",
+    "errors",
+    *ERROR_CLASSES,
+    "rate",
+    "asked_rate",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "send_lag_p99_ms",
+    "generator_cpu_pct",
+    "cap_waits",
+    "dropped",
+)
+_TICKS_PER_HALF = 5
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What one load run measured: counts, HDR histograms, one row per second, self-check."""
+
+    url: str
+    transport: str
+    processes: int
+    connections: int
+    arrival: str | None
+    asked_rate: float | None
+    duration_s: float
+    warmup_s: float
+    requests: int
+    completed: int
+    late: int
+    sent: int
+    errors: int
+    error_classes: Mapping[str, int]
+    hdr_latency: bytes = field(repr=False)
+    hdr_service: bytes = field(repr=False)
+    hdr_send_lag: bytes = field(repr=False)
+    connections_used: int
+    rows: tuple[Mapping[str, Any], ...] = field(repr=False)
+    worker_requests: tuple[int, ...]
+    generator_saturated: bool
+    saturation_reason: str | None
+
+    @property
+    def throughput_rps(self) -> float:
+        """Responses (any status) received within the measured window, per second."""
+        return self.completed / self.duration_s if self.duration_s else 0.0
+
+    def percentiles_ms(self, kind: str = "latency") -> dict[str, float]:
+        """p50, p90, p95, p99, p999 and max in milliseconds of the latency or service time."""
+        h = hist.decode(self._blob(kind))
+        values = {name: _clean(hist.percentile_ms(h, p)) for name, p in PERCENTILES.items()}
+        values["max"] = _clean(hist.max_ms(h))
+        return values
+
+    def summary(self) -> dict[str, Any]:
+        """One flat-ish dict describing the run (JSON-serialisable)."""
+        lag = hist.decode(self.hdr_send_lag)
+        return {
+            "url": self.url,
+            "transport": self.transport,
+            "processes": self.processes,
+            "connections": self.connections,
+            "connections_used": self.connections_used,
+            "arrival": self.arrival,
+            "requests": self.requests,
+            "late_responses": self.late,
+            "errors": self.errors,
+            "error_classes": dict(self.error_classes),
+            "duration_s": self.duration_s,
+            "throughput_rps": self.throughput_rps,
+            "asked_rate": self.asked_rate,
+            "latency_ms": self.percentiles_ms("latency"),
+            "service_time_ms": self.percentiles_ms("service"),
+            "send_lag_p99_ms": _clean(hist.percentile_ms(lag, 99)) if self.asked_rate else 0.0,
+            "generator_saturated": self.generator_saturated,
+            "saturation_reason": self.saturation_reason,
+        }
+
+    def series(self) -> pd.DataFrame:
+        """One row per second since measurement start: counts, error classes, rate, percentiles."""
+        import pandas as pd
+
+        frame = pd.DataFrame([dict(r) for r in self.rows], columns=list(SERIES_COLUMNS))
+        return frame.astype({"asked_rate": "float64"})
+
+    def histogram(self, kind: str = "latency") -> pd.DataFrame:
+        """Percentile spectrum: percentile (%), latency_ms, inverse_tail = 1/(1-p) (log axis)."""
+        import pandas as pd
+
+        h = hist.decode(self._blob(kind))
+        total = h.get_total_count()
+        rows = []
+        if total:
+            for fraction in _spectrum(total):
+                value = h.get_value_at_percentile(100.0 * fraction) / 1000.0
+                rows.append((100.0 * fraction, value, min(1.0 / (1.0 - fraction), float(total))))
+            rows.append((100.0, h.get_max_value() / 1000.0, float(total)))
+        return pd.DataFrame(rows, columns=["percentile", "latency_ms", "inverse_tail"])
+
+    def text(self) -> str:
+        """A short human summary."""
+        lat = self.percentiles_ms("latency")
+        svc = self.percentiles_ms("service")
+        mode = (
+            f"open loop, asked {self.asked_rate:,.0f} req/s ({self.arrival})"
+            if self.asked_rate is not None
+            else "closed loop"
+        )
+        errors = ", ".join(f"{k} {v}" for k, v in self.error_classes.items() if v) or "none"
+        lines = [
+            f"{self.url}: {mode}, {self.connections} connections, {self.processes} process(es), "
+            f"{self.transport} transport, {self.duration_s:g} s",
+            f"  throughput {self.throughput_rps:,.1f} req/s, {self.requests:,} requests, "
+            f"errors {self.errors:,} ({errors})",
+            "  latency ms  " + _fmt(lat),
+            "  service ms  " + _fmt(svc),
+        ]
+        if self.generator_saturated:
+            lines.append(f"  GENERATOR SATURATED: {self.saturation_reason}")
+        return "\n".join(lines)
+
+    def _blob(self, kind: str) -> bytes:
+        if kind == "latency":
+            return self.hdr_latency
+        if kind == "service":
+            return self.hdr_service
+        from workbench._errors import InputError, allowed
+
+        raise InputError("kind", f"must be one of {allowed(HISTOGRAM_KINDS)}, got {kind!r}")
+
+
+def _spectrum(total: int) -> list[float]:
+    """Percentile fractions spaced evenly on 1/(1-p), as HdrHistogram's percentile output."""
+    fractions = []
+    level = 0.0
+    while True:
+        fraction = 1.0 - 0.5**level
+        if 1.0 / (1.0 - fraction) > total:
+            break
+        fractions.append(fraction)
+        level += 1.0 / _TICKS_PER_HALF
+    return fractions
+
+
+def _clean(value: float) -> float:
+    return 0.0 if math.isnan(value) else round(value, 3)
+
+
+def _fmt(values: Mapping[str, float]) -> str:
+    return "  ".join(f"{k} {v:.2f}" for k, v in values.items())

@@ -1,0 +1,146 @@
+"""Transports: a lean uvloop Protocol HTTP/1.1 client (raw) and an httpx AsyncClient per user."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Protocol, cast
+
+import httptools
+import httpx
+
+TRANSPORTS = ("raw", "httpx")
+# Measured with benchmarks/generator.py on the 2-core reference machine: one httpx.AsyncClient
+# per virtual user does ~1,500 requests per CPU-second, so one worker process tops out near here.
+HTTPX_CEILING_RPS = 1500.0
+
+
+class Owner(Protocol):
+    """What a connection reports to: the worker's scheduler."""
+
+    def on_response(self, conn: RawConnection | HttpxUser, status: int) -> None: ...
+
+    def on_failure(self, conn: RawConnection | HttpxUser, kind: str) -> None: ...
+
+
+class RawConnection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection of a virtual user; responses parsed with httptools."""
+
+    def __init__(self, owner: Owner) -> None:
+        self.owner = owner
+        self.transport: asyncio.Transport | None = None
+        self.parser: httptools.HttpResponseParser | None = None
+        self.busy = False
+        self.intended = 0.0
+        self.sent = 0.0
+        # connection_lost calls still owed by transports we closed ourselves
+        self._stale_losses = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.parser = httptools.HttpResponseParser(self)
+
+    def data_received(self, data: bytes) -> None:
+        parser = self.parser
+        if parser is None:
+            return
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.drop()
+            if self.busy:
+                self.busy = False
+                self.owner.on_failure(self, "other")
+
+    def on_message_complete(self) -> None:
+        parser = self.parser
+        assert parser is not None
+        status = parser.get_status_code()
+        if not parser.should_keep_alive():
+            self.drop()
+        if self.busy:
+            self.busy = False
+            self.owner.on_response(self, status)
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too; connection_lost reports an in-flight request
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._stale_losses:
+            self._stale_losses -= 1
+            return
+        self.transport = None
+        self.parser = None
+        if self.busy:
+            self.busy = False
+            self.owner.on_failure(self, "reset")
+
+    def drop(self, *, abort: bool = False) -> None:
+        """Close the current TCP connection now; the next send reconnects."""
+        transport = self.transport
+        if transport is None:
+            return
+        self.transport = None
+        self.parser = None
+        self._stale_losses += 1
+        if abort:
+            transport.abort()
+        else:
+            transport.close()
+
+
+async def connect_raw(conn: RawConnection, host: str, port: int, *, timeout: float) -> None:
+    """Open (or reopen) the TCP connection of a RawConnection."""
+    loop = asyncio.get_running_loop()
+    await asyncio.wait_for(loop.create_connection(lambda: conn, host, port), timeout)
+
+
+def classify_exception(exc: BaseException) -> str:
+    """Map a transport exception to an error class."""
+    if isinstance(exc, httpx.TimeoutException | asyncio.TimeoutError | TimeoutError):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError | ConnectionRefusedError):
+        return "connect"
+    if isinstance(
+        exc,
+        httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError | ConnectionResetError,
+    ):
+        return "reset"
+    if isinstance(exc, OSError):
+        return "connect"
+    return "other"
+
+
+class HttpxUser:
+    """One virtual user with its own httpx.AsyncClient (built before timing starts)."""
+
+    def __init__(self, owner: Owner, client: httpx.AsyncClient) -> None:
+        self.owner = owner
+        self.client = client
+        self.busy = False
+        self.intended = 0.0
+        self.sent = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self, request: httpx.Request) -> None:
+        """Send a request in a task; the owner hears of the outcome."""
+        self.task = asyncio.get_running_loop().create_task(self._run(request))
+
+    async def _run(self, request: httpx.Request) -> None:
+        try:
+            response = await self.client.send(request)
+        except Exception as exc:  # every failure is counted in its class
+            self.busy = False
+            self.owner.on_failure(self, classify_exception(exc))
+        else:
+            self.busy = False
+            self.owner.on_response(self, response.status_code)
+
+
+def make_httpx_client(*, timeout: float, ssl_context: ssl.SSLContext) -> httpx.AsyncClient:
+    """An AsyncClient for one virtual user: one connection, shared SSL context (no CA reload)."""
+    return httpx.AsyncClient(
+        timeout=timeout,
+        verify=ssl_context,
+        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+    )
