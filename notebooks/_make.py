@@ -29,17 +29,18 @@ def notebook(name: str, cells: list[tuple[str, str]]) -> None:
 
 QUICKSTART = [
     ("md", """
-# Quickstart: launch the service, load it, look at the curves
+# Quickstart: launch the service, load it, look inside
 
 Starts PostgreSQL and Redis (embedded, or yours through `database_url` / `redis_url`),
-seeds them, launches the bundled FastAPI service with the chosen settings, fires a
-closed-loop load of `connections` concurrent clients for `duration` seconds and plots
-throughput and latency. Run it headless with
-`papermill notebooks/01_quickstart.ipynb out.ipynb -p duration 10 -p preset naive`.
+seeds them, launches the bundled FastAPI service with the chosen settings, loads it for
+`duration` seconds — closed loop over `connections` connections, or open loop at `rate`
+requests/s — samples the service's metrics and processes every second, and stores the run in
+`data/runs/`. Headless: `workbench report 01_quickstart -p duration 10 -p preset naive`.
 """),
     ("params", """
-duration = 5.0  # seconds of load
-connections = 16  # concurrent connections (virtual users)
+duration = 5.0  # seconds of measured load (after a 1 s warm-up)
+connections = 16  # concurrent connections (virtual users); a cap in open loop
+rate = 0  # requests per second for an open-loop run, 0 for a closed loop
 users = 100_000  # users seeded into the database
 preset = "optimized"  # "naive" or "optimized"
 settings = {}  # ServiceSettings overrides, e.g. {"pool_size": 20, "workers": 2}
@@ -51,27 +52,30 @@ redis_url = ""  # an existing Redis (redis://...) instead of the embedded one
 import workbench as wb
 
 params = wb.check_params(
-    duration=duration, connections=connections, users=users, preset=preset,
+    duration=duration, connections=connections, rate=rate, users=users, preset=preset,
     settings=settings, endpoint=endpoint, database_url=database_url, redis_url=redis_url,
 )
 wb.setup()
-params.settings.diff()
+params.settings.diff()  # what differs from the naive baseline
 """),
-    ("md", "## Launch and load"),
+    ("md", "## Launch, load, sample"),
     ("code", """
+experiment = wb.Experiment(
+    settings=params.settings, path=params.endpoint,
+    connections=params.connections, duration=params.duration, rate=params.rate, name="quickstart",
+)
 with wb.Stack(users=params.users, database_url=params.database_url, redis_url=params.redis_url) as stack:
-    with wb.ServiceProcess(params.settings, stack) as service:
-        result = wb.quick_load(
-            service.url + params.endpoint,
-            connections=params.connections, duration=params.duration, id_range=params.users,
-        )
-result.summary()
+    run = experiment.run(stack)
+print(run.manifest["bottleneck"]["sentence"])
+wb.summary_table(run)
 """),
     ("md", "## Throughput and latency over time"),
-    ("code", "wb.show(wb.plots.throughput_over_time(result))"),
-    ("code", "wb.show(wb.plots.latency_over_time(result))"),
+    ("code", "wb.show(wb.plots.throughput_over_time(run))"),
+    ("code", "wb.show(wb.plots.latency_over_time(run))"),
     ("md", "## Latency by percentile (HDR spectrum)"),
-    ("code", "wb.show(wb.plots.percentile_spectrum({params.endpoint: result}))"),
+    ("code", "wb.show(wb.plots.percentile_spectrum({params.endpoint: run}))"),
+    ("md", "## Inside the service"),
+    ("code", "wb.show(wb.plots.server_panels(run.server))"),
 ]
 
 

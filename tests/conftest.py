@@ -13,6 +13,8 @@ import pytest
 from workbench.stack import Stack
 
 TEST_USERS = 2_000
+# Jupyter warns on every import when XDG_RUNTIME_DIR is unset (as under CI).
+os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="runtime-"))
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +34,18 @@ def stack(stack_root: Path) -> Iterator[Stack]:
 
 
 def descendants() -> set[int]:
-    """Pids of every process this test process started, at any depth."""
-    return {p.pid for p in psutil.Process().children(recursive=True)}
+    """Pids of every process this test process started, at any depth, except PostgreSQL's own
+    (the session's server forks backends as it pleases) and multiprocessing's resource tracker
+    (one per process, alive until it exits)."""
+    out = set()
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            tracker = "multiprocessing.resource_tracker" in " ".join(proc.cmdline())
+            if proc.name() != "postgres" and not tracker:
+                out.add(proc.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return out
 
 
 def processes_under(root: Path) -> set[int]:

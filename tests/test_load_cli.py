@@ -12,7 +12,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from load_servers import serve
+
+from .load_servers import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 

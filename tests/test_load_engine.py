@@ -7,26 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
-from load_servers import Behaviour, free_port, serve
 
+from workbench import hdr as hist
 from workbench._errors import InputError
 from workbench.load import Endpoint, Scenario, run_load
-from workbench.load import _histogram as hist
 
-
-def _workers_left() -> list[psutil.Process]:
-    """Child processes other than multiprocessing's resource tracker."""
-    left = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            tracker = "resource_tracker" in " ".join(child.cmdline())
-            if not tracker and child.status() != psutil.STATUS_ZOMBIE:
-                left.append(child)
-        except psutil.NoSuchProcess:
-            pass
-    return left
+from .conftest import descendants
+from .load_servers import Behaviour, free_port, serve
 
 
 def test_stall_corrected_latency_matches_the_stall_and_service_time_does_not() -> None:
@@ -162,6 +150,7 @@ def test_error_classes_are_counted() -> None:
 
 
 def test_two_processes_merge_counts_and_histograms() -> None:
+    before = descendants()
     with serve() as (url, behaviour):
         result = run_load(
             url + "/",
@@ -182,10 +171,12 @@ def test_two_processes_merge_counts_and_histograms() -> None:
     assert result.requests == pytest.approx(600, rel=0.2)
     assert behaviour.requests >= result.requests  # warm-up requests reach the server too
     assert result.connections_used <= 8
-    assert _workers_left() == []
+    assert descendants() <= before
 
 
 def test_closed_loop_from_inside_a_running_event_loop() -> None:
+    before = descendants()
+
     async def inside() -> int:
         with serve() as (url, _):
             return run_load(
@@ -193,7 +184,7 @@ def test_closed_loop_from_inside_a_running_event_loop() -> None:
             ).requests
 
     assert asyncio.run(inside()) > 50
-    assert _workers_left() == []
+    assert descendants() <= before
 
 
 def test_httpx_transport_runs_and_states_its_ceiling(capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from load_servers import serve
 
 from workbench._errors import InputError
 from workbench.load import LoadResult, run_load
 from workbench.load._result import SERIES_COLUMNS
+
+from .load_servers import serve
 
 
 @pytest.fixture(scope="module")

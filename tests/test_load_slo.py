@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from workbench import hdr as hist
 from workbench._errors import InputError
 from workbench.load import SLO, LoadResult
-from workbench.load import _histogram as hist
 
 
 def _result(latency_us: dict[int, int], *, errors: int, requests: int) -> LoadResult:

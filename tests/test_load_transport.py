@@ -6,10 +6,11 @@ import asyncio
 
 import httpx
 import pytest
-from load_servers import serve
 
 from workbench.load._scenario import Scenario
 from workbench.load._transport import RawConnection, classify_exception, connect_raw
+
+from .load_servers import serve
 
 
 class _Recorder:

@@ -14,7 +14,7 @@ from workbench.store import Store, new_run_id
 
 
 def make_run(run_id: str, latencies_us: list[int], *, pool_size: int = 5) -> RunResult:
-    histogram = hdr.new()
+    histogram = hdr.new_histogram()
     for value in latencies_us:
         histogram.record_value(value)
     client = pd.DataFrame({"second": [0.0, 1.0], "rate": [100.0, 110.0], "p99_ms": [2.0, 3.0]})

@@ -3,16 +3,31 @@
 from service.settings import ServiceSettings, SettingsError, ladder
 from workbench import plots
 from workbench._errors import InputError, StackError
+from workbench.bottleneck import Bottleneck, attribute
+from workbench.compare import compare
+from workbench.experiment import Experiment
 from workbench.launcher import ServiceProcess
-from workbench.notebook import setup, show
+from workbench.load import SLO, Endpoint, LoadResult, Scenario, run_load
+from workbench.notebook import setup, show, summary_table
 from workbench.params import Params, check_params, preset_settings
-from workbench.quickload import QuickResult, quick_load
+from workbench.run import RunResult
 from workbench.stack import Stack
+from workbench.store import Store
 
 __all__ = [
+    "SLO",
+    "Bottleneck",
+    "Endpoint",
+    "Experiment",
+    "LoadResult",
+    "RunResult",
+    "Scenario",
+    "Store",
+    "attribute",
+    "compare",
+    "run_load",
     "InputError",
     "Params",
-    "QuickResult",
     "ServiceProcess",
     "ServiceSettings",
     "SettingsError",
@@ -22,7 +37,7 @@ __all__ = [
     "ladder",
     "plots",
     "preset_settings",
-    "quick_load",
     "setup",
     "show",
+    "summary_table",
 ]

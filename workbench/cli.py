@@ -1,4 +1,4 @@
-"""The `workbench` command: demo, report, stack, serve."""
+"""The `workbench` command: demo, report, stack, serve, load."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from service.settings import ServiceSettings, SettingsError
 from workbench._errors import InputError, StackError
+from workbench.load import _cli as load_cli
 
 DEMO_NOTEBOOK = "01_quickstart"
 
@@ -73,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
         "--port", type=int, default=None, help="port for the service (default: a free one)"
     )
     serve.add_argument("--users", type=int, default=100_000, help="users to seed (default 100000)")
+
+    load = sub.add_parser(
+        "load", help="load a loopback URL (wrk2-style: open or closed loop, HDR latencies)"
+    )
+    load_cli.add_arguments(load)
     return parser  # fmt: skip
 
 
@@ -185,7 +191,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return 1
 
 
-COMMANDS = {"demo": _cmd_demo, "report": _cmd_report, "stack": _cmd_stack, "serve": _cmd_serve}
+COMMANDS = {
+    "demo": _cmd_demo,
+    "report": _cmd_report,
+    "stack": _cmd_stack,
+    "serve": _cmd_serve,
+    "load": load_cli.main,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

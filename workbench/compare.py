@@ -26,7 +26,7 @@ def _rates(runs: list[RunResult]) -> np.ndarray:
 
 def _distribution(runs: list[RunResult]) -> tuple[np.ndarray, np.ndarray]:
     """Latency values (ms) and their counts from the merged HDR histogram of the group."""
-    merged = hdr.decode(hdr.merge([r.hdr_latency for r in runs if r.hdr_latency]))
+    merged = hdr.merge(r.hdr_latency for r in runs)
     values, counts = [], []
     for item in merged.get_recorded_iterator():
         values.append(item.value_iterated_to / 1000)

@@ -1,50 +1,99 @@
-"""HDR histograms of latency: 1 µs – 60 s, 3 significant digits, encoded for storage and merging."""
+"""HDR histograms of latencies in microseconds (1 µs – 60 s, 3 significant digits): encoded, merged, read."""
 
 from __future__ import annotations
 
-import pandas as pd
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 from hdrh.histogram import HdrHistogram
 
-LOWEST_US, HIGHEST_US, DIGITS = 1, 60_000_000, 3
-SPECTRUM = (0, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 100)
-SUMMARY = (50.0, 90.0, 95.0, 99.0, 99.9)
+if TYPE_CHECKING:
+    import pandas as pd
+
+LOWEST_US = 1
+HIGHEST_US = 60_000_000
+DIGITS = 3
+SUMMARY = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+_TICKS_PER_HALF = 5
 
 
-def new() -> HdrHistogram:
+def new_histogram() -> HdrHistogram:
     """An empty latency histogram in microseconds."""
     return HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
 
 
+def record_counts(histogram: HdrHistogram, counts: dict[int, int]) -> None:
+    """Add a {microseconds: count} tally to a histogram (values clamped to the range)."""
+    for value, count in counts.items():
+        histogram.record_value(min(max(value, 0), HIGHEST_US), count)
+
+
+def encode(histogram: HdrHistogram) -> bytes:
+    """Encode a histogram to the standard compressed HDR form (base64 bytes)."""
+    return bytes(histogram.encode())
+
+
 def decode(blob: bytes) -> HdrHistogram:
-    """A histogram from its encoded form."""
+    """Decode a histogram encoded with encode()."""
+    if not blob:
+        return new_histogram()
     return HdrHistogram.decode(blob)
 
 
-def merge(blobs: list[bytes]) -> bytes:
-    """The encoded sum of encoded histograms."""
-    total = new()
+def merge(blobs: Iterable[bytes]) -> HdrHistogram:
+    """Merge encoded histograms by adding their counts."""
+    total = new_histogram()
     for blob in blobs:
-        total.add(decode(blob))
-    return bytes(total.encode())
+        if blob:
+            total.add(decode(blob))
+    return total
 
 
-def percentiles_ms(blob: bytes) -> dict[str, float]:
-    """p50, p90, p95, p99, p999 and max in milliseconds."""
-    hist = decode(blob)
-    out = {f"p{p:g}".replace(".", ""): hist.get_value_at_percentile(p) / 1000 for p in SUMMARY}
-    out["max"] = hist.get_max_value() / 1000
-    return out
+def percentile_ms(histogram: HdrHistogram, percentile: float) -> float:
+    """The value at a percentile (0–100) in milliseconds; NaN for an empty histogram."""
+    if histogram.get_total_count() == 0:
+        return float("nan")
+    return float(histogram.get_value_at_percentile(percentile)) / 1000.0
+
+
+def max_ms(histogram: HdrHistogram) -> float:
+    """The largest recorded value in milliseconds; NaN for an empty histogram."""
+    if histogram.get_total_count() == 0:
+        return float("nan")
+    return float(histogram.get_max_value()) / 1000.0
+
+
+def percentiles(blob: bytes) -> dict[str, float]:
+    """p50, p90, p95, p99, p999 and max in milliseconds of an encoded histogram (NaN when empty)."""
+    histogram = decode(blob)
+    values = {name: percentile_ms(histogram, p) for name, p in SUMMARY.items()}
+    values["max"] = max_ms(histogram)
+    return values
+
+
+def _fractions(total: int) -> list[float]:
+    """Percentile fractions spaced evenly on 1/(1-p), as HdrHistogram's percentile output."""
+    fractions = []
+    level = 0.0
+    while True:
+        fraction = 1.0 - 0.5**level
+        if 1.0 / (1.0 - fraction) > total:
+            break
+        fractions.append(fraction)
+        level += 1.0 / _TICKS_PER_HALF
+    return fractions
 
 
 def spectrum(blob: bytes) -> pd.DataFrame:
-    """Percentile spectrum: percentile, latency_ms, inverse_tail = 1/(1-p) for a log axis."""
-    hist = decode(blob)
-    rows = [
-        {
-            "percentile": p,
-            "latency_ms": hist.get_value_at_percentile(p) / 1000,
-            "inverse_tail": 1 / (1 - min(p, 99.999) / 100),
-        }
-        for p in SPECTRUM
-    ]
-    return pd.DataFrame(rows)
+    """Percentile spectrum: percentile (%), latency_ms, inverse_tail = 1/(1-p) for a log axis."""
+    import pandas as pd
+
+    histogram = decode(blob)
+    total = histogram.get_total_count()
+    rows = []
+    if total:
+        for fraction in _fractions(total):
+            value = histogram.get_value_at_percentile(100.0 * fraction) / 1000.0
+            rows.append((100.0 * fraction, value, min(1.0 / (1.0 - fraction), float(total))))
+        rows.append((100.0, histogram.get_max_value() / 1000.0, float(total)))
+    return pd.DataFrame(rows, columns=["percentile", "latency_ms", "inverse_tail"])

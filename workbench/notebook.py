@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import pandas as pd
 import plotly.graph_objects as go
 import plotly.offline
 
@@ -26,3 +28,23 @@ def show(fig: go.Figure) -> None:
 
     html = fig.to_html(include_plotlyjs=False, full_html=False, config={"displaylogo": False})
     display({_MIME_PLOTLY: json.loads(fig.to_json()), "text/html": html}, raw=True)
+
+
+def summary_table(run: Any) -> pd.DataFrame:
+    """The headline numbers of a run as a small table (for notebooks and reports)."""
+    row = run.summary()
+    keys = [
+        ("throughput_rps", "throughput (req/s)"),
+        ("requests", "requests"),
+        ("errors", "errors"),
+        ("p50_ms", "latency P50 (ms)"),
+        ("p95_ms", "latency P95 (ms)"),
+        ("p99_ms", "latency P99 (ms)"),
+        ("p999_ms", "latency P99.9 (ms)"),
+        ("max_ms", "latency max (ms)"),
+        ("generator_saturated", "generator saturated"),
+        ("bottleneck", "bottleneck"),
+    ]
+    return pd.DataFrame(
+        {"value": [row.get(k) for k, _ in keys]}, index=pd.Index([label for _, label in keys])
+    )

@@ -34,6 +34,7 @@ class Params:
 
     duration: float
     connections: int
+    rate: float | None
     users: int
     settings: ServiceSettings
     endpoint: str
@@ -45,6 +46,7 @@ def check_params(
     *,
     duration: Any = 5.0,
     connections: Any = 16,
+    rate: Any = 0,
     users: Any = 100_000,
     preset: Any = "optimized",
     settings: Any = None,
@@ -59,6 +61,7 @@ def check_params(
     connections = positive_int("connections", connections)
     if connections > MAX_CONNECTIONS:
         raise InputError("connections", f"must be <= {MAX_CONNECTIONS}, got {connections}")
+    rate = positive_float("rate", rate, strict=False) or None
     users = positive_int("users", users)
     if not isinstance(endpoint, str) or not endpoint.startswith("/"):
         raise InputError("endpoint", f"must be a path starting with '/', got {endpoint!r}")
@@ -69,6 +72,7 @@ def check_params(
     return Params(
         duration=duration,
         connections=connections,
+        rate=rate,
         users=users,
         settings=preset_settings(preset, settings),
         endpoint=endpoint,

@@ -20,12 +20,12 @@ class HasSeries(Protocol):
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, **extra: Any) -> go.Figure:
+    extra.setdefault("height", 380)
     fig.update_layout(
         title=title,
         template=TEMPLATE,
         xaxis_title=x,
         yaxis_title=y,
-        height=380,
         margin={"l": 60, "r": 20, "t": 60, "b": 50},
         legend={"orientation": "h", "y": -0.2},
         **extra,
@@ -38,6 +38,10 @@ def throughput_over_time(result: HasSeries, *, title: str = "Throughput") -> go.
     frame = result.series()
     fig = go.Figure()
     fig.add_scatter(x=frame["second"], y=frame["rate"], name="requests/s", mode="lines+markers")
+    if "asked_rate" in frame and frame["asked_rate"].notna().any():
+        fig.add_scatter(
+            x=frame["second"], y=frame["asked_rate"], name="asked rate", line={"dash": "dash"}
+        )
     if "errors" in frame and frame["errors"].sum() > 0:
         fig.add_bar(x=frame["second"], y=frame["errors"], name="errors/s", opacity=0.5)
     return _layout(fig, title, "second of the run", "requests per second")
@@ -73,3 +77,27 @@ def percentile_spectrum(
     labels = ["P0", "P50", "P90", "P99", "P99.9", "P99.99"]
     fig.update_xaxes(type="log", tickvals=ticks, ticktext=labels)
     return _layout(fig, title, "percentile", "latency (ms)")
+
+
+SERVER_PANELS = (
+    ("CPU per process (%)", ("service_cpu_pct", "postgres_cpu_pct", "redis_cpu_pct")),
+    ("database pool", ("pool_checked_out", "pool_size", "pool_overflow")),
+    ("event-loop lag and pool wait (ms)", ("loop_lag_ms", "pool_wait_ms")),
+)
+
+
+def server_panels(server: pd.DataFrame, *, title: str = "Inside the service") -> go.Figure:
+    """CPU per process, pool use and loop lag per second, from a run's server series."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(
+        rows=1, cols=len(SERVER_PANELS), subplot_titles=[name for name, _ in SERVER_PANELS]
+    )
+    for col, (_, columns) in enumerate(SERVER_PANELS, start=1):
+        for column in columns:
+            if column in server and server[column].notna().any():
+                fig.add_scatter(
+                    x=server["second"], y=server[column], name=column, mode="lines", row=1, col=col
+                )
+        fig.update_xaxes(title_text="second of the run", row=1, col=col)
+    return _layout(fig, title, "second of the run", "", height=360)

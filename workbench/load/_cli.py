@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", default="1", help="seconds before measuring (0 allowed)")
     parser.add_argument("--processes", default=None, help="worker processes (default: spare CPUs)")
     parser.add_argument("--scenario", default=None, help="scenario JSON file")
+    parser.add_argument(
+        "--ids", default=None, help="{id} in the URL path is uniform over 1..IDS (default 1000)"
+    )
     parser.add_argument("--timeout", default="10", help="seconds before a request times out")
     parser.add_argument("--slo", default=None, help="e.g. p95=50ms,p99=120ms,errors=0.1%%")
     parser.add_argument("--json", default=None, help="write the summary as JSON to this path")
@@ -49,6 +52,7 @@ def main(args: argparse.Namespace) -> int:
             "warmup": args.warmup,
             "processes": args.processes,
             "scenario": args.scenario,
+            "ids": _integer("ids", args.ids),
             "timeout": args.timeout,
             "transport": args.transport,
             "allow_remote": bool(args.allow_remote),

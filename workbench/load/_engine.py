@@ -23,11 +23,11 @@ from typing import Any
 
 import httpx
 
+from workbench import hdr as hist
 from workbench._errors import InputError, allowed, positive_float, positive_int
-from workbench.load import _histogram as hist
 from workbench.load._profile import LoadProfile, default_processes, split_evenly
 from workbench.load._result import ERROR_CLASSES, LoadResult
-from workbench.load._scenario import Scenario
+from workbench.load._scenario import DEFAULT_ID_MAX, Scenario
 from workbench.load._transport import (
     HTTPX_CEILING_RPS,
     TRANSPORTS,
@@ -506,6 +506,7 @@ def plan_load(
     warmup: float = 1.0,
     processes: int | None = None,
     scenario: Scenario | str | Path | None = None,
+    ids: int | None = None,
     stages: Sequence[tuple[float, float]] | None = None,
     think_time: float = 0.0,
     timeout: float = 10.0,
@@ -530,9 +531,12 @@ def plan_load(
     )
     timeout = positive_float("timeout", timeout)
     parsed, host, port = _resolve(url, allow_remote=allow_remote, transport=transport)
+    if ids is not None:
+        ids = positive_int("ids", ids)
     if scenario is None:
-        path = parsed.raw_path.decode("ascii", "replace") or "/"
-        scenario = Scenario.default(path)
+        # httpx percent-encodes the braces of a "{id}" placeholder in the URL; undo that.
+        path = parsed.raw_path.decode("ascii", "replace").replace("%7Bid%7D", "{id}") or "/"
+        scenario = Scenario.default(path, id_max=ids or DEFAULT_ID_MAX)
     elif isinstance(scenario, str | Path):
         scenario = Scenario.from_file(scenario)
     elif not isinstance(scenario, Scenario):
@@ -573,6 +577,7 @@ def run_load(
     warmup: float = 1.0,
     processes: int | None = None,
     scenario: Scenario | str | Path | None = None,
+    ids: int | None = None,
     stages: Sequence[tuple[float, float]] | None = None,
     think_time: float = 0.0,
     timeout: float = 10.0,
@@ -590,6 +595,7 @@ def run_load(
         warmup=warmup,
         processes=processes,
         scenario=scenario,
+        ids=ids,
         stages=stages,
         think_time=think_time,
         timeout=timeout,
@@ -666,6 +672,8 @@ def _execute(plan: _Plan) -> LoadResult:
                 if message[0] == "ready":
                     ready.add(message[1])
         start_at = time.monotonic() + START_DELAY_S
+        # Wall-clock time of the measured window's start, to align server-side samples.
+        collector.started_at = time.time() + (start_at - time.monotonic()) + profile.warmup
         for pipe in pipes:
             pipe.send(("start", start_at))
         deadline = start_at + profile.warmup + profile.duration + drain + DEADLINE_MARGIN_S
@@ -750,6 +758,7 @@ class _Collector:
         self.worker_cpu: list[list[float]] = [[] for _ in specs]
         self.totals: dict[str, float] = {}
         self.total_lag = hist.new_histogram()
+        self.started_at = 0.0
 
     def complete(self) -> bool:
         return len(self.finals) == self.workers
@@ -823,6 +832,7 @@ class _Collector:
             asked_rate=profile.asked_rate,
             duration_s=profile.duration,
             warmup_s=profile.warmup,
+            started_at=self.started_at,
             requests=requests,
             completed=completed,
             late=late,

@@ -7,13 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from workbench.load import _histogram as hist
+from workbench import hdr as hist
 
 if TYPE_CHECKING:
     import pandas as pd
 
 ERROR_CLASSES = ("status_4xx", "status_5xx", "timeout", "connect", "reset", "other")
-PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
 HISTOGRAM_KINDS = ("latency", "service")
 SERIES_COLUMNS = (
     "second",
@@ -32,7 +31,6 @@ SERIES_COLUMNS = (
     "cap_waits",
     "dropped",
 )
-_TICKS_PER_HALF = 5
 
 
 @dataclass(frozen=True)
@@ -61,6 +59,7 @@ class LoadResult:
     worker_requests: tuple[int, ...]
     generator_saturated: bool
     saturation_reason: str | None
+    started_at: float = 0.0  # wall-clock (epoch s) start of the measured window
 
     @property
     def throughput_rps(self) -> float:
@@ -69,10 +68,7 @@ class LoadResult:
 
     def percentiles_ms(self, kind: str = "latency") -> dict[str, float]:
         """p50, p90, p95, p99, p999 and max in milliseconds of the latency or service time."""
-        h = hist.decode(self._blob(kind))
-        values = {name: _clean(hist.percentile_ms(h, p)) for name, p in PERCENTILES.items()}
-        values["max"] = _clean(hist.max_ms(h))
-        return values
+        return {name: _clean(value) for name, value in hist.percentiles(self._blob(kind)).items()}
 
     def summary(self) -> dict[str, Any]:
         """One flat-ish dict describing the run (JSON-serialisable)."""
@@ -107,17 +103,7 @@ class LoadResult:
 
     def histogram(self, kind: str = "latency") -> pd.DataFrame:
         """Percentile spectrum: percentile (%), latency_ms, inverse_tail = 1/(1-p) (log axis)."""
-        import pandas as pd
-
-        h = hist.decode(self._blob(kind))
-        total = h.get_total_count()
-        rows = []
-        if total:
-            for fraction in _spectrum(total):
-                value = h.get_value_at_percentile(100.0 * fraction) / 1000.0
-                rows.append((100.0 * fraction, value, min(1.0 / (1.0 - fraction), float(total))))
-            rows.append((100.0, h.get_max_value() / 1000.0, float(total)))
-        return pd.DataFrame(rows, columns=["percentile", "latency_ms", "inverse_tail"])
+        return hist.spectrum(self._blob(kind))
 
     def text(self) -> str:
         """A short human summary."""
@@ -149,19 +135,6 @@ class LoadResult:
         from workbench._errors import InputError, allowed
 
         raise InputError("kind", f"must be one of {allowed(HISTOGRAM_KINDS)}, got {kind!r}")
-
-
-def _spectrum(total: int) -> list[float]:
-    """Percentile fractions spaced evenly on 1/(1-p), as HdrHistogram's percentile output."""
-    fractions = []
-    level = 0.0
-    while True:
-        fraction = 1.0 - 0.5**level
-        if 1.0 / (1.0 - fraction) > total:
-            break
-        fractions.append(fraction)
-        level += 1.0 / _TICKS_PER_HALF
-    return fractions
 
 
 def _clean(value: float) -> float:

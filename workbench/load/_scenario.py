@@ -17,6 +17,7 @@ from workbench._errors import InputError, allowed, positive_float, positive_int
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 DISTRIBUTIONS = ("uniform", "zipf")
+DEFAULT_ID_MAX = 1000
 DEFAULT_POOL_SIZE = 4096
 USER_AGENT = "workbench-load"
 
@@ -95,7 +96,7 @@ class Scenario:
 
     endpoints: tuple[Endpoint, ...] = field(default_factory=lambda: (Endpoint(),))
     ids: str = "uniform"
-    id_max: int = 1000
+    id_max: int = DEFAULT_ID_MAX
     zipf_s: float = 1.1
     seed: int = 0
     pool_size: int = DEFAULT_POOL_SIZE
@@ -114,9 +115,9 @@ class Scenario:
             raise InputError("seed", f"must be an integer, got {self.seed!r}")
 
     @classmethod
-    def default(cls, path: str = "/") -> Scenario:
-        """The single-endpoint scenario: GET of the URL's path."""
-        return cls(endpoints=(Endpoint(path=path or "/"),))
+    def default(cls, path: str = "/", *, id_max: int = DEFAULT_ID_MAX) -> Scenario:
+        """The single-endpoint scenario: GET of the URL's path, {id} uniform over 1..id_max."""
+        return cls(endpoints=(Endpoint(path=path or "/"),), id_max=id_max)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "scenario") -> Scenario:

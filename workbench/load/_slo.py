@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass
 
 from workbench._errors import InputError, allowed
-from workbench.load._result import PERCENTILES, LoadResult
+from workbench.hdr import SUMMARY as PERCENTILES
+from workbench.load._result import LoadResult
 
 _LATENCY_KEYS = (*PERCENTILES, "max")
 _UNITS_MS = {"us": 0.001, "µs": 0.001, "ms": 1.0, "s": 1000.0}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from workbench.load import _histogram as hist
+from workbench import hdr as hist
 
 
 def test_merge_of_encoded_parts_equals_histogram_of_all_samples() -> None:

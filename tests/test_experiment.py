@@ -1,0 +1,50 @@
+"""Experiment: a real run of the real service, stored, with server series joined on time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.settings import ServiceSettings
+from workbench._errors import InputError
+from workbench.experiment import Experiment
+from workbench.stack import Stack
+from workbench.store import Store
+
+from .conftest import descendants
+
+
+def test_run_is_measured_sampled_attributed_and_stored(stack: Stack, tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    before = descendants()
+    experiment = Experiment(
+        settings=ServiceSettings(serializer="orjson"), connections=8, duration=2, warmup=0.5,
+        name="exp test", labels={"point": 1},
+    )  # fmt: skip
+    run = experiment.run(stack, store=store, progress=False)
+    assert descendants() <= before  # service and load workers are gone
+    summary = run.summary()
+    assert summary["status"] == "finished" and summary["errors"] == 0
+    assert summary["requests"] > 100 and summary["point"] == 1
+    assert summary["serializer"] == "orjson" and summary["bottleneck"]
+    frame = run.to_frame()
+    assert list(frame["second"]) == [0, 1]
+    assert frame["service_cpu_pct"].notna().all() and (frame["server_rps"] > 0).all()
+    # the server saw about what the client sent, second by second
+    assert abs(frame["server_rps"].sum() - frame["rate"].sum()) < 0.35 * frame["rate"].sum()
+    stored = store.load(run.run_id)
+    assert stored.summary()["requests"] == summary["requests"]
+    assert (store.path(run.run_id) / "service.log").exists()
+    manifest = stored.manifest
+    assert manifest["environment"]["cpu_count"] >= 1 and manifest["bottleneck"]["sentence"]
+    assert store.runs()["run_id"].tolist() == [run.run_id]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [({"connections": 0}, "connections"), ({"path": "users"}, "path"), ({"rate": -5}, "rate")],
+)
+def test_bad_input_is_named(kwargs: dict[str, object], name: str) -> None:
+    with pytest.raises(InputError, match=f"^{name}: "):
+        Experiment(**kwargs)  # type: ignore[arg-type]

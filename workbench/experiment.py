@@ -1,0 +1,196 @@
+"""Experiment: service settings + scenario + load profile → one measured, stored RunResult."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from service.settings import ServiceSettings
+from workbench._errors import InputError, positive_float, positive_int
+from workbench.bottleneck import attribute
+from workbench.fingerprint import fingerprint
+from workbench.launcher import ServiceProcess
+from workbench.load import LoadResult, run_load
+from workbench.monitor import Monitor
+from workbench.run import RunResult
+from workbench.stack import Stack
+from workbench.store import Store, new_run_id
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One point to measure: the service's settings and the load to put on it."""
+
+    settings: ServiceSettings = field(default_factory=ServiceSettings.optimized)
+    path: str = "/users/{id}"
+    connections: int = 64
+    duration: float = 5.0
+    rate: float | None = None
+    arrival: str = "constant"
+    warmup: float = 1.0
+    processes: int | None = None
+    name: str = ""
+    labels: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.settings, ServiceSettings):
+            raise InputError("settings", f"must be a ServiceSettings, got {self.settings!r}")
+        if not isinstance(self.path, str) or not self.path.startswith("/"):
+            raise InputError("path", f"must start with '/', got {self.path!r}")
+        positive_int("connections", self.connections)
+        positive_float("duration", self.duration)
+        positive_float("warmup", self.warmup, strict=False)
+        if self.rate is not None:
+            positive_float("rate", self.rate)
+
+    def profile(self) -> dict[str, Any]:
+        """The load profile as a JSON-able dict."""
+        return {
+            "path": self.path,
+            "connections": self.connections,
+            "duration": self.duration,
+            "rate": self.rate,
+            "arrival": self.arrival if self.rate else None,
+            "warmup": self.warmup,
+            "processes": self.processes,
+        }
+
+    def run(
+        self,
+        stack: Stack,
+        *,
+        store: Store | None = None,
+        progress: bool = True,
+        service: ServiceProcess | None = None,
+    ) -> RunResult:
+        """Start the service (unless given), load it, sample the server, attribute and store the run."""
+        run_id = new_run_id(self.name or self.path)
+        store = store if store is not None else Store()
+        manifest: dict[str, Any] = {
+            "run_id": run_id,
+            "name": self.name,
+            "labels": self.labels,
+            "settings": self.settings.to_dict(),
+            "profile": self.profile(),
+            "environment": fingerprint(),
+            "started_at": datetime.now(UTC).isoformat(),
+            "status": "running",
+        }
+        own = service is None
+        svc = service or ServiceProcess(self.settings, stack)
+        load: LoadResult | None = None
+        monitor: Monitor | None = None
+        status = "crashed"
+        timings: dict[str, float] = {}
+        try:
+            t0 = time.monotonic()
+            if own:
+                svc.start()
+            timings["service_start_s"] = time.monotonic() - t0
+
+            def pids() -> dict[str, list[int]]:
+                return {
+                    "service": svc.pids()[:1],
+                    **{name: [pid] for name, pid in stack.pids().items()},
+                }
+
+            monitor = Monitor(metrics_url=svc.url + "/metrics", processes=pids).start()
+            t1 = time.monotonic()
+            load = run_load(
+                svc.url + self.path,
+                connections=self.connections,
+                duration=self.duration,
+                rate=self.rate,
+                arrival=self.arrival,
+                warmup=self.warmup,
+                processes=self.processes,
+                ids=stack.users,
+                progress=progress,
+            )
+            timings["load_s"] = time.monotonic() - t1
+            status = "finished"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            server = monitor.stop() if monitor is not None else pd.DataFrame()
+            if own:
+                svc.stop()
+            manifest.update(
+                status=status, finished_at=datetime.now(UTC).isoformat(), timings=timings
+            )
+            result = _result(run_id, manifest, self, load, server)
+            log = svc.log if isinstance(svc.log, Path) else None
+            store.save(result, files={"service.log": log} if log else None)
+        return result
+
+
+def _align(server: pd.DataFrame, load: LoadResult | None, end_wall: float) -> pd.DataFrame:
+    """Give server samples the client's `second` axis (seconds since measurement start)."""
+    if server.empty or "time" not in server:
+        return server
+    duration = load.duration_s if load is not None else 0.0
+    start = getattr(load, "started_at", None) or end_wall - duration
+    aligned = server.copy()
+    aligned["second"] = (aligned["time"] - start).floordiv(1.0)
+    aligned = aligned[(aligned["second"] >= 0) & (aligned["second"] < max(duration, 1))]
+    return aligned.groupby("second", as_index=False).mean(numeric_only=True)
+
+
+def _result(
+    run_id: str,
+    manifest: dict[str, Any],
+    experiment: Experiment,
+    load: LoadResult | None,
+    server: pd.DataFrame,
+) -> RunResult:
+    aligned = _align(server, load, time.time())
+    summary_load = load.summary() if load is not None else {}
+    verdict = attribute(summary_load, aligned, experiment.settings)
+    manifest["bottleneck"] = asdict(verdict)
+    row: dict[str, Any] = {
+        "run_id": run_id,
+        "name": experiment.name,
+        "status": manifest["status"],
+        **experiment.labels,
+        **experiment.settings.to_dict(),
+        **{f"load_{k}": v for k, v in experiment.profile().items()},
+    }
+    if load is not None:
+        latency = load.percentiles_ms("latency")
+        service = load.percentiles_ms("service")
+        row.update(
+            requests=load.requests,
+            errors=load.errors,
+            error_rate=load.errors / load.requests if load.requests else 0.0,
+            throughput_rps=load.throughput_rps,
+            asked_rate=load.asked_rate,
+            **{f"{k}_ms": v for k, v in latency.items()},
+            **{f"service_{k}_ms": v for k, v in service.items()},
+            generator_saturated=load.generator_saturated,
+            saturation_reason=load.saturation_reason,
+        )
+    for column in (
+        "service_cpu_pct",
+        "postgres_cpu_pct",
+        "redis_cpu_pct",
+        "pool_wait_ms",
+        "loop_lag_ms",
+    ):
+        if column in aligned:
+            row[f"mean_{column}"] = float(aligned[column].mean())
+    row["bottleneck"] = verdict.kind
+    return RunResult(
+        run_id=run_id,
+        manifest=manifest,
+        summary_row=row,
+        client=load.series() if load is not None else pd.DataFrame(),
+        server=aligned,
+        hdr_latency=load.hdr_latency if load is not None else b"",
+        hdr_service=load.hdr_service if load is not None else b"",
+    )
