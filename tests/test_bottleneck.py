@@ -18,6 +18,7 @@ from workbench.bottleneck import attribute
         ({}, {"postgres_cpu_pct": [90.0, 95.0], "service_cpu_pct": [50.0, 40.0]}, ServiceSettings(), "database CPU"),
         ({}, {"service_cpu_pct": [99.0, 98.0], "postgres_cpu_pct": [20.0, 20.0]}, ServiceSettings(), "CPU-bound workers"),
         ({}, {"l1_hit_ratio": [0.1, 0.2], "service_cpu_pct": [30.0, 30.0]}, ServiceSettings(cache=True), "cache misses"),
+        ({}, {"service_cpu_pct": [70.0, 70.0], "postgres_cpu_pct": [40.0, 40.0], "machine_cpu_pct": [97.0, 99.0]}, ServiceSettings(), "CPU-bound workers"),
         ({}, {"service_cpu_pct": [30.0, 30.0]}, ServiceSettings(), "none found"),
     ],
 )  # fmt: skip

@@ -70,17 +70,21 @@ def attribute(
             f"{service_cpu:.0f}%: something blocks the loop (a sync call in an async handler).",
         )
     db_cpu = _mean(server, "postgres_cpu_pct")
-    if db_cpu > 60 and db_cpu >= service_cpu:
+    machine = _mean(server, "machine_cpu_pct")
+    busy = machine >= 90  # every core of the machine is in use: the biggest consumer limits
+    where = f" on a machine {machine:.0f}% busy" if machine == machine else ""
+    if (db_cpu > 60 or busy) and db_cpu >= service_cpu:
         return Bottleneck(
             "database CPU",
-            f"PostgreSQL used {db_cpu:.0f}% CPU, more than the service's {service_cpu:.0f}%: "
-            "the database is the busiest part.",
+            f"PostgreSQL used {db_cpu:.0f}% CPU, more than the service's {service_cpu:.0f}%"
+            f"{where}: the database is the busiest part.",
         )
-    if service_cpu >= 85 * workers:
+    if service_cpu >= 85 * workers or (busy and service_cpu > db_cpu):
         return Bottleneck(
             "CPU-bound workers",
             f"The service's {workers} worker(s) used {service_cpu:.0f}% CPU "
-            f"({service_cpu / workers:.0f}% each): more workers or less work per request.",
+            f"({service_cpu / workers:.0f}% each){where}: CPU per request is the limit — "
+            "more cores, more workers or less work per request.",
         )
     hit = _mean(server, "l1_hit_ratio")
     if settings is not None and settings.cache and hit == hit and hit < 0.5:

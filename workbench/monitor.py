@@ -129,6 +129,7 @@ class Monitor:
                         if before is not None:
                             row.update(derive(scraped, before, now_wall - last))
                         before = scraped
+                row["machine_cpu_pct"] = psutil.cpu_percent(None)
                 for name, pids in self.processes().items():
                     cpu, rss = _usage(pids, cache)
                     row[f"{name}_cpu_pct"] = cpu

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from workbench._errors import InputError, allowed
@@ -59,15 +60,22 @@ class SLO:
 
     def check(self, result: LoadResult) -> list[str]:
         """The thresholds the result breaks, as readable strings (empty when all hold)."""
+        return self.check_values(
+            result.percentiles_ms("latency"), requests=result.requests, errors=result.errors
+        )
+
+    def check_values(
+        self, measured: Mapping[str, float], *, requests: int, errors: int
+    ) -> list[str]:
+        """The thresholds broken by measured percentiles (ms, keys p50..p999, max) and counts."""
         broken = []
-        measured = result.percentiles_ms("latency")
         for key, limit in self.latency_ms:
             if measured[key] > limit:
                 broken.append(f"{key} = {measured[key]:.2f} ms > {limit:g} ms")
         if self.error_rate is not None:
-            if result.requests == 0:
+            if requests == 0:
                 broken.append("errors: no request was made")
-            elif result.errors / result.requests > self.error_rate:
-                rate = result.errors / result.requests
+            elif errors / requests > self.error_rate:
+                rate = errors / requests
                 broken.append(f"errors = {100 * rate:.3f}% > {100 * self.error_rate:g}%")
         return broken

@@ -1,0 +1,143 @@
+"""Sweep: a grid of settings × load levels, measured point by point, resumable."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from tqdm import tqdm
+
+from service.settings import ServiceSettings, SettingsError
+from workbench._errors import InputError
+from workbench.experiment import Experiment
+from workbench.stack import Stack
+from workbench.store import Store
+
+LOAD_KEYS = ("rate", "connections")
+
+
+def point_key(point: Mapping[str, Any]) -> str:
+    """A stable text key of one grid point."""
+    return json.dumps(dict(sorted(point.items())), sort_keys=True, default=str)
+
+
+def check_grid(grid: Mapping[str, Sequence[Any]], *, base: ServiceSettings) -> list[dict[str, Any]]:
+    """The grid's points, each checked (names, types, bounds) before anything starts."""
+    if not grid or any(
+        not isinstance(v, Sequence) or isinstance(v, str) or not v for v in grid.values()
+    ):
+        raise InputError(
+            "grid", "must map names to non-empty lists of values, e.g. {'pool_size': [5, 20]}"
+        )
+    valid = [*ServiceSettings.names(), *LOAD_KEYS]
+    for name in grid:
+        if name not in valid:
+            raise InputError(name, f"unknown grid name; valid names are: {', '.join(valid)}")
+    points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    for point in points:
+        try:
+            base.replace(**{k: v for k, v in point.items() if k not in LOAD_KEYS})
+        except SettingsError as exc:
+            raise InputError(exc.name, str(exc).split(": ", 1)[1]) from None
+        for key in LOAD_KEYS:
+            if key in point and (
+                isinstance(point[key], bool)
+                or not isinstance(point[key], int | float)
+                or point[key] <= 0
+            ):
+                raise InputError(key, f"must be a positive number, got {point[key]!r}")
+    return points
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Settings × load levels around a base experiment; finished points are skipped on rerun."""
+
+    grid: Mapping[str, Sequence[Any]]
+    base: Experiment = field(default_factory=Experiment)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        check_grid(self.grid, base=self.base.settings)
+
+    @property
+    def sweep_id(self) -> str:
+        """Same grid and base → same id, so that a rerun resumes."""
+        text = json.dumps(
+            {
+                "grid": dict(self.grid),
+                "profile": self.base.profile(),
+                "base": self.base.settings.to_dict(),
+            },
+            sort_keys=True,
+            default=str,
+        )
+        digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+        return f"{self.name or 'sweep'}-{digest}"
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every point of the grid."""
+        return check_grid(self.grid, base=self.base.settings)
+
+    def experiment(self, point: Mapping[str, Any]) -> Experiment:
+        """The experiment of one point."""
+        settings = self.base.settings.replace(
+            **{k: v for k, v in point.items() if k not in LOAD_KEYS}
+        )
+        load = {k: v for k, v in point.items() if k in LOAD_KEYS}
+        labels = {**self.base.labels, "sweep": self.sweep_id, "point": point_key(point), **point}
+        return Experiment(
+            **{
+                **self.base.__dict__,
+                **load,
+                "settings": settings,
+                "labels": labels,
+                "name": self.sweep_id,
+            }
+        )
+
+    def done(self, store: Store) -> set[str]:
+        """Keys of the points already finished in the store."""
+        runs = store.runs()
+        if runs.empty or "sweep" not in runs:
+            return set()
+        mine = runs[(runs["sweep"] == self.sweep_id) & (runs["status"] == "finished")]
+        return set(mine["point"])
+
+    def run(
+        self, stack: Stack, *, store: Store | None = None, progress: bool = True
+    ) -> pd.DataFrame:
+        """Measure every point not yet finished; the summary of every finished point."""
+        store = store if store is not None else Store()
+        points = self.points()
+        finished = self.done(store)
+        bar = tqdm(
+            total=len(points), desc=self.sweep_id, file=sys.stdout, ascii=True, disable=not progress
+        )
+        with bar:
+            for point in points:
+                if point_key(point) in finished:
+                    bar.write(f"skip (done): {point_key(point)}")
+                else:
+                    run = self.experiment(point).run(stack, store=store, progress=False)
+                    row = run.summary()
+                    bar.write(
+                        f"{point_key(point)}: {row.get('throughput_rps', 0):,.0f} req/s, "
+                        f"P99 {row.get('p99_ms', float('nan')):.1f} ms, {row['bottleneck']}"
+                    )
+                bar.update(1)
+        return self.summary(store)
+
+    def summary(self, store: Store | None = None) -> pd.DataFrame:
+        """One row per finished point (the latest run of each)."""
+        runs = (store if store is not None else Store()).runs()
+        if runs.empty or "sweep" not in runs:
+            return runs
+        mine = runs[(runs["sweep"] == self.sweep_id) & (runs["status"] == "finished")]
+        return mine.drop_duplicates("point", keep="last").reset_index(drop=True)
