@@ -126,8 +126,10 @@ class ServiceSettings:
         return [f.name for f in fields(cls)]
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], *, base: ServiceSettings | None = None) -> ServiceSettings:
-        """Settings from a dict (notebooks, sweeps); unknown names are rejected with the valid ones."""
+    def from_dict(
+        cls, values: Mapping[str, Any], *, base: ServiceSettings | None = None
+    ) -> ServiceSettings:
+        """Settings from a dict (notebooks, sweeps); unknown names are rejected with valid names."""
         unknown = sorted(set(values) - set(cls.names()))
         if unknown:
             raise SettingsError(
@@ -170,7 +172,7 @@ class ServiceSettings:
     # --- presets ------------------------------------------------------------------------
     @classmethod
     def naive(cls) -> ServiceSettings:
-        """The baseline everyone copies: default pool, Pydantic, blocking upstream, no cache, one worker."""
+        """The baseline: default pool, Pydantic, blocking upstream, no cache, one worker."""
         return cls()
 
     @classmethod
@@ -186,7 +188,7 @@ class ServiceSettings:
         return self.workers * per_worker
 
     def check_database_limit(self, max_connections: int, *, reserved: int = 3) -> None:
-        """Raise SettingsError when the pools could open more connections than the database allows."""
+        """Raise SettingsError when the pools could open more connections than the database has."""
         need = self.max_db_connections()
         if need > max_connections - reserved:
             raise SettingsError(
