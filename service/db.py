@@ -177,10 +177,17 @@ def _instrument(engine: AsyncEngine, name: str) -> None:
     def on_execute(*_: Any) -> None:
         queries.inc()
 
-    def on_pool_change(*_: Any) -> None:
-        metrics.POOL_CHECKED_OUT.labels(name).set(pool.checkedout())
-        metrics.POOL_OVERFLOW.labels(name).set(max(0, pool.overflow()))
+    checked_out = metrics.POOL_CHECKED_OUT.labels(name)
+    overflow = metrics.POOL_OVERFLOW.labels(name)
+
+    def on_checkout(*_: Any) -> None:
+        checked_out.inc()
+        overflow.set(max(0, pool.overflow()))
+
+    def on_checkin(*_: Any) -> None:
+        # pool.checkedout() still counts this connection while the event runs.
+        checked_out.dec()
 
     event.listen(engine.sync_engine, "before_cursor_execute", on_execute)
-    event.listen(pool, "checkout", on_pool_change)
-    event.listen(pool, "checkin", on_pool_change)
+    event.listen(pool, "checkout", on_checkout)
+    event.listen(pool, "checkin", on_checkin)

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+from typing import cast
 
 import orjson
 
@@ -52,8 +53,8 @@ class _Connection(asyncio.Protocol):
         self.closing = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
