@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import asyncpg
 import pytest
+import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
+from workbench._aio import run_sync
 from workbench.stack import Stack
 
 STACK_USERS = 1000
@@ -16,7 +19,25 @@ STACK_USERS = 1000
 def stack() -> Iterator[Stack]:
     """PostgreSQL, Redis and the fake upstream, seeded with 1000 users."""
     with Stack(users=STACK_USERS, progress=lambda _: None) as running:
+        run_sync(_reset(running))
         yield running
+
+
+async def _reset(stack: Stack) -> None:
+    """Undo what earlier runs wrote (the data folder outlives a run) and flush Redis."""
+    conn = await asyncpg.connect(stack.url)
+    try:
+        await conn.execute(
+            "UPDATE users SET name = 'User ' || id, email = 'user' || id || '@example.com', "
+            "updated_at = created_at WHERE updated_at <> created_at"
+        )
+    finally:
+        await conn.close()
+    client = aioredis.Redis.from_url(stack.redis)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:
