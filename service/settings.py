@@ -116,6 +116,11 @@ class ServiceSettings:
                 "max_requests_jitter",
                 f"must be <= max_requests ({self.max_requests}), got {self.max_requests_jitter}",
             )
+        if self.batch_size > self.batch_max_pending:
+            raise SettingsError(
+                "batch_size",
+                f"must be <= batch_max_pending ({self.batch_max_pending}), got {self.batch_size}",
+            )
         if self.server == "uvicorn" and self.workers > 1 and self.preload:
             raise SettingsError("preload", "only applies to server='gunicorn'")
 

@@ -86,9 +86,7 @@ def test_bad_ids_are_422(naive: ServiceProcess, path: str, suffix: str) -> None:
 
 
 @pytest.mark.parametrize("suffix", ["", "/fast", "/profile", "/expensive-computation"])
-def test_unknown_user_is_404(
-    naive: ServiceProcess, tuned: ServiceProcess, suffix: str
-) -> None:
+def test_unknown_user_is_404(naive: ServiceProcess, tuned: ServiceProcess, suffix: str) -> None:
     for svc in (naive, tuned):
         answer = httpx.get(f"{svc.url}/users/5000{suffix}")
         assert answer.status_code == 404 and "5000" in answer.json()["detail"]

@@ -167,9 +167,7 @@ def test_second_read_is_l1_hit_and_other_process_is_l2_hit(
         assert metric(page, "db_queries_total") == queries_b
 
 
-def test_put_reaches_every_worker_within_100_ms(
-    stack: Stack, metric: Callable[..., float]
-) -> None:
+def test_put_reaches_every_worker_within_100_ms(stack: Stack, metric: Callable[..., float]) -> None:
     with ServiceProcess(CACHED, stack) as a, ServiceProcess(CACHED, stack) as b:
         user = 102
         for svc in (a, b):  # both workers hold the user in L1
@@ -183,9 +181,10 @@ def test_put_reaches_every_worker_within_100_ms(
             seen: dict[str, float] = {}
             while len(seen) < 2 and time.monotonic() - done < 1.0:
                 for svc in (a, b):
-                    if svc.url not in seen and client.get(f"{svc.url}/users/{user}").json()[
-                        "name"
-                    ] == name:
+                    if (
+                        svc.url not in seen
+                        and client.get(f"{svc.url}/users/{user}").json()["name"] == name
+                    ):
                         seen[svc.url] = time.monotonic() - done
         assert len(seen) == 2, f"stale worker after 1 s: {seen}"
         assert max(seen.values()) < 0.1, seen

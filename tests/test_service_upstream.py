@@ -76,7 +76,9 @@ def test_profile_joins_user_and_upstream_data(stack: Stack) -> None:
         assert httpx.get(f"{svc.url}/users/99999/profile").status_code == 404
 
 
-def _lag_and_throughput(stack: Stack, mode: str, metric: Callable[..., float]) -> tuple[float, float]:
+def _lag_and_throughput(
+    stack: Stack, mode: str, metric: Callable[..., float]
+) -> tuple[float, float]:
     """(slow loop-lag samples, seconds) for 120 profile requests, 30 at a time."""
     with ServiceProcess(ServiceSettings(upstream_mode=mode), stack) as svc:
 
