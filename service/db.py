@@ -74,6 +74,7 @@ class Database:
                 pool_size=settings.read_pool_size,
                 max_overflow=settings.read_max_overflow,
                 settings=settings,
+                autocommit=settings.read_autocommit,
             )
         else:
             read = write
@@ -157,10 +158,18 @@ class Database:
 
 
 def _engine(
-    url: str, *, pool_size: int, max_overflow: int, settings: ServiceSettings
+    url: str,
+    *,
+    pool_size: int,
+    max_overflow: int,
+    settings: ServiceSettings,
+    autocommit: bool = False,
 ) -> AsyncEngine:
+    # AUTOCOMMIT: one round trip per read instead of BEGIN + query + ROLLBACK on checkin.
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     return create_async_engine(
         async_url(url),
+        **options,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=settings.pool_timeout,

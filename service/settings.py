@@ -72,6 +72,8 @@ class ServiceSettings:
     read_split: bool = False
     read_pool_size: int = 5
     read_max_overflow: int = 10
+    # Reads without BEGIN/ROLLBACK around each query (SQLAlchemy otherwise opens a transaction).
+    read_autocommit: bool = False
     # Serialization and the TTL object cache.
     serializer: str = "pydantic"
     model_cache: bool = False
@@ -121,6 +123,8 @@ class ServiceSettings:
                 "batch_size",
                 f"must be <= batch_max_pending ({self.batch_max_pending}), got {self.batch_size}",
             )
+        if self.read_autocommit and not self.read_split:
+            raise SettingsError("read_autocommit", "needs read_split (a read engine of its own)")
         if self.server == "uvicorn" and self.workers > 1 and self.preload:
             raise SettingsError("preload", "only applies to server='gunicorn'")
 
@@ -219,6 +223,7 @@ def ladder() -> list[tuple[str, ServiceSettings]]:
                 "read_split": True,
                 "read_pool_size": 20,
                 "read_max_overflow": 20,
+                "read_autocommit": True,
             },
         ),
         ("+serialization", {"serializer": "orjson", "model_cache": True}),

@@ -38,6 +38,7 @@ def test_strings_from_env_are_coerced() -> None:
         ({"batch_size": 100, "batch_max_pending": 10}, "batch_size"),
         ({"max_requests": 10, "max_requests_jitter": 20}, "max_requests_jitter"),
         ({"workers": 2, "preload": True}, "preload"),
+        ({"read_autocommit": True}, "read_autocommit"),
         ({"no_such_knob": 1}, "no_such_knob"),
     ],
 )
