@@ -128,11 +128,17 @@ class MultiLevelCache:
             self.l1.delete(key)
         if not keys:
             return
-        await self.redis.delete(*(KEY_PREFIX + key for key in keys))
-        if self.publish:
-            message = orjson.dumps({"origin": self.instance_id, "keys": list(keys)})
-            await self.redis.publish(self.channel, message)
-            metrics.INVALIDATIONS_SENT.inc()
+        try:
+            await self.redis.delete(*(KEY_PREFIX + key for key in keys))
+            if self.publish:
+                message = orjson.dumps({"origin": self.instance_id, "keys": list(keys)})
+                await self.redis.publish(self.channel, message)
+                metrics.INVALIDATIONS_SENT.inc()
+        except RedisError:
+            # The write is committed; a Redis that is down has no L2 to clean, and the other
+            # workers empty their L1 when their listener resubscribes.
+            metrics.INVALIDATIONS_FAILED.inc()
+            log.warning("invalidation of %s not sent: Redis unavailable", list(keys))
 
     def _on_message(self, data: bytes) -> None:
         try:

@@ -52,6 +52,9 @@ INVALIDATIONS_SENT = Counter("cache_invalidations_sent_total", "Invalidations pu
 INVALIDATIONS_RECEIVED = Counter(
     "cache_invalidations_received_total", "Invalidations received from other workers"
 )
+INVALIDATIONS_FAILED = Counter(
+    "cache_invalidations_failed_total", "Invalidations not sent because Redis was down"
+)
 PUBSUB_RECONNECTS = Counter(
     "cache_pubsub_subscriptions_total", "Times the invalidation listener (re)subscribed"
 )

@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ import redis.asyncio as aioredis
 from service.cache import KEY_PREFIX, L1Cache, MultiLevelCache, cached_endpoint
 from service.settings import ServiceSettings
 from workbench.launcher import ServiceProcess
+from workbench.redis import EmbeddedRedis
 from workbench.stack import Stack
 
 CACHED = ServiceSettings(cache=True, serializer="orjson")
@@ -198,3 +200,51 @@ def _drop_l2(stack: Stack, key: str) -> None:
     client = redis.Redis.from_url(stack.redis)
     client.delete(KEY_PREFIX + key)
     client.close()
+
+
+def test_workers_survive_a_redis_restart_and_resubscribe(
+    stack: Stack, tmp_path: Path, metric: Callable[..., float]
+) -> None:
+    redis_server = EmbeddedRedis(tmp_path / "redis")
+    redis_server.start()
+    try:
+        own = Stack(
+            database_url=stack.url,
+            redis_url=redis_server.url,
+            upstream_url=stack.upstream_url,
+            users=stack.users,
+        )
+        with ServiceProcess(CACHED, own) as a, ServiceProcess(CACHED, own) as b:
+            user = 103
+            for svc in (a, b):
+                assert httpx.get(f"{svc.url}/users/{user}").status_code == 200
+            redis_server.stop()
+            # Without Redis: /health says so, reads still work (L1, or the database).
+            assert httpx.get(f"{a.url}/health").status_code == 503
+            assert httpx.get(f"{a.url}/users/{user}").status_code == 200
+            assert httpx.get(f"{b.url}/users/{user + 1}").status_code == 200
+            redis_server.start()  # same port
+            for svc in (a, b):
+                _wait_for(
+                    lambda svc=svc: metric(svc.metrics(), "cache_pubsub_subscriptions_total") >= 2,
+                    what="resubscription",
+                )
+            assert httpx.get(f"{a.url}/health").status_code == 200
+            httpx.get(f"{b.url}/users/{user}")  # b holds the user in L1 again
+            name = f"After restart {uuid.uuid4().hex[:6]}"
+            assert httpx.put(f"{a.url}/users/{user}", json={"name": name}).status_code == 200
+            _wait_for(
+                lambda: httpx.get(f"{b.url}/users/{user}").json()["name"] == name,
+                what="invalidation after the restart",
+                timeout=0.5,
+            )
+    finally:
+        redis_server.stop()
+
+
+def _wait_for(check: Callable[[], bool], *, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} in {timeout:g} s")
+        time.sleep(0.02)
