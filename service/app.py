@@ -83,6 +83,8 @@ def create_app(
                     await task
             if res.batcher is not None:
                 await res.batcher.close()
+            if res.cache is not None:
+                await res.cache.close()
             if res.upstream is not None:
                 await res.upstream.close()
             if subscriber is not None:

@@ -21,6 +21,7 @@ from service import metrics
 KEY_PREFIX = "cache:"
 CHANNEL = "cache:invalidations"
 RETRY_DELAY = 0.2
+REPEAT_AFTER = 0.5
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -82,6 +83,7 @@ class MultiLevelCache:
         l2_ttl: int = 300,
         publish: bool = True,
         channel: str = CHANNEL,
+        repeat_after: float | None = REPEAT_AFTER,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.redis = redis
@@ -91,7 +93,9 @@ class MultiLevelCache:
         self.publish = publish
         self.channel = channel
         self.instance_id = uuid.uuid4().hex
+        self.repeat_after = repeat_after
         self.subscribed = asyncio.Event()
+        self._repeats: set[asyncio.Task[None]] = set()
 
     async def get(self, key: str) -> bytes | None:
         """L1, then L2 (copying a hit into L1); None on a miss or when Redis is down."""
@@ -123,7 +127,27 @@ class MultiLevelCache:
             log.warning("L2 set failed for %s", key)
 
     async def invalidate(self, keys: Sequence[str]) -> None:
-        """Drop keys here and in L2, then tell the other workers to drop their L1 copies."""
+        """Drop keys here and in L2, tell the other workers, and do it again after repeat_after."""
+        await self._invalidate_now(keys)
+        if self.repeat_after is not None and keys:
+            # A read that fetched the old row before the write may store it after this
+            # invalidation; the second round removes what such a read put back.
+            task = asyncio.get_running_loop().create_task(self._invalidate_later(list(keys)))
+            self._repeats.add(task)
+            task.add_done_callback(self._repeats.discard)
+
+    async def _invalidate_later(self, keys: list[str]) -> None:
+        assert self.repeat_after is not None
+        await asyncio.sleep(self.repeat_after)
+        await self._invalidate_now(keys)
+
+    async def close(self) -> None:
+        """Run pending repeated invalidations now."""
+        for task in list(self._repeats):
+            task.cancel()
+        await asyncio.gather(*self._repeats, return_exceptions=True)
+
+    async def _invalidate_now(self, keys: Sequence[str]) -> None:
         for key in keys:
             self.l1.delete(key)
         if not keys:
