@@ -1,43 +1,53 @@
-"""Shared fixtures: one real stack (PostgreSQL + Redis + fake upstream) for the whole session."""
+"""Shared fixtures: one real embedded stack per test session, in a folder of its own."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
-import asyncpg
+import psutil
 import pytest
-import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
-from workbench._aio import run_sync
 from workbench.stack import Stack
 
-STACK_USERS = 1000
+TEST_USERS = 2_000
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    """PostgreSQL, Redis and the fake upstream, seeded with 1000 users."""
-    with Stack(users=STACK_USERS, progress=lambda _: None) as running:
-        run_sync(_reset(running))
+def stack_root() -> Path:
+    """A stack folder PostgreSQL's unprivileged user can reach (pytest's tmp is 0700 under root)."""
+    root = Path(tempfile.mkdtemp(prefix="workbench-test-stack-"))
+    root.chmod(0o755)
+    os.environ["WORKBENCH_STACK_DIR"] = str(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def stack(stack_root: Path) -> Iterator[Stack]:
+    """Real PostgreSQL + Redis, seeded with TEST_USERS users, for the whole session."""
+    with Stack(users=TEST_USERS, root=stack_root, progress=lambda _: None) as running:
         yield running
 
 
-async def _reset(stack: Stack) -> None:
-    """Undo what earlier runs wrote (the data folder outlives a run) and flush Redis."""
-    conn = await asyncpg.connect(stack.url)
-    try:
-        await conn.execute(
-            "UPDATE users SET name = 'User ' || id, email = 'user' || id || '@example.com', "
-            "updated_at = created_at WHERE updated_at <> created_at"
-        )
-    finally:
-        await conn.close()
-    client = aioredis.Redis.from_url(stack.redis)
-    try:
-        await client.flushdb()
-    finally:
-        await client.aclose()
+def descendants() -> set[int]:
+    """Pids of every process this test process started, at any depth."""
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def processes_under(root: Path) -> set[int]:
+    """Pids of processes anywhere whose WORKBENCH_STACK_DIR lies under root (servers of a run)."""
+    found = set()
+    for proc in psutil.process_iter():
+        try:
+            where = proc.environ().get("WORKBENCH_STACK_DIR", "")
+        except (psutil.Error, OSError):
+            continue
+        if where.startswith(str(root)) and proc.pid != os.getpid():
+            found.add(proc.pid)
+    return found
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:
@@ -52,5 +62,5 @@ def metric_value(text: str, name: str, **labels: str) -> float:
 
 @pytest.fixture
 def metric() -> Callable[..., float]:
-    """metric(text, name, **labels): a value from a Prometheus page."""
+    """metric(text, name, **labels): a value from a Prometheus /metrics page."""
     return metric_value
