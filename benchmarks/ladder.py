@@ -179,8 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each point")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--steps", default="", help="comma-separated step names (default all)")
+    parser.add_argument(
+        "--endpoints",
+        default=",".join(ENDPOINTS),
+        help="comma-separated path templates with {id}, e.g. /users/{id}/profile",
+    )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
+    if any("{id}" not in e for e in args.endpoints.split(",") if e):
+        parser.error("every endpoint needs an {id} placeholder")
     steps = ladder()
     if args.steps:
         wanted = args.steps.split(",")
@@ -192,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = run_ladder(
             stack,
             steps=steps,
+            endpoints=[e for e in args.endpoints.split(",") if e],
             duration=args.duration,
             warmup=args.warmup,
             connections=args.connections,
