@@ -69,7 +69,10 @@ def create_app(
             )
         if upstream_url:
             res.upstream = Upstream(
-                upstream_url, mode=settings.upstream_mode, timeout=settings.upstream_timeout
+                upstream_url,
+                mode=settings.upstream_mode,
+                timeout=settings.upstream_timeout,
+                max_connections=settings.upstream_max_connections,
             )
             await res.upstream.start()
         app.state.res = res

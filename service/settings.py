@@ -33,6 +33,7 @@ _MINIMUM: dict[str, float] = {
     "model_cache_ttl": 0,
     "redis_max_connections": 1,
     "upstream_timeout": 0.001,
+    "upstream_max_connections": 1,
     "batch_size": 1,
     "batch_flush_interval": 0.0001,
     "batch_max_pending": 1,
@@ -81,6 +82,8 @@ class ServiceSettings:
     # Async correctness.
     upstream_mode: str = "blocking"
     upstream_timeout: float = 2.0
+    # Shared client: connections and concurrent calls (more wait outside httpx's pool queue).
+    upstream_max_connections: int = 100
     redis_max_connections: int = 50
     # Request batcher.
     batcher: bool = False
@@ -227,7 +230,7 @@ def ladder() -> list[tuple[str, ServiceSettings]]:
             },
         ),
         ("+serialization", {"serializer": "orjson", "model_cache": True}),
-        ("+async", {"upstream_mode": "shared", "batcher": True}),
+        ("+async", {"upstream_mode": "shared", "upstream_max_connections": 10, "batcher": True}),
         ("+cache", {"cache": True}),
         ("+workers", {"server": "gunicorn", "workers": 2}),
     ]

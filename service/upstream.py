@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import urllib.error
 import urllib.request
@@ -42,6 +43,9 @@ class Upstream:
         self.timeout = timeout
         self.max_connections = max_connections
         self._client: httpx.AsyncClient | None = None
+        # httpcore's pool assigns connections in O(waiting requests) per request
+        # (encode/httpcore#1035): excess calls wait here, in an O(1) queue, instead.
+        self._slots = asyncio.Semaphore(max_connections)
 
     async def start(self) -> None:
         """Create the shared client (once, at startup: building one loads the CA bundle)."""
@@ -79,8 +83,9 @@ class Upstream:
         if self._client is None:
             raise RuntimeError("Upstream.start() was not awaited")
         try:
-            answer = await self._client.get(f"/user/{user_id}")
-        except httpx.TimeoutException as exc:
+            async with asyncio.timeout(self.timeout), self._slots:
+                answer = await self._client.get(f"/user/{user_id}")
+        except (httpx.TimeoutException, TimeoutError) as exc:
             raise UpstreamError("timeout", f"no answer in {self.timeout:g} s") from exc
         except httpx.TransportError as exc:
             raise UpstreamError("connection", type(exc).__name__) from exc

@@ -134,3 +134,23 @@ def test_blocking_upstream_raises_event_loop_lag(
     # 20 blocking calls of 40 ms queue up: the loop stalls for most of a second.
     assert slow_blocking >= 2 and lag_blocking > 0.5, (slow_blocking, lag_blocking)
     assert slow_shared <= 1 and lag_shared < lag_blocking / 4, (slow_shared, lag_shared)
+
+
+@pytest.mark.parametrize(("slots", "at_least"), [(2, 5 * SLOW_DELAY), (10, SLOW_DELAY)])
+def test_shared_client_caps_concurrent_calls(
+    slow_stack: Stack, slots: int, at_least: float
+) -> None:
+    async def scenario() -> float:
+        upstream = Upstream(slow_stack.upstream_url or "", mode="shared", max_connections=slots)
+        await upstream.start()
+        try:
+            start = time.monotonic()
+            answers = await asyncio.gather(*(upstream.get_user(i) for i in range(10)))
+            assert answers == [answer_for(i) for i in range(10)]
+            return time.monotonic() - start
+        finally:
+            await upstream.close()
+
+    elapsed = asyncio.run(scenario())
+    assert elapsed >= at_least
+    assert elapsed < at_least + 0.5
