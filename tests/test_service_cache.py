@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -256,10 +257,7 @@ def test_workers_survive_a_redis_restart_and_resubscribe(
             assert httpx.get(f"{b.url}/users/{user + 1}").status_code == 200
             redis_server.start()  # same port
             for svc in (a, b):
-                _wait_for(
-                    lambda svc=svc: metric(svc.metrics(), "cache_pubsub_subscriptions_total") >= 2,
-                    what="resubscription",
-                )
+                _wait_for(partial(_subscriptions_at_least, svc, 2, metric), what="resubscription")
             assert httpx.get(f"{a.url}/health").status_code == 200
             httpx.get(f"{b.url}/users/{user}")  # b holds the user in L1 again
             name = f"After restart {uuid.uuid4().hex[:6]}"
@@ -271,6 +269,10 @@ def test_workers_survive_a_redis_restart_and_resubscribe(
             )
     finally:
         redis_server.stop()
+
+
+def _subscriptions_at_least(svc: ServiceProcess, count: int, metric: Callable[..., float]) -> bool:
+    return metric(svc.metrics(), "cache_pubsub_subscriptions_total") >= count
 
 
 def _wait_for(check: Callable[[], bool], *, what: str, timeout: float = 10.0) -> None:
