@@ -202,3 +202,17 @@ def test_two_gunicorn_workers_serve_and_merge_their_metrics(
         page = svc.metrics()
         assert metric(page, "http_requests_total", route="/users/{user_id}", status="200") == 100
         assert metric(page, "db_pool_size", engine="write") == 2 * settings.pool_size
+
+
+def test_model_cache_skips_serialization_and_follows_updates(
+    stack: Stack, metric: Callable[..., float]
+) -> None:
+    with ServiceProcess(ServiceSettings(model_cache=True), stack) as svc:
+        first = httpx.get(f"{svc.url}/users/777").content
+        assert httpx.get(f"{svc.url}/users/777").content == first
+        page = svc.metrics()
+        assert metric(page, "cache_misses_total", level="model") == 1
+        assert metric(page, "cache_hits_total", level="model") == 1
+        name = f"Model {uuid.uuid4().hex[:6]}"
+        assert httpx.put(f"{svc.url}/users/777", json={"name": name}).status_code == 200
+        assert httpx.get(f"{svc.url}/users/777").json()["name"] == name
