@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from workbench.stack import Stack
 
@@ -48,19 +47,3 @@ def processes_under(root: Path) -> set[int]:
         if where.startswith(str(root)) and proc.pid != os.getpid():
             found.add(proc.pid)
     return found
-
-
-def metric_value(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples called name whose labels include labels (0 when none)."""
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
-
-
-@pytest.fixture
-def metric() -> Callable[..., float]:
-    """metric(text, name, **labels): a value from a Prometheus /metrics page."""
-    return metric_value

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import asyncpg
 import httpx
@@ -13,6 +13,7 @@ import pytest
 
 from service.routes import compute_score
 from service.settings import ServiceSettings
+from tests._prom import metric
 from workbench._aio import run_sync
 from workbench.launcher import ServiceProcess
 from workbench.seed import COUNTRIES, LANGUAGES, user_row
@@ -94,7 +95,7 @@ def test_unknown_user_is_404(naive: ServiceProcess, tuned: ServiceProcess, suffi
 
 
 def test_expensive_computation_is_deterministic_and_cached(
-    naive: ServiceProcess, tuned: ServiceProcess, metric: Callable[..., float]
+    naive: ServiceProcess, tuned: ServiceProcess
 ) -> None:
     first = httpx.get(f"{naive.url}/users/77/expensive-computation")
     assert first.status_code == 200
@@ -153,9 +154,7 @@ def test_put_updates_the_row_and_the_cached_reads(tuned: ServiceProcess, stack: 
     assert computation["digest"] != old_computation["digest"]
 
 
-def test_pool_gauges_move_under_concurrent_load(
-    naive: ServiceProcess, metric: Callable[..., float]
-) -> None:
+def test_pool_gauges_move_under_concurrent_load(naive: ServiceProcess) -> None:
     async def load() -> tuple[float, float]:
         peak_out = peak_overflow = 0.0
         async with (
@@ -186,9 +185,7 @@ def test_pool_gauges_move_under_concurrent_load(
     assert metric(naive.metrics(), "db_pool_checked_out", engine="write") <= 1
 
 
-def test_two_gunicorn_workers_serve_and_merge_their_metrics(
-    stack: Stack, metric: Callable[..., float]
-) -> None:
+def test_two_gunicorn_workers_serve_and_merge_their_metrics(stack: Stack) -> None:
     settings = ServiceSettings(server="gunicorn", workers=2, cache=True)
     with ServiceProcess(settings, stack) as svc:
         assert len(svc.pids()) >= 3  # master + 2 workers
@@ -204,9 +201,7 @@ def test_two_gunicorn_workers_serve_and_merge_their_metrics(
         assert metric(page, "db_pool_size", engine="write") == 2 * settings.pool_size
 
 
-def test_model_cache_skips_serialization_and_follows_updates(
-    stack: Stack, metric: Callable[..., float]
-) -> None:
+def test_model_cache_skips_serialization_and_follows_updates(stack: Stack) -> None:
     with ServiceProcess(ServiceSettings(model_cache=True), stack) as svc:
         first = httpx.get(f"{svc.url}/users/777").content
         assert httpx.get(f"{svc.url}/users/777").content == first

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from service.cache import KEY_PREFIX, L1Cache, MultiLevelCache, cached_endpoint
 from service.settings import ServiceSettings
+from tests._prom import metric
 from workbench.launcher import ServiceProcess
 from workbench.redis import EmbeddedRedis
 from workbench.stack import Stack
@@ -175,9 +176,7 @@ def test_cached_endpoint_runs_the_function_once_and_not_for_none(stack: Stack) -
     assert calls == [21, -1, -1, 21]
 
 
-def test_second_read_is_l1_hit_and_other_process_is_l2_hit(
-    stack: Stack, metric: Callable[..., float]
-) -> None:
+def test_second_read_is_l1_hit_and_other_process_is_l2_hit(stack: Stack) -> None:
     with ServiceProcess(CACHED, stack) as a, ServiceProcess(CACHED, stack) as b:
         user = 101
         # Another run may have left this key in L2: start from a known state.
@@ -198,7 +197,7 @@ def test_second_read_is_l1_hit_and_other_process_is_l2_hit(
         assert metric(page, "db_queries_total") == queries_b
 
 
-def test_put_reaches_every_worker_within_100_ms(stack: Stack, metric: Callable[..., float]) -> None:
+def test_put_reaches_every_worker_within_100_ms(stack: Stack) -> None:
     with ServiceProcess(CACHED, stack) as a, ServiceProcess(CACHED, stack) as b:
         user = 102
         for svc in (a, b):  # both workers hold the user in L1
@@ -234,9 +233,7 @@ def _drop_l2(stack: Stack, key: str) -> None:
     client.close()
 
 
-def test_workers_survive_a_redis_restart_and_resubscribe(
-    stack: Stack, tmp_path: Path, metric: Callable[..., float]
-) -> None:
+def test_workers_survive_a_redis_restart_and_resubscribe(stack: Stack, tmp_path: Path) -> None:
     redis_server = EmbeddedRedis(tmp_path / "redis")
     redis_server.start()
     try:
@@ -257,7 +254,7 @@ def test_workers_survive_a_redis_restart_and_resubscribe(
             assert httpx.get(f"{b.url}/users/{user + 1}").status_code == 200
             redis_server.start()  # same port
             for svc in (a, b):
-                _wait_for(partial(_subscriptions_at_least, svc, 2, metric), what="resubscription")
+                _wait_for(partial(_subscriptions_at_least, svc, 2), what="resubscription")
             assert httpx.get(f"{a.url}/health").status_code == 200
             httpx.get(f"{b.url}/users/{user}")  # b holds the user in L1 again
             name = f"After restart {uuid.uuid4().hex[:6]}"
@@ -271,7 +268,7 @@ def test_workers_survive_a_redis_restart_and_resubscribe(
         redis_server.stop()
 
 
-def _subscriptions_at_least(svc: ServiceProcess, count: int, metric: Callable[..., float]) -> bool:
+def _subscriptions_at_least(svc: ServiceProcess, count: int) -> bool:
     return metric(svc.metrics(), "cache_pubsub_subscriptions_total") >= count
 
 

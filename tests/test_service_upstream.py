@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -15,6 +15,7 @@ import pytest
 from service.settings import ServiceSettings
 from service.upstream import Upstream, UpstreamError
 from service.upstream_fake import answer_for
+from tests._prom import metric
 from workbench._net import free_port, wait_for_port
 from workbench.launcher import ServiceProcess
 from workbench.stack import Stack
@@ -101,7 +102,7 @@ def slow_stack(stack: Stack) -> Iterator[Stack]:
         proc.wait(timeout=5)
 
 
-def _loop_lag(stack: Stack, mode: str, metric: Callable[..., float]) -> tuple[float, float]:
+def _loop_lag(stack: Stack, mode: str) -> tuple[float, float]:
     """(loop-lag samples over 100 ms, total lag in s) during 2 bursts of 20 profile requests."""
     with ServiceProcess(ServiceSettings(upstream_mode=mode), stack) as svc:
 
@@ -126,11 +127,9 @@ def _loop_lag(stack: Stack, mode: str, metric: Callable[..., float]) -> tuple[fl
         return slow(after) - slow(before), metric(after, total) - metric(before, total)
 
 
-def test_blocking_upstream_raises_event_loop_lag(
-    slow_stack: Stack, metric: Callable[..., float]
-) -> None:
-    slow_blocking, lag_blocking = _loop_lag(slow_stack, "blocking", metric)
-    slow_shared, lag_shared = _loop_lag(slow_stack, "shared", metric)
+def test_blocking_upstream_raises_event_loop_lag(slow_stack: Stack) -> None:
+    slow_blocking, lag_blocking = _loop_lag(slow_stack, "blocking")
+    slow_shared, lag_shared = _loop_lag(slow_stack, "shared")
     # 20 blocking calls of 40 ms queue up: the loop stalls for most of a second.
     assert slow_blocking >= 2 and lag_blocking > 0.5, (slow_blocking, lag_blocking)
     assert slow_shared <= 1 and lag_shared < lag_blocking / 4, (slow_shared, lag_shared)
