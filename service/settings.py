@@ -141,7 +141,7 @@ class ServiceSettings:
     def from_dict(
         cls, values: Mapping[str, Any], *, base: ServiceSettings | None = None
     ) -> ServiceSettings:
-        """Settings from a dict (notebooks, sweeps); unknown names are rejected with valid names."""
+        """Settings from a dict (notebooks, sweeps); unknown names are rejected with the valid ones."""
         unknown = sorted(set(values) - set(cls.names()))
         if unknown:
             raise SettingsError(
@@ -184,7 +184,7 @@ class ServiceSettings:
     # --- presets ------------------------------------------------------------------------
     @classmethod
     def naive(cls) -> ServiceSettings:
-        """The baseline: default pool, Pydantic, blocking upstream, no cache, one worker."""
+        """The baseline everyone copies: default pool, Pydantic, blocking upstream, no cache, one worker."""
         return cls()
 
     @classmethod
@@ -200,7 +200,7 @@ class ServiceSettings:
         return self.workers * per_worker
 
     def check_database_limit(self, max_connections: int, *, reserved: int = 3) -> None:
-        """Raise SettingsError when the pools could open more connections than the database has."""
+        """Raise SettingsError when the pools could open more connections than the database allows."""
         need = self.max_db_connections()
         if need > max_connections - reserved:
             raise SettingsError(
