@@ -116,11 +116,11 @@ def test_bad_options_are_rejected() -> None:
         Batcher(fetch, size=0)
 
 
-@pytest.mark.parametrize(("batcher", "most"), [(True, 3), (False, LOOKUPS)])
+@pytest.mark.parametrize(("batcher", "most"), [(True, 5), (False, LOOKUPS)])
 def test_service_issues_few_queries_with_batcher_and_one_per_lookup_without(
     stack: Stack, batcher: bool, most: int
 ) -> None:
-    settings = ServiceSettings(batcher=batcher, batch_size=LOOKUPS, batch_flush_interval=0.05)
+    settings = ServiceSettings(batcher=batcher, batch_size=LOOKUPS, batch_flush_interval=0.1)
     with ServiceProcess(settings, stack) as svc:
         before = _user_lookups(stack)
 
