@@ -7,30 +7,19 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 import redis.asyncio as aioredis
-from fastapi import FastAPI, HTTPException, Path, Request
-from fastapi.responses import Response
+from fastapi import FastAPI
 
 from service import metrics
+from service.batcher import Batcher
+from service.cache import L1Cache, MultiLevelCache
 from service.db import Database
-from service.serializers import dumps_orjson, dumps_pydantic, user_dict
+from service.resources import Resources
+from service.routes import router
 from service.settings import ServiceSettings
-
-MAX_USER_ID = 2**62
-UserId = Annotated[int, Path(ge=1, le=MAX_USER_ID, description="User id")]
-JSON = "application/json"
-
-
-@dataclass
-class Resources:
-    """What the service holds for its lifetime: settings, engines, Redis."""
-
-    settings: ServiceSettings
-    db: Database
-    redis: aioredis.Redis
+from service.upstream import Upstream
 
 
 def create_app(
@@ -38,11 +27,13 @@ def create_app(
     *,
     database_url: str | None = None,
     redis_url: str | None = None,
+    upstream_url: str | None = None,
 ) -> FastAPI:
     """The service app; settings and URLs default to the environment."""
     settings = settings or ServiceSettings.from_env()
     database_url = database_url or os.environ["DATABASE_URL"]
     redis_url = redis_url or os.environ["REDIS_URL"]
+    upstream_url = upstream_url or os.environ.get("UPSTREAM_URL") or None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,10 +43,39 @@ def create_app(
         pool = aioredis.BlockingConnectionPool.from_url(
             redis_url, max_connections=settings.redis_max_connections, timeout=5
         )
-        app.state.res = Resources(
-            settings=settings, db=db, redis=aioredis.Redis(connection_pool=pool)
-        )
+        res = Resources(settings=settings, db=db, redis=aioredis.Redis(connection_pool=pool))
         watchers = [asyncio.create_task(_watch_loop_lag()), asyncio.create_task(_watch_pools(db))]
+        subscriber: aioredis.Redis | None = None
+        if settings.cache:
+            # Pub/sub holds its connection for good: a client of its own, outside the pool.
+            subscriber = aioredis.Redis.from_url(redis_url) if settings.invalidation else None
+            res.cache = MultiLevelCache(
+                redis=res.redis,
+                subscriber=subscriber,
+                l1_size=settings.l1_size,
+                l2_ttl=settings.l2_ttl,
+                publish=settings.invalidation,
+            )
+            if subscriber is not None:
+                watchers.append(asyncio.create_task(res.cache.listen()))
+        if settings.model_cache:
+            res.model_cache = L1Cache(max_size=settings.l1_size)
+        if settings.batcher:
+            res.batcher = Batcher(
+                db.get_users,
+                size=settings.batch_size,
+                interval=settings.batch_flush_interval,
+                max_pending=settings.batch_max_pending,
+            )
+        if upstream_url:
+            res.upstream = Upstream(
+                upstream_url,
+                mode=settings.upstream_mode,
+                timeout=settings.upstream_timeout,
+                max_connections=settings.upstream_max_connections,
+            )
+            await res.upstream.start()
+        app.state.res = res
         try:
             yield
         finally:
@@ -64,42 +84,20 @@ def create_app(
             for task in watchers:
                 with suppress(asyncio.CancelledError):
                     await task
-            await app.state.res.redis.aclose()
+            if res.batcher is not None:
+                await res.batcher.close()
+            if res.cache is not None:
+                await res.cache.close()
+            if res.upstream is not None:
+                await res.upstream.close()
+            if subscriber is not None:
+                await subscriber.aclose()
+            await res.redis.aclose()
             await db.dispose()
 
     app = FastAPI(title="FastAPI tuning workbench: bundled service", lifespan=lifespan)
     app.add_middleware(_MetricsMiddleware)
-
-    @app.get("/health")
-    async def health(request: Request) -> Response:
-        res: Resources = request.app.state.res
-        problems = {}
-        try:
-            await asyncio.wait_for(res.db.ping(), timeout=2)
-        except Exception as exc:  # any failure means unhealthy
-            problems["database"] = type(exc).__name__
-        try:
-            await asyncio.wait_for(res.redis.ping(), timeout=2)
-        except Exception as exc:
-            problems["redis"] = type(exc).__name__
-        body = {"status": "ok" if not problems else "unavailable", "problems": problems}
-        return Response(dumps_orjson(body), status_code=503 if problems else 200, media_type=JSON)
-
-    @app.get("/metrics")
-    async def metrics_page() -> Response:
-        body, content_type = metrics.render()
-        return Response(body, media_type=content_type)
-
-    @app.get("/users/{user_id}")
-    async def get_user(user_id: UserId, request: Request) -> Response:
-        res: Resources = request.app.state.res
-        row = await res.db.get_user(user_id)
-        if row is None:
-            raise HTTPException(404, f"user {user_id} not found")
-        if res.settings.serializer == "orjson":
-            return Response(dumps_orjson(user_dict(row)), media_type=JSON)
-        return Response(dumps_pydantic(row), media_type=JSON)
-
+    app.include_router(router)
     return app
 
 

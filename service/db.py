@@ -2,14 +2,42 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy import BigInteger, any_, bindparam, event, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 
-from service.schema import users
+from service import metrics
+from service.schema import profiles, users
+from service.schema import settings as user_settings
 from service.settings import ServiceSettings
+
+_USERS_BY_IDS = select(users).where(users.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
+_USER_DETAIL = (
+    select(
+        users,
+        profiles.c.bio,
+        profiles.c.country,
+        profiles.c.score,
+        user_settings.c.theme,
+        user_settings.c.language,
+        user_settings.c.notifications,
+    )
+    .join(profiles, profiles.c.user_id == users.c.id)
+    .join(user_settings, user_settings.c.user_id == users.c.id)
+    .where(users.c.id == bindparam("user_id"))
+)
+UPDATABLE = ("name", "email")
 
 
 def async_url(url: str) -> str:
@@ -46,9 +74,14 @@ class Database:
                 pool_size=settings.read_pool_size,
                 max_overflow=settings.read_max_overflow,
                 settings=settings,
+                autocommit=settings.read_autocommit,
             )
         else:
             read = write
+        for name, engine in (
+            {"write": write, "read": read} if read is not write else {"write": write}
+        ).items():
+            _instrument(engine, name)
         return cls(
             write=write,
             read=read,
@@ -67,10 +100,50 @@ class Database:
             }
         )
 
+    def _name(self, engine: AsyncEngine) -> str:
+        return "write" if engine is self.write else "read"
+
+    @asynccontextmanager
+    async def connect(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection (write or read engine), timing the wait for it."""
+        engine = self.write if write else self.read
+        start = time.perf_counter()
+        async with engine.connect() as conn:
+            metrics.POOL_WAIT.labels(self._name(engine)).observe(time.perf_counter() - start)
+            yield conn
+
     async def get_user(self, user_id: int) -> dict[str, Any] | None:
         """One user row by id from the read engine, or None."""
-        async with self.read.connect() as conn:
+        async with self.connect() as conn:
             row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+        return dict(row._mapping) if row is not None else None
+
+    async def get_users(self, user_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Rows for many ids in one query (`WHERE id = ANY($1)`), keyed by id."""
+        async with self.connect() as conn:
+            result = await conn.execute(_USERS_BY_IDS, {"ids": list(user_ids)})
+            return {row.id: dict(row._mapping) for row in result}
+
+    async def get_user_detail(self, user_id: int) -> dict[str, Any] | None:
+        """A user joined with its profile and settings, or None."""
+        async with self.connect() as conn:
+            row = (await conn.execute(_USER_DETAIL, {"user_id": user_id})).first()
+        return dict(row._mapping) if row is not None else None
+
+    async def update_user(self, user_id: int, values: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Set some of name/email on the write engine; the new row, or None when absent."""
+        unknown = set(values) - set(UPDATABLE)
+        if unknown or not values:
+            raise ValueError(f"can only update {', '.join(UPDATABLE)}; got {sorted(values)}")
+        statement = (
+            update(users)
+            .where(users.c.id == user_id)
+            .values(**values, updated_at=func.clock_timestamp())
+            .returning(*users.c)
+        )
+        async with self.connect(write=True) as conn:
+            row = (await conn.execute(statement)).first()
+            await conn.commit()
         return dict(row._mapping) if row is not None else None
 
     async def ping(self) -> None:
@@ -85,13 +158,45 @@ class Database:
 
 
 def _engine(
-    url: str, *, pool_size: int, max_overflow: int, settings: ServiceSettings
+    url: str,
+    *,
+    pool_size: int,
+    max_overflow: int,
+    settings: ServiceSettings,
+    autocommit: bool = False,
 ) -> AsyncEngine:
+    # AUTOCOMMIT: one round trip per read instead of BEGIN + query + ROLLBACK on checkin.
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     return create_async_engine(
         async_url(url),
+        **options,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=settings.pool_timeout,
         pool_pre_ping=settings.pool_pre_ping,
         pool_recycle=settings.pool_recycle,
     )
+
+
+def _instrument(engine: AsyncEngine, name: str) -> None:
+    """Count queries and keep the pool gauges current on every checkout and checkin."""
+    queries = metrics.QUERIES.labels(name)
+    pool: Any = engine.sync_engine.pool
+
+    def on_execute(*_: Any) -> None:
+        queries.inc()
+
+    checked_out = metrics.POOL_CHECKED_OUT.labels(name)
+    overflow = metrics.POOL_OVERFLOW.labels(name)
+
+    def on_checkout(*_: Any) -> None:
+        checked_out.inc()
+        overflow.set(max(0, pool.overflow()))
+
+    def on_checkin(*_: Any) -> None:
+        # pool.checkedout() still counts this connection while the event runs.
+        checked_out.dec()
+
+    event.listen(engine.sync_engine, "before_cursor_execute", on_execute)
+    event.listen(pool, "checkout", on_checkout)
+    event.listen(pool, "checkin", on_checkin)

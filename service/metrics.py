@@ -32,6 +32,36 @@ POOL_OVERFLOW = Gauge(
     "db_pool_overflow", "Overflow connections by engine", ["engine"], multiprocess_mode="livesum"
 )
 QUERIES = Counter("db_queries_total", "Queries sent to the database", ["engine"])
+POOL_WAIT = Histogram(
+    "db_pool_checkout_seconds",
+    "Time to get a connection from the pool (includes opening one)",
+    ["engine"],
+    buckets=LATENCY_BUCKETS,
+)
+CACHE_HITS = Counter("cache_hits_total", "Cache hits by level (l1, l2, model)", ["level"])
+CACHE_MISSES = Counter("cache_misses_total", "Cache misses by level (l1, l2, model)", ["level"])
+BATCH_SIZE = Histogram(
+    "batcher_batch_size",
+    "Distinct ids per batched query",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
+BATCH_FALLBACKS = Counter(
+    "batcher_fallbacks_total", "Lookups that bypassed a full batcher queue", ["action"]
+)
+INVALIDATIONS_SENT = Counter("cache_invalidations_sent_total", "Invalidations published")
+INVALIDATIONS_RECEIVED = Counter(
+    "cache_invalidations_received_total", "Invalidations received from other workers"
+)
+INVALIDATIONS_FAILED = Counter(
+    "cache_invalidations_failed_total", "Invalidations not sent because Redis was down"
+)
+PUBSUB_RECONNECTS = Counter(
+    "cache_pubsub_subscriptions_total", "Times the invalidation listener (re)subscribed"
+)
+UPSTREAM_LATENCY = Histogram(
+    "upstream_request_seconds", "Upstream call latency by mode", ["mode"], buckets=LATENCY_BUCKETS
+)
+UPSTREAM_ERRORS = Counter("upstream_errors_total", "Upstream failures by kind", ["kind"])
 LOOP_LAG = Histogram(
     "event_loop_lag_seconds", "Event-loop lag measured by a periodic timer", buckets=LATENCY_BUCKETS
 )

@@ -7,7 +7,9 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
 class UserOut(BaseModel):
@@ -39,3 +41,22 @@ def dumps_orjson(value: Any) -> bytes:
 def dumps_pydantic(row: Mapping[str, Any]) -> bytes:
     """JSON bytes of a user through the Pydantic model (validation + serialization)."""
     return UserOut.model_validate(dict(row)).model_dump_json().encode()
+
+
+class UserUpdate(BaseModel):
+    """A partial update of a user: name and/or email, nothing else."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    email: str | None = Field(default=None, max_length=200, pattern=EMAIL_PATTERN)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> UserUpdate:
+        if self.name is None and self.email is None:
+            raise ValueError("give name and/or email")
+        return self
+
+    def values(self) -> dict[str, str]:
+        """The fields to write."""
+        return self.model_dump(exclude_none=True)

@@ -33,6 +33,7 @@ _MINIMUM: dict[str, float] = {
     "model_cache_ttl": 0,
     "redis_max_connections": 1,
     "upstream_timeout": 0.001,
+    "upstream_max_connections": 1,
     "batch_size": 1,
     "batch_flush_interval": 0.0001,
     "batch_max_pending": 1,
@@ -72,6 +73,8 @@ class ServiceSettings:
     read_split: bool = False
     read_pool_size: int = 5
     read_max_overflow: int = 10
+    # Reads without BEGIN/ROLLBACK around each query (SQLAlchemy otherwise opens a transaction).
+    read_autocommit: bool = False
     # Serialization and the TTL object cache.
     serializer: str = "pydantic"
     model_cache: bool = False
@@ -79,6 +82,8 @@ class ServiceSettings:
     # Async correctness.
     upstream_mode: str = "blocking"
     upstream_timeout: float = 2.0
+    # Shared client: connections and concurrent calls (more wait outside httpx's pool queue).
+    upstream_max_connections: int = 100
     redis_max_connections: int = 50
     # Request batcher.
     batcher: bool = False
@@ -116,6 +121,13 @@ class ServiceSettings:
                 "max_requests_jitter",
                 f"must be <= max_requests ({self.max_requests}), got {self.max_requests_jitter}",
             )
+        if self.batch_size > self.batch_max_pending:
+            raise SettingsError(
+                "batch_size",
+                f"must be <= batch_max_pending ({self.batch_max_pending}), got {self.batch_size}",
+            )
+        if self.read_autocommit and not self.read_split:
+            raise SettingsError("read_autocommit", "needs read_split (a read engine of its own)")
         if self.server == "uvicorn" and self.workers > 1 and self.preload:
             raise SettingsError("preload", "only applies to server='gunicorn'")
 
@@ -214,10 +226,11 @@ def ladder() -> list[tuple[str, ServiceSettings]]:
                 "read_split": True,
                 "read_pool_size": 20,
                 "read_max_overflow": 20,
+                "read_autocommit": True,
             },
         ),
         ("+serialization", {"serializer": "orjson", "model_cache": True}),
-        ("+async", {"upstream_mode": "shared", "batcher": True}),
+        ("+async", {"upstream_mode": "shared", "upstream_max_connections": 10, "batcher": True}),
         ("+cache", {"cache": True}),
         ("+workers", {"server": "gunicorn", "workers": 2}),
     ]

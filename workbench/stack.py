@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +18,7 @@ import redis
 from workbench import _process
 from workbench._aio import run_sync
 from workbench._errors import InputError, StackError
-from workbench._net import check_url
+from workbench._net import check_url, free_port, wait_for_port
 from workbench.paths import project_dir
 from workbench.postgres import EmbeddedPostgres
 from workbench.redis import EmbeddedRedis
@@ -47,12 +49,24 @@ class Stack(_process.Managed):
     users: int = DEFAULT_USERS
     root: Path = field(default_factory=stack_dir)
     progress: Callable[[str], None] = print
+    upstream_url: str | None = None
+    upstream_delay: float = 0.005
+    _upstream: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _postgres: EmbeddedPostgres | None = field(default=None, init=False, repr=False)
     _redis: EmbeddedRedis | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.database_url = self.database_url or os.environ.get("DATABASE_URL") or None
         self.redis_url = self.redis_url or os.environ.get("REDIS_URL") or None
+        self.upstream_url = self.upstream_url or os.environ.get("UPSTREAM_URL") or None
+        if self.upstream_url:
+            check_url("upstream_url", self.upstream_url, schemes=("http",))
+        if isinstance(self.upstream_delay, bool) or not isinstance(
+            self.upstream_delay, (int, float)
+        ):
+            raise InputError("upstream_delay", f"must be a number, got {self.upstream_delay!r}")
+        if self.upstream_delay < 0:
+            raise InputError("upstream_delay", f"must be >= 0, got {self.upstream_delay!r}")
         if self.database_url:
             check_url("database_url", self.database_url, schemes=("postgresql", "postgres"))
         if self.redis_url:
@@ -74,6 +88,8 @@ class Stack(_process.Managed):
                 self._redis.start(detach=detach)
                 self.redis_url = self._redis.url
                 self.progress(f"Redis (embedded Valkey) on {self.redis_url}")
+            if not self.upstream_url:
+                self._start_upstream(detach=detach)
             self.check()
             seed(self.url, users=self.users, progress=self.progress)
         except BaseException:
@@ -81,8 +97,23 @@ class Stack(_process.Managed):
             raise
         return self
 
+    def _start_upstream(self, *, detach: bool) -> None:
+        """The fake upstream HTTP service (service.upstream_fake) on a free port."""
+        port = free_port()
+        argv = [sys.executable, "-m", "service.upstream_fake", "--port", str(port)]
+        argv += ["--delay", str(self.upstream_delay)]
+        self._upstream = _process.spawn(argv, log=self.root / "upstream.log", detach=detach)
+        if not wait_for_port(port, timeout=10):
+            raise StackError(f"the fake upstream did not listen on port {port}; see {self.root}")
+        self.upstream_url = f"http://127.0.0.1:{port}"
+        self.progress(f"upstream (fake, {self.upstream_delay * 1000:g} ms) on {self.upstream_url}")
+
     def stop(self) -> None:
         """Stop the servers this stack started; attached ones are left alone."""
+        if self._upstream is not None:
+            _process.stop(self._upstream, timeout=5)
+            self._upstream = None
+            self.upstream_url = None
         if self._redis is not None:
             self._redis.stop()
             self._redis = None
@@ -132,11 +163,16 @@ class Stack(_process.Managed):
             out["postgres"] = self._postgres.proc.pid
         if self._redis and self._redis.proc:
             out["redis"] = self._redis.proc.pid
+        if self._upstream:
+            out["upstream"] = self._upstream.pid
         return out
 
     def env(self) -> dict[str, str]:
-        """DATABASE_URL and REDIS_URL for a service process."""
-        return {"DATABASE_URL": self.url, "REDIS_URL": self.redis}
+        """DATABASE_URL, REDIS_URL (and UPSTREAM_URL when there is one) for a service process."""
+        env = {"DATABASE_URL": self.url, "REDIS_URL": self.redis}
+        if self.upstream_url:
+            env["UPSTREAM_URL"] = self.upstream_url
+        return env
 
     # --- detached stacks (`workbench stack up | status | down`) ------------------------
     def save_state(self) -> Path:

@@ -1,0 +1,225 @@
+"""The optimization ladder: each step of service.settings.ladder() loaded, with ratios to naive.
+
+Run: `.venv/bin/python benchmarks/ladder.py --duration 5`. The load generator is a plain function
+(`Generator`); wrk is the default until workbench.load.run_load can take its place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.settings import ServiceSettings, ladder
+from workbench.launcher import ServiceProcess
+from workbench.stack import Stack
+
+ENDPOINTS = ("/users/{id}", "/users/{id}/expensive-computation")
+DEFAULT_USERS = 1_000  # ids drawn uniformly from 1..users; caches can warm up in seconds
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadPoint:
+    """What one load run measured."""
+
+    requests: int
+    seconds: float
+    errors: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+
+    @property
+    def rps(self) -> float:
+        """Requests per second."""
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+# (base_url, path template with {id}, ids 1..max_id, duration s, connections) -> LoadPoint
+Generator = Callable[..., LoadPoint]
+
+_WRK_SCRIPT = """
+local max_id = tonumber(os.getenv("BENCH_MAX_ID"))
+local template = os.getenv("BENCH_PATH")
+math.randomseed(os.time())
+request = function()
+  local path = template:gsub("{id}", tostring(math.random(1, max_id)))
+  return wrk.format("GET", path)
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests":%d,"duration_us":%d,"errors":%d,"p50":%d,"p95":%d,"p99":%d}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99)))
+end
+"""
+
+
+def wrk_generator(
+    base_url: str, path: str, *, max_id: int, duration: float, connections: int = 64
+) -> LoadPoint:
+    """Closed-loop load by wrk (one thread), random ids, latency percentiles from its histogram."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt-get install -y wrk)")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_WRK_SCRIPT)
+    try:
+        argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s"]
+        argv += ["--timeout", "5s", "-s", script.name, base_url]
+        env = {"BENCH_MAX_ID": str(max_id), "BENCH_PATH": path, "PATH": "/usr/bin:/bin"}
+        out = subprocess.run(argv, capture_output=True, text=True, env=env, check=True).stdout
+    finally:
+        Path(script.name).unlink(missing_ok=True)
+    data = json.loads(out.strip().splitlines()[-1])
+    return LoadPoint(
+        requests=data["requests"],
+        seconds=data["duration_us"] / 1e6,
+        errors=data["errors"],
+        p50_ms=data["p50"] / 1000,
+        p95_ms=data["p95"] / 1000,
+        p99_ms=data["p99"] / 1000,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Row:
+    """One step x endpoint of the ladder."""
+
+    step: str
+    endpoint: str
+    point: LoadPoint
+    hit_ratio: float | None = None  # L1+L2 hits / lookups during the point; None: no cache
+    queries_per_request: float = 0.0
+
+
+def run_ladder(
+    stack: Stack,
+    *,
+    steps: Sequence[tuple[str, ServiceSettings]],
+    endpoints: Sequence[str] = ENDPOINTS,
+    duration: float = 5.0,
+    warmup: float = 1.0,
+    connections: int = 64,
+    generator: Generator = wrk_generator,
+    progress: Callable[[str], None] = print,
+) -> list[Row]:
+    """Start the service for each step and load each endpoint once (after a warm-up)."""
+    rows = []
+    for name, settings in steps:
+        with ServiceProcess(settings, stack) as svc:
+            for endpoint in endpoints:
+                load = dict(max_id=stack.users, connections=connections)
+                if warmup > 0:
+                    generator(svc.url, endpoint, duration=warmup, **load)
+                before = _counters(svc.metrics())
+                point = generator(svc.url, endpoint, duration=duration, **load)
+                after = _counters(svc.metrics())
+                delta = {k: after[k] - before[k] for k in after}
+                lookups = delta["hits"] + delta["l2_misses"]
+                row = Row(
+                    step=name,
+                    endpoint=endpoint,
+                    point=point,
+                    hit_ratio=delta["hits"] / lookups if settings.cache and lookups else None,
+                    queries_per_request=delta["queries"] / max(1, point.requests),
+                )
+                progress(f"{name:<16} {endpoint:<36} {point.rps:>9,.0f} req/s")
+                rows.append(row)
+    return rows
+
+
+def _counters(page: str) -> dict[str, float]:
+    """Cache hits (L1+L2), L2 misses and database queries from a /metrics page."""
+    out = {"hits": 0.0, "l2_misses": 0.0, "queries": 0.0}
+    for family in text_string_to_metric_families(page):
+        for sample in family.samples:
+            level = sample.labels.get("level")
+            if sample.name == "cache_hits_total" and level in ("l1", "l2"):
+                out["hits"] += sample.value
+            elif sample.name == "cache_misses_total" and level == "l2":
+                out["l2_misses"] += sample.value
+            elif sample.name == "db_queries_total":
+                out["queries"] += sample.value
+    return out
+
+
+def table(rows: Sequence[Row]) -> str:
+    """A text table with the ratio of each step's throughput to naive's, per endpoint."""
+    base = {row.endpoint: row.point.rps for row in rows if row.step == rows[0].step}
+    lines = [
+        f"{'step':<16} {'endpoint':<36} {'req/s':>9} {'x naive':>8} "
+        f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7} {'hit %':>6} {'q/req':>6}"
+    ]
+    for row in rows:
+        p = row.point
+        ratio = p.rps / base[row.endpoint] if base.get(row.endpoint) else float("nan")
+        lines.append(
+            f"{row.step:<16} {row.endpoint:<36} {p.rps:>9,.0f} {ratio:>8.2f} "
+            f"{p.p50_ms:>8.2f} {p.p95_ms:>8.2f} {p.p99_ms:>8.2f} {p.errors:>7} "
+            f"{'-' if row.hit_ratio is None else f'{100 * row.hit_ratio:.0f}':>6} "
+            f"{row.queries_per_request:>6.2f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options, run the ladder, print the table (and optionally write JSON)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--users", type=int, default=DEFAULT_USERS)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per point")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each point")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--steps", default="", help="comma-separated step names (default all)")
+    parser.add_argument(
+        "--endpoints",
+        default=",".join(ENDPOINTS),
+        help="comma-separated path templates with {id}, e.g. /users/{id}/profile",
+    )
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args(argv)
+    if any("{id}" not in e for e in args.endpoints.split(",") if e):
+        parser.error("every endpoint needs an {id} placeholder")
+    steps = ladder()
+    if args.steps:
+        wanted = args.steps.split(",")
+        unknown = set(wanted) - {name for name, _ in steps}
+        if unknown:
+            parser.error(f"unknown steps {sorted(unknown)}; known: {[n for n, _ in steps]}")
+        steps = [step for step in steps if step[0] in wanted]
+    with Stack(users=args.users) as stack:
+        rows = run_ladder(
+            stack,
+            steps=steps,
+            endpoints=[e for e in args.endpoints.split(",") if e],
+            duration=args.duration,
+            warmup=args.warmup,
+            connections=args.connections,
+        )
+    print(table(rows))
+    if args.json:
+        payload = [
+            {
+                "step": r.step,
+                "endpoint": r.endpoint,
+                **asdict(r.point),
+                "rps": r.point.rps,
+                "hit_ratio": r.hit_ratio,
+                "queries_per_request": r.queries_per_request,
+            }
+            for r in rows
+        ]
+        args.json.write_text(json.dumps(payload, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

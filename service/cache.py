@@ -1,0 +1,243 @@
+"""Multi-level cache: L1 in-process LRU with TTL, L2 Redis with TTL, pub/sub invalidation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from functools import wraps
+from typing import Concatenate, ParamSpec, Protocol
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from service import metrics
+
+KEY_PREFIX = "cache:"
+CHANNEL = "cache:invalidations"
+RETRY_DELAY = 0.2
+REPEAT_AFTER = 0.5
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+
+
+class L1Cache:
+    """A bounded in-process LRU whose entries expire after their TTL."""
+
+    def __init__(self, *, max_size: int, clock: Callable[[], float] = time.monotonic) -> None:
+        if max_size < 1:
+            raise ValueError(f"max_size must be >= 1, got {max_size}")
+        self.max_size = max_size
+        self._clock = clock
+        self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    def get(self, key: str) -> bytes | None:
+        """The value, or None when absent or expired (an expired entry is dropped)."""
+        item = self._data.get(key)
+        if item is None:
+            return None
+        expires, value = item
+        if expires <= self._clock():
+            del self._data[key]
+            return None
+        self._data.move_to_end(key)
+        return value
+
+    def set(self, key: str, value: bytes, *, ttl: float) -> None:
+        """Store value for ttl seconds, evicting the least recently used beyond max_size."""
+        self._data[key] = (self._clock() + ttl, value)
+        self._data.move_to_end(key)
+        while len(self._data) > self.max_size:
+            self._data.popitem(last=False)
+
+    def delete(self, key: str) -> bool:
+        """Drop key; True when it was there."""
+        return self._data.pop(key, None) is not None
+
+    def clear(self) -> None:
+        """Drop everything."""
+        self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+
+class MultiLevelCache:
+    """L1 (this process) in front of L2 (Redis, shared by workers); values are bytes."""
+
+    def __init__(
+        self,
+        *,
+        redis: aioredis.Redis,
+        subscriber: aioredis.Redis | None = None,
+        l1_size: int = 10_000,
+        l2_ttl: int = 300,
+        publish: bool = True,
+        channel: str = CHANNEL,
+        repeat_after: float | None = REPEAT_AFTER,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.redis = redis
+        self.subscriber = subscriber
+        self.l1 = L1Cache(max_size=l1_size, clock=clock)
+        self.l2_ttl = l2_ttl
+        self.publish = publish
+        self.channel = channel
+        self.instance_id = uuid.uuid4().hex
+        self.repeat_after = repeat_after
+        self.subscribed = asyncio.Event()
+        self._repeats: set[asyncio.Task[None]] = set()
+
+    async def get(self, key: str) -> bytes | None:
+        """L1, then L2 (copying a hit into L1); None on a miss or when Redis is down."""
+        value = self.l1.get(key)
+        if value is not None:
+            metrics.CACHE_HITS.labels("l1").inc()
+            return value
+        metrics.CACHE_MISSES.labels("l1").inc()
+        try:
+            raw = await self.redis.get(KEY_PREFIX + key)
+        except RedisError:
+            # A cache that is down is a miss, never an error for the client.
+            raw = None
+        if raw is None:
+            metrics.CACHE_MISSES.labels("l2").inc()
+            return None
+        metrics.CACHE_HITS.labels("l2").inc()
+        value = raw if isinstance(raw, bytes) else str(raw).encode()
+        self.l1.set(key, value, ttl=self.l2_ttl)
+        return value
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        """Store in L1 and L2 for ttl seconds (default l2_ttl)."""
+        seconds = ttl if ttl is not None else self.l2_ttl
+        self.l1.set(key, value, ttl=seconds)
+        try:
+            await self.redis.set(KEY_PREFIX + key, value, ex=max(1, int(seconds)))
+        except RedisError:
+            log.warning("L2 set failed for %s", key)
+
+    async def invalidate(self, keys: Sequence[str]) -> None:
+        """Drop keys here and in L2, tell the other workers, and do it again after repeat_after."""
+        await self._invalidate_now(keys)
+        if self.repeat_after is not None and keys:
+            # A read that fetched the old row before the write may store it after this
+            # invalidation; the second round removes what such a read put back.
+            task = asyncio.get_running_loop().create_task(self._invalidate_later(list(keys)))
+            self._repeats.add(task)
+            task.add_done_callback(self._repeats.discard)
+
+    async def _invalidate_later(self, keys: list[str]) -> None:
+        assert self.repeat_after is not None
+        await asyncio.sleep(self.repeat_after)
+        await self._invalidate_now(keys)
+
+    async def close(self) -> None:
+        """Run pending repeated invalidations now."""
+        for task in list(self._repeats):
+            task.cancel()
+        await asyncio.gather(*self._repeats, return_exceptions=True)
+
+    async def _invalidate_now(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self.l1.delete(key)
+        if not keys:
+            return
+        try:
+            await self.redis.delete(*(KEY_PREFIX + key for key in keys))
+            if self.publish:
+                message = orjson.dumps({"origin": self.instance_id, "keys": list(keys)})
+                await self.redis.publish(self.channel, message)
+                metrics.INVALIDATIONS_SENT.inc()
+        except RedisError:
+            # The write is committed; a Redis that is down has no L2 to clean, and the other
+            # workers empty their L1 when their listener resubscribes.
+            metrics.INVALIDATIONS_FAILED.inc()
+            log.warning("invalidation of %s not sent: Redis unavailable", list(keys))
+
+    def _on_message(self, data: bytes) -> None:
+        try:
+            message = orjson.loads(data)
+            keys = [str(key) for key in message["keys"]]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            log.warning("ignoring a malformed invalidation message: %r", data[:200])
+            return
+        if message.get("origin") == self.instance_id:
+            return
+        for key in keys:
+            self.l1.delete(key)
+        metrics.INVALIDATIONS_RECEIVED.inc()
+
+    async def listen(self, *, retry_delay: float = RETRY_DELAY) -> None:
+        """Apply invalidations from other workers until cancelled; resubscribe after Redis drops."""
+        if self.subscriber is None:
+            raise RuntimeError("listen() needs a subscriber client")
+        while True:
+            pubsub = self.subscriber.pubsub()
+            try:
+                await pubsub.subscribe(self.channel)
+                # Invalidations may have been missed while unsubscribed: start L1 afresh.
+                self.l1.clear()
+                self.subscribed.set()
+                metrics.PUBSUB_RECONNECTS.inc()
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self._on_message(message["data"])
+            except (RedisError, OSError) as exc:
+                log.warning("invalidation listener lost Redis (%s); resubscribing", exc)
+            finally:
+                self.subscribed.clear()
+                with contextlib.suppress(RedisError, OSError):
+                    await asyncio.shield(pubsub.aclose())
+            await asyncio.sleep(retry_delay)
+
+
+class HasCache(Protocol):
+    """Anything holding an optional MultiLevelCache (the service's Resources)."""
+
+    @property
+    def cache(self) -> MultiLevelCache | None: ...
+
+
+def cached_endpoint(
+    *, ttl: float | None = None, key: Callable[P, str]
+) -> Callable[
+    [Callable[Concatenate[HasCache, P], Awaitable[bytes | None]]],
+    Callable[Concatenate[HasCache, P], Awaitable[bytes | None]],
+]:
+    """Cache a body-producing function in the holder's multi-level cache (None is not cached)."""
+
+    def decorator(
+        func: Callable[Concatenate[HasCache, P], Awaitable[bytes | None]],
+    ) -> Callable[Concatenate[HasCache, P], Awaitable[bytes | None]]:
+        @wraps(func)
+        async def wrapper(holder: HasCache, /, *args: P.args, **kwargs: P.kwargs) -> bytes | None:
+            cache = holder.cache
+            if cache is None:
+                return await func(holder, *args, **kwargs)
+            name = key(*args, **kwargs)
+            hit = await cache.get(name)
+            if hit is not None:
+                return hit
+            value = await func(holder, *args, **kwargs)
+            if value is not None:
+                await cache.set(name, value, ttl=ttl)
+            return value
+
+        return wrapper
+
+    return decorator
+
+
+def user_keys(user_id: int) -> list[str]:
+    """Every cache key that holds data of one user (what a write must invalidate)."""
+    return [f"user:{user_id}", f"user_computation:{user_id}"]

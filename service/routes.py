@@ -1,0 +1,168 @@
+"""The service's endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi.responses import Response
+
+from service import metrics
+from service.cache import HasCache, cached_endpoint, user_keys
+from service.resources import Resources
+from service.serializers import UserUpdate, dumps_orjson, dumps_pydantic, user_dict
+from service.upstream import UpstreamError
+
+MAX_USER_ID = 2**62
+UserId = Annotated[int, Path(ge=1, le=MAX_USER_ID, description="User id")]
+JSON = "application/json"
+
+router = APIRouter()
+
+
+def _res(request: Request) -> Resources:
+    res: Resources = request.app.state.res
+    return res
+
+
+def _json(body: bytes, status_code: int = 200) -> Response:
+    return Response(body, status_code=status_code, media_type=JSON)
+
+
+@router.get("/health")
+async def health(request: Request) -> Response:
+    """200 when the database and Redis answer, else 503 naming what does not."""
+    res = _res(request)
+    problems = {}
+    try:
+        await asyncio.wait_for(res.db.ping(), timeout=2)
+    except Exception as exc:  # any failure means unhealthy
+        problems["database"] = type(exc).__name__
+    try:
+        await asyncio.wait_for(res.redis.ping(), timeout=2)
+    except Exception as exc:
+        problems["redis"] = type(exc).__name__
+    body = {"status": "ok" if not problems else "unavailable", "problems": problems}
+    return _json(dumps_orjson(body), 503 if problems else 200)
+
+
+@router.get("/metrics")
+async def metrics_page() -> Response:
+    """Prometheus text."""
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)
+
+
+async def _load_user(res: Resources, user_id: int) -> dict[str, Any] | None:
+    if res.batcher is not None:
+        return await res.batcher.load(user_id)
+    return await res.db.get_user(user_id)
+
+
+def _render_user(res: Resources, row: Mapping[str, Any]) -> bytes:
+    """The user's JSON by the configured serializer, through the TTL object cache when on."""
+    render = dumps_pydantic if res.settings.serializer == "pydantic" else _dumps_user_orjson
+    if res.model_cache is None:
+        return render(row)
+    # updated_at in the key: a changed row never hits a stale entry.
+    key = f"{row['id']}:{row['updated_at'].isoformat()}"
+    body = res.model_cache.get(key)
+    if body is None:
+        metrics.CACHE_MISSES.labels("model").inc()
+        body = render(row)
+        res.model_cache.set(key, body, ttl=res.settings.model_cache_ttl)
+    else:
+        metrics.CACHE_HITS.labels("model").inc()
+    return body
+
+
+def _dumps_user_orjson(row: Mapping[str, Any]) -> bytes:
+    return dumps_orjson(user_dict(row))
+
+
+@cached_endpoint(key=lambda user_id: f"user:{user_id}")
+async def _user_body(holder: HasCache, user_id: int) -> bytes | None:
+    assert isinstance(holder, Resources)
+    row = await _load_user(holder, user_id)
+    return None if row is None else _render_user(holder, row)
+
+
+@router.get("/users/{user_id}")
+async def get_user(user_id: UserId, request: Request) -> Response:
+    """One user: serializer, object cache, batcher and multi-level cache as configured."""
+    body = await _user_body(_res(request), user_id)
+    if body is None:
+        raise HTTPException(404, f"user {user_id} not found")
+    return _json(body)
+
+
+@router.get("/users/{user_id}/fast")
+async def get_user_fast(user_id: UserId, request: Request) -> Response:
+    """One user by orjson straight from the row: no Pydantic model on the way out."""
+    row = await _load_user(_res(request), user_id)
+    if row is None:
+        raise HTTPException(404, f"user {user_id} not found")
+    return _json(_dumps_user_orjson(row))
+
+
+@router.get("/users/{user_id}/profile")
+async def get_user_profile(user_id: UserId, request: Request) -> Response:
+    """A user plus what the upstream service knows about them."""
+    res = _res(request)
+    if res.upstream is None:
+        raise HTTPException(503, "no upstream configured (UPSTREAM_URL)")
+    row = await _load_user(res, user_id)
+    if row is None:
+        raise HTTPException(404, f"user {user_id} not found")
+    try:
+        external = await res.upstream.get_user(user_id)
+    except UpstreamError as exc:
+        raise HTTPException(504 if exc.kind == "timeout" else 502, str(exc)) from None
+    return _json(dumps_orjson({"user": user_dict(row), "external": external}))
+
+
+def compute_score(detail: Mapping[str, Any], *, rounds: int) -> str:
+    """Deterministic CPU work: `rounds` chained SHA-256 over the user's joined data."""
+    digest = f"{detail['id']}|{detail['name']}|{detail['email']}|{detail['bio']}".encode()
+    for _ in range(rounds):
+        digest = hashlib.sha256(digest).digest()
+    return digest.hex()
+
+
+@cached_endpoint(ttl=600, key=lambda user_id: f"user_computation:{user_id}")
+async def _computation_body(holder: HasCache, user_id: int) -> bytes | None:
+    assert isinstance(holder, Resources)
+    detail = await holder.db.get_user_detail(user_id)
+    if detail is None:
+        return None
+    result = {
+        "user": user_dict(detail),
+        "profile": {k: detail[k] for k in ("bio", "country", "score")},
+        "settings": {k: detail[k] for k in ("theme", "language", "notifications")},
+        "digest": compute_score(detail, rounds=holder.settings.compute_cost),
+    }
+    return dumps_orjson(result)
+
+
+@router.get("/users/{user_id}/expensive-computation")
+async def expensive_computation(user_id: UserId, request: Request) -> Response:
+    """A three-table join plus CPU work, cached in the multi-level cache when it is on."""
+    body = await _computation_body(_res(request), user_id)
+    if body is None:
+        raise HTTPException(404, f"user {user_id} not found")
+    return _json(body)
+
+
+@router.put("/users/{user_id}")
+async def update_user(user_id: UserId, update: UserUpdate, request: Request) -> Response:
+    """Update name and/or email on the write engine, then invalidate the user's cache keys."""
+    res = _res(request)
+    row = await res.db.update_user(user_id, update.values())
+    if row is None:
+        raise HTTPException(404, f"user {user_id} not found")
+    if res.cache is not None:
+        await res.cache.invalidate(user_keys(user_id))
+    return _json(_render_user(res, row))

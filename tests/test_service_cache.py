@@ -1,0 +1,280 @@
+"""The multi-level cache: L1 LRU/TTL, L2 in real Redis, pub/sub invalidation across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from service.cache import KEY_PREFIX, L1Cache, MultiLevelCache, cached_endpoint
+from service.settings import ServiceSettings
+from tests._prom import metric
+from workbench.launcher import ServiceProcess
+from workbench.redis import EmbeddedRedis
+from workbench.stack import Stack
+
+CACHED = ServiceSettings(cache=True, serializer="orjson")
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_l1_evicts_least_recently_used() -> None:
+    l1 = L1Cache(max_size=2)
+    l1.set("a", b"1", ttl=60)
+    l1.set("b", b"2", ttl=60)
+    assert l1.get("a") == b"1"  # a is now the most recent
+    l1.set("c", b"3", ttl=60)
+    assert "b" not in l1
+    assert l1.get("a") == b"1" and l1.get("c") == b"3"
+    assert len(l1) == 2
+
+
+def test_l1_entries_expire_after_their_ttl() -> None:
+    clock = FakeClock()
+    l1 = L1Cache(max_size=10, clock=clock)
+    l1.set("k", b"v", ttl=5)
+    clock.now += 4.9
+    assert l1.get("k") == b"v"
+    clock.now += 0.2
+    assert l1.get("k") is None
+    assert len(l1) == 0
+
+
+def test_l1_rejects_a_zero_size() -> None:
+    with pytest.raises(ValueError, match="max_size"):
+        L1Cache(max_size=0)
+
+
+def test_l2_is_shared_and_invalidation_reaches_other_instances(stack: Stack) -> None:
+    async def scenario() -> None:
+        clients = [aioredis.Redis.from_url(stack.redis) for _ in range(4)]
+        a = MultiLevelCache(redis=clients[0], subscriber=clients[1], l2_ttl=30)
+        b = MultiLevelCache(redis=clients[2], subscriber=clients[3], l2_ttl=30)
+        tasks = [asyncio.create_task(c.listen()) for c in (a, b)]
+        try:
+            await asyncio.wait_for(a.subscribed.wait(), 5)
+            await asyncio.wait_for(b.subscribed.wait(), 5)
+            key = f"test:{uuid.uuid4().hex}"
+            await a.set(key, b"value")
+            assert 0 < await clients[0].ttl(KEY_PREFIX + key) <= 30
+            assert await b.get(key) == b"value"  # from L2
+            assert key in b.l1  # ...and now in b's L1
+            await a.invalidate([key])
+            deadline = time.monotonic() + 2
+            while key in b.l1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            assert key not in b.l1
+            assert await b.get(key) is None
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for client in clients:
+                await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_read_racing_a_write_is_removed_by_the_second_round(stack: Stack) -> None:
+    async def scenario() -> None:
+        clients = [aioredis.Redis.from_url(stack.redis) for _ in range(4)]
+        writer = MultiLevelCache(redis=clients[0], subscriber=clients[1], repeat_after=0.1)
+        reader = MultiLevelCache(redis=clients[2], subscriber=clients[3])
+        tasks = [asyncio.create_task(c.listen()) for c in (writer, reader)]
+        try:
+            await asyncio.wait_for(writer.subscribed.wait(), 5)
+            await asyncio.wait_for(reader.subscribed.wait(), 5)
+            key = f"test:race:{uuid.uuid4().hex}"
+            await writer.invalidate([key])
+            await asyncio.sleep(0.02)
+            await reader.set(key, b"old row read before the write")  # the late, stale fill
+            assert await writer.get(key) is not None  # stale in L2 for now...
+            await asyncio.sleep(0.3)
+            assert key not in reader.l1  # ...until the second round
+            assert await writer.get(key) is None
+            await writer.close()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for client in clients:
+                await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_listener_resubscribes_after_redis_drops_it(stack: Stack) -> None:
+    async def scenario() -> None:
+        clients = [aioredis.Redis.from_url(stack.redis) for _ in range(3)]
+        admin = clients[2]
+        cache = MultiLevelCache(redis=clients[0], subscriber=clients[1], l2_ttl=30)
+        task = asyncio.create_task(cache.listen(retry_delay=0.05))
+        try:
+            await asyncio.wait_for(cache.subscribed.wait(), 5)
+            # Redis drops every subscriber connection, as when it restarts.
+            await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            key = "test:after-reconnect"
+            deadline = time.monotonic() + 5
+            dropped = False
+            while time.monotonic() < deadline and not dropped:
+                cache.l1.set(key, b"stale", ttl=60)
+                message = f'{{"origin":"someone-else","keys":["{key}"]}}'
+                await admin.publish(cache.channel, message)
+                await asyncio.sleep(0.05)
+                dropped = key not in cache.l1
+            assert dropped, "the listener did not come back after the connection was killed"
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            for client in clients:
+                await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_cached_endpoint_runs_the_function_once_and_not_for_none(stack: Stack) -> None:
+    calls: list[int] = []
+
+    class Holder:
+        def __init__(self, cache: MultiLevelCache | None) -> None:
+            self.cache = cache
+
+    @cached_endpoint(ttl=60, key=lambda n: f"test:double:{n}:{RUN}")
+    async def double(holder: object, n: int) -> bytes | None:
+        calls.append(n)
+        return None if n < 0 else str(2 * n).encode()
+
+    async def scenario() -> None:
+        client = aioredis.Redis.from_url(stack.redis)
+        holder = Holder(MultiLevelCache(redis=client))
+        try:
+            assert await double(holder, 21) == b"42"
+            assert await double(holder, 21) == b"42"
+            assert await double(holder, -1) is None
+            assert await double(holder, -1) is None
+            assert await double(Holder(None), 21) == b"42"  # cache off: always runs
+        finally:
+            await client.aclose()
+
+    RUN = uuid.uuid4().hex
+    asyncio.run(scenario())
+    assert calls == [21, -1, -1, 21]
+
+
+def test_second_read_is_l1_hit_and_other_process_is_l2_hit(stack: Stack) -> None:
+    with ServiceProcess(CACHED, stack) as a, ServiceProcess(CACHED, stack) as b:
+        user = 101
+        # Another run may have left this key in L2: start from a known state.
+        _drop_l2(stack, f"user:{user}")
+        queries_a = metric(a.metrics(), "db_queries_total")  # /health pings count too
+        queries_b = metric(b.metrics(), "db_queries_total")
+        first = httpx.get(f"{a.url}/users/{user}")
+        second = httpx.get(f"{a.url}/users/{user}")
+        assert first.status_code == 200 and second.content == first.content
+        page = a.metrics()
+        assert metric(page, "cache_hits_total", level="l1") == 1
+        assert metric(page, "cache_misses_total", level="l2") == 1
+        assert metric(page, "db_queries_total") == queries_a + 1
+        other = httpx.get(f"{b.url}/users/{user}")
+        assert other.content == first.content
+        page = b.metrics()
+        assert metric(page, "cache_hits_total", level="l2") == 1
+        assert metric(page, "db_queries_total") == queries_b
+
+
+def test_put_reaches_every_worker_within_100_ms(stack: Stack) -> None:
+    with ServiceProcess(CACHED, stack) as a, ServiceProcess(CACHED, stack) as b:
+        user = 102
+        for svc in (a, b):  # both workers hold the user in L1
+            httpx.get(f"{svc.url}/users/{user}")
+            httpx.get(f"{svc.url}/users/{user}")
+        name = f"Renamed {uuid.uuid4().hex[:8]}"
+        with httpx.Client() as client:
+            answer = client.put(f"{a.url}/users/{user}", json={"name": name})
+            assert answer.status_code == 200 and answer.json()["name"] == name
+            done = time.monotonic()
+            seen: dict[str, float] = {}
+            while len(seen) < 2 and time.monotonic() - done < 1.0:
+                for svc in (a, b):
+                    if (
+                        svc.url not in seen
+                        and client.get(f"{svc.url}/users/{user}").json()["name"] == name
+                    ):
+                        seen[svc.url] = time.monotonic() - done
+        assert len(seen) == 2, f"stale worker after 1 s: {seen}"
+        assert max(seen.values()) < 0.1, seen
+        assert metric(a.metrics(), "cache_invalidations_sent_total") >= 1
+        assert metric(b.metrics(), "cache_invalidations_received_total") >= 1
+        time.sleep(0.6)  # the second round, against reads that raced the write
+        assert metric(a.metrics(), "cache_invalidations_sent_total") == 2
+        assert metric(b.metrics(), "cache_invalidations_received_total") == 2
+
+
+def _drop_l2(stack: Stack, key: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(stack.redis)
+    client.delete(KEY_PREFIX + key)
+    client.close()
+
+
+def test_workers_survive_a_redis_restart_and_resubscribe(stack: Stack, tmp_path: Path) -> None:
+    redis_server = EmbeddedRedis(tmp_path / "redis")
+    redis_server.start()
+    try:
+        own = Stack(
+            database_url=stack.url,
+            redis_url=redis_server.url,
+            upstream_url=stack.upstream_url,
+            users=stack.users,
+        )
+        with ServiceProcess(CACHED, own) as a, ServiceProcess(CACHED, own) as b:
+            user = 103
+            for svc in (a, b):
+                assert httpx.get(f"{svc.url}/users/{user}").status_code == 200
+            redis_server.stop()
+            # Without Redis: /health says so, reads still work (L1, or the database).
+            assert httpx.get(f"{a.url}/health").status_code == 503
+            assert httpx.get(f"{a.url}/users/{user}").status_code == 200
+            assert httpx.get(f"{b.url}/users/{user + 1}").status_code == 200
+            redis_server.start()  # same port
+            for svc in (a, b):
+                _wait_for(partial(_subscriptions_at_least, svc, 2), what="resubscription")
+            assert httpx.get(f"{a.url}/health").status_code == 200
+            httpx.get(f"{b.url}/users/{user}")  # b holds the user in L1 again
+            name = f"After restart {uuid.uuid4().hex[:6]}"
+            assert httpx.put(f"{a.url}/users/{user}", json={"name": name}).status_code == 200
+            _wait_for(
+                lambda: httpx.get(f"{b.url}/users/{user}").json()["name"] == name,
+                what="invalidation after the restart",
+                timeout=0.5,
+            )
+    finally:
+        redis_server.stop()
+
+
+def _subscriptions_at_least(svc: ServiceProcess, count: int) -> bool:
+    return metric(svc.metrics(), "cache_pubsub_subscriptions_total") >= count
+
+
+def _wait_for(check: Callable[[], bool], *, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} in {timeout:g} s")
+        time.sleep(0.02)
