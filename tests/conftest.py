@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,12 +19,13 @@ os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="runtime-"))
 
 
 @pytest.fixture(scope="session")
-def stack_root() -> Path:
+def stack_root() -> Iterator[Path]:
     """A stack folder PostgreSQL's unprivileged user can reach (pytest's tmp is 0700 under root)."""
     root = Path(tempfile.mkdtemp(prefix="workbench-test-stack-"))
     root.chmod(0o755)
     os.environ["WORKBENCH_STACK_DIR"] = str(root)
-    return root
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -47,7 +47,10 @@ def test_seed_is_reused_and_redone_for_another_size(stack: Stack) -> None:
 
 def test_attached_stack_neither_starts_nor_stops_servers(stack: Stack) -> None:
     before = descendants()
-    with Stack(database_url=stack.url, redis_url=stack.redis, users=TEST_USERS) as attached:
+    with Stack(
+        database_url=stack.url, redis_url=stack.redis, upstream_url=stack.upstream_url,
+        users=TEST_USERS,
+    ) as attached:  # fmt: skip
         assert attached.pids() == {}
         assert descendants() == before
     stack.check()  # still up
@@ -60,7 +63,7 @@ def test_stack_stops_everything_when_the_body_raises(stack_root: Path) -> None:
     before = descendants()
     with pytest.raises(RuntimeError, match="boom"), Stack(users=10, root=root) as own:
         pids = own.pids()
-        assert set(pids) == {"postgres", "redis"}
+        assert set(pids) == {"postgres", "redis", "upstream"}
         raise RuntimeError("boom")
     assert not any(psutil.pid_exists(pid) for pid in pids.values())
     assert descendants() <= before

@@ -155,7 +155,9 @@ def _cmd_stack(args: argparse.Namespace) -> int:
             return 1
         stack = Stack(users=args.users).start(detach=True)
         print(f"state saved in {stack.save_state()}")
-        print(f"DATABASE_URL={stack.url}\nREDIS_URL={stack.redis}")
+        print(
+            f"DATABASE_URL={stack.url}\nREDIS_URL={stack.redis}\nUPSTREAM_URL={stack.upstream_url}"
+        )
         return 0
     if args.action == "status":
         state = read_state()

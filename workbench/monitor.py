@@ -44,9 +44,9 @@ def derive(now: Sample, before: Sample, seconds: float) -> dict[str, float]:
         "pool_checked_out": now.get("db_pool_checked_out", 0.0),
         "pool_overflow": now.get("db_pool_overflow", 0.0),
     }
-    waits = _delta(now, before, "db_pool_checkout_wait_seconds_count")
+    waits = _delta(now, before, "db_pool_checkout_seconds_count")
     row["pool_wait_ms"] = (
-        1000 * _delta(now, before, "db_pool_checkout_wait_seconds_sum") / waits if waits else 0.0
+        1000 * _delta(now, before, "db_pool_checkout_seconds_sum") / waits if waits else 0.0
     )
     lags = _delta(now, before, "event_loop_lag_seconds_count")
     row["loop_lag_ms"] = (

@@ -179,7 +179,12 @@ class Stack(_process.Managed):
         """Write the URLs and pids of a detached stack to data/stack/state.json."""
         path = self.root / STATE_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        state = {"database_url": self.url, "redis_url": self.redis, "pids": self.pids()}
+        state = {
+            "database_url": self.url,
+            "redis_url": self.redis,
+            "upstream_url": self.upstream_url,
+            "pids": self.pids(),
+        }
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(path)
