@@ -19,6 +19,8 @@ from workbench.bottleneck import attribute
         ({}, {"service_cpu_pct": [99.0, 98.0], "postgres_cpu_pct": [20.0, 20.0]}, ServiceSettings(), "CPU-bound workers"),
         ({}, {"l1_hit_ratio": [0.1, 0.2], "service_cpu_pct": [30.0, 30.0]}, ServiceSettings(cache=True), "cache misses"),
         ({}, {"service_cpu_pct": [70.0, 70.0], "postgres_cpu_pct": [40.0, 40.0], "machine_cpu_pct": [97.0, 99.0]}, ServiceSettings(), "CPU-bound workers"),
+        ({"generator_saturated": True, "saturation_reason": "send lag P99 20 ms > 10 ms - all 64 connections were busy for 9 requests"}, {"service_cpu_pct": [99.0, 99.0]}, ServiceSettings(), "CPU-bound workers"),
+        ({"generator_saturated": True, "saturation_reason": "send lag - all 64 connections were busy for 9 requests"}, {"service_cpu_pct": [20.0, 20.0]}, ServiceSettings(), "connections exhausted"),
         ({}, {"service_cpu_pct": [30.0, 30.0]}, ServiceSettings(), "none found"),
     ],
 )  # fmt: skip

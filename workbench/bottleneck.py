@@ -12,6 +12,7 @@ from service.settings import ServiceSettings
 
 KINDS = (
     "generator saturated",
+    "connections exhausted",
     "database pool exhausted",
     "event loop blocked",
     "database CPU",
@@ -45,7 +46,13 @@ def attribute(
     summary: dict[str, Any], server: pd.DataFrame, settings: ServiceSettings | None
 ) -> Bottleneck:
     """Name the bottleneck of a run from its summary and server series (first rule that holds)."""
-    if summary.get("generator_saturated"):
+    reason = str(summary.get("saturation_reason") or "")
+    # "All connections busy" alone means the service answered slower than the asked rate needs
+    # (Little's law): that is the service's doing, so look for the cause on the server first.
+    cap_only = "connections were busy" in reason and not any(
+        cause in reason for cause in ("generator CPU", "dropped", "httpx")
+    )
+    if summary.get("generator_saturated") and not cap_only:
         return Bottleneck(
             "generator saturated",
             f"The load generator could not keep up ({summary.get('saturation_reason')}); "
@@ -91,6 +98,12 @@ def attribute(
         return Bottleneck(
             "cache misses",
             f"The L1 cache answered only {hit:.0%} of lookups; most requests reach Redis or the database.",
+        )
+    if cap_only and summary.get("generator_saturated"):
+        return Bottleneck(
+            "connections exhausted",
+            "Every connection was waiting on the service: it answered slower than the asked rate "
+            "needs, and requests queued (counted in the corrected latency).",
         )
     return Bottleneck(
         "none found",
