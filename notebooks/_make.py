@@ -47,6 +47,7 @@ settings = {}  # ServiceSettings overrides, e.g. {"pool_size": 20, "workers": 2}
 endpoint = "/users/{id}"  # path under load; {id} is a random seeded user id
 database_url = ""  # an existing PostgreSQL (postgresql://...) instead of the embedded one
 redis_url = ""  # an existing Redis (redis://...) instead of the embedded one
+labels = {}  # extra columns for this run in the results store (sweeps set them)
 """),
     ("code", """
 import workbench as wb
@@ -63,6 +64,7 @@ params.settings.diff()  # what differs from the naive baseline
 experiment = wb.Experiment(
     settings=params.settings, path=params.endpoint,
     connections=params.connections, duration=params.duration, rate=params.rate, name="quickstart",
+    labels=labels,
 )
 with wb.Stack(users=params.users, database_url=params.database_url, redis_url=params.redis_url) as stack:
     run = experiment.run(stack)

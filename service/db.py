@@ -189,13 +189,19 @@ def _instrument(engine: AsyncEngine, name: str) -> None:
     checked_out = metrics.POOL_CHECKED_OUT.labels(name)
     overflow = metrics.POOL_OVERFLOW.labels(name)
 
-    def on_checkout(*_: Any) -> None:
+    hold = metrics.POOL_HOLD.labels(name)
+
+    def on_checkout(_dbapi: Any, record: Any, *_: Any) -> None:
         checked_out.inc()
         overflow.set(max(0, pool.overflow()))
+        record.info["checked_out_at"] = time.perf_counter()
 
-    def on_checkin(*_: Any) -> None:
+    def on_checkin(_dbapi: Any, record: Any, *_: Any) -> None:
         # pool.checkedout() still counts this connection while the event runs.
         checked_out.dec()
+        started = record.info.pop("checked_out_at", None) if record is not None else None
+        if started is not None:
+            hold.observe(time.perf_counter() - started)
 
     event.listen(engine.sync_engine, "before_cursor_execute", on_execute)
     event.listen(pool, "checkout", on_checkout)

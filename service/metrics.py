@@ -31,6 +31,12 @@ POOL_CHECKED_OUT = Gauge(
 POOL_OVERFLOW = Gauge(
     "db_pool_overflow", "Overflow connections by engine", ["engine"], multiprocess_mode="livesum"
 )
+POOL_HOLD = Histogram(
+    "db_connection_hold_seconds",
+    "How long a request holds a pooled connection (checkout to checkin)",
+    ["engine"],
+    buckets=LATENCY_BUCKETS,
+)
 QUERIES = Counter("db_queries_total", "Queries sent to the database", ["engine"])
 POOL_WAIT = Histogram(
     "db_pool_checkout_seconds",

@@ -13,7 +13,7 @@ from workbench.bottleneck import attribute
     ("summary", "server", "settings", "kind"),
     [
         ({"generator_saturated": True, "saturation_reason": "send lag"}, {}, None, "generator saturated"),
-        ({}, {"pool_wait_ms": [5.0, 8.0], "pool_checked_out": [15, 15]}, ServiceSettings(), "database pool exhausted"),
+        ({}, {"pool_wait_ms": [5.0, 8.0], "pool_checked_out": [15, 14]}, ServiceSettings(), "database pool exhausted"),
         ({}, {"loop_lag_ms": [80.0, 90.0], "service_cpu_pct": [30.0, 30.0]}, ServiceSettings(), "event loop blocked"),
         ({}, {"postgres_cpu_pct": [90.0, 95.0], "service_cpu_pct": [50.0, 40.0]}, ServiceSettings(), "database CPU"),
         ({}, {"service_cpu_pct": [99.0, 98.0], "postgres_cpu_pct": [20.0, 20.0]}, ServiceSettings(), "CPU-bound workers"),

@@ -59,10 +59,11 @@ def attribute(
             "these numbers describe the client, not the service.",
         )
     workers = settings.workers if settings else 1
-    capacity = (settings.pool_size + settings.max_overflow) * workers if settings else math.nan
-    wait = _mean(server, "pool_wait_ms")
+    capacity = settings.max_db_connections() if settings else math.nan
+    wait = _mean(server, "pool_wait_ms")  # includes opening new connections: a weak signal alone
     checked_out = _high(server, "pool_checked_out")
-    if wait > 1.0 or (capacity == capacity and checked_out >= 0.9 * capacity):
+    full = checked_out >= 0.9 * capacity if capacity == capacity else False
+    if full or (wait > 5.0 and checked_out >= 0.5 * capacity):
         return Bottleneck(
             "database pool exhausted",
             f"Requests waited {wait:.1f} ms on average for a database connection; up to "

@@ -75,6 +75,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--users", type=int, default=100_000, help="users to seed (default 100000)")
 
+    sweep = sub.add_parser(
+        "sweep", help="run a notebook once per grid point (papermill), resumable"
+    )
+    sweep.add_argument(
+        "notebook", help="a notebook path or a name in notebooks/, e.g. 01_quickstart"
+    )
+    sweep.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUES"),
+        help="a grid axis: a notebook parameter or a setting, comma-separated values; repeatable",
+    )
+    sweep.add_argument("--users", type=int, default=None, help="users to seed once for every point")
+
     load = sub.add_parser(
         "load", help="load a loopback URL (wrk2-style: open or closed loop, HDR latencies)"
     )
@@ -146,6 +163,22 @@ def _render(notebook: str, values: dict[str, Any], *, no_input: bool = False) ->
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from workbench.sweep import NotebookSweep, parse_grid
+
+    sweep = NotebookSweep(args.notebook, parse_grid(args.parameter))
+    sweep.points()  # checks every name and value before anything starts
+    summary = sweep.run(users=args.users)
+    columns = [
+        c
+        for c in ("point", "throughput_rps", "p50_ms", "p95_ms", "p99_ms", "errors", "bottleneck")
+        if c in summary
+    ]
+    print(summary[columns].to_string(index=False) if len(summary) else "no finished point")
+    print(f"sweep {sweep.sweep_id}: {len(summary)} finished points")
+    return 0
+
+
 def _cmd_stack(args: argparse.Namespace) -> int:
     from workbench.stack import Stack, read_state, stop_detached
 
@@ -198,6 +231,7 @@ COMMANDS = {
     "report": _cmd_report,
     "stack": _cmd_stack,
     "serve": _cmd_serve,
+    "sweep": _cmd_sweep,
     "load": load_cli.main,
 }
 

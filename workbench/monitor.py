@@ -48,6 +48,11 @@ def derive(now: Sample, before: Sample, seconds: float) -> dict[str, float]:
     row["pool_wait_ms"] = (
         1000 * _delta(now, before, "db_pool_checkout_seconds_sum") / waits if waits else 0.0
     )
+    holds = _delta(now, before, "db_connection_hold_seconds_count")
+    row["checkouts_per_s"] = holds / seconds if seconds > 0 else 0.0
+    row["hold_ms"] = (
+        1000 * _delta(now, before, "db_connection_hold_seconds_sum") / holds if holds else 0.0
+    )
     lags = _delta(now, before, "event_loop_lag_seconds_count")
     row["loop_lag_ms"] = (
         1000 * _delta(now, before, "event_loop_lag_seconds_sum") / lags if lags else 0.0

@@ -101,3 +101,126 @@ def server_panels(server: pd.DataFrame, *, title: str = "Inside the service") ->
                 )
         fig.update_xaxes(title_text="second of the run", row=1, col=col)
     return _layout(fig, title, "second of the run", "", height=360)
+
+
+def _label(row: pd.Series, by: list[str]) -> str:
+    return ", ".join(f"{k}={row[k]}" for k in by) or "run"
+
+
+def throughput_vs_load(
+    frame: pd.DataFrame,
+    *,
+    x: str = "asked_rate",
+    by: list[str] | None = None,
+    title: str = "Throughput vs offered load",
+) -> go.Figure:
+    """Served requests/s against offered load, one line per setting (the knee is the capacity)."""
+    by = by or []
+    fig = go.Figure()
+    groups = frame.groupby(by) if by else [((), frame)]
+    for _, group in groups:
+        group = group.sort_values(x)
+        fig.add_scatter(
+            x=group[x],
+            y=group["throughput_rps"],
+            mode="lines+markers",
+            name=_label(group.iloc[0], by),
+        )
+    if x == "asked_rate" and len(frame):
+        top = float(frame[x].max())
+        fig.add_scatter(
+            x=[0, top],
+            y=[0, top],
+            mode="lines",
+            name="served = offered",
+            line={"dash": "dot", "color": "grey"},
+        )
+    return _layout(fig, title, x.replace("_", " "), "served requests per second")
+
+
+def latency_vs_load(
+    frame: pd.DataFrame,
+    *,
+    x: str = "asked_rate",
+    by: list[str] | None = None,
+    percentiles: tuple[str, ...] = ("p50_ms", "p95_ms", "p99_ms"),
+    slo_ms: float | None = None,
+    title: str = "Latency vs offered load",
+) -> go.Figure:
+    """P50/P95/P99 against offered load, one line per setting and percentile, log y axis."""
+    by = by or []
+    fig = go.Figure()
+    groups = frame.groupby(by) if by else [((), frame)]
+    dashes = {"p50_ms": "dot", "p95_ms": "dash", "p99_ms": "solid"}
+    for _, group in groups:
+        group = group.sort_values(x)
+        label = _label(group.iloc[0], by)
+        for column in percentiles:
+            fig.add_scatter(
+                x=group[x], y=group[column], mode="lines+markers",
+                name=f"{label} {column[:-3].upper()}", line={"dash": dashes.get(column, "solid")},
+            )  # fmt: skip
+    if slo_ms:
+        fig.add_hline(
+            y=slo_ms, line_dash="dash", line_color="red", annotation_text=f"SLO {slo_ms:g} ms"
+        )
+    fig.update_yaxes(type="log")
+    return _layout(fig, title, x.replace("_", " "), "latency (ms, log)")
+
+
+def heatmap(frame: pd.DataFrame, *, x: str, y: str, value: str, title: str) -> go.Figure:
+    """A value over a two-setting grid (e.g. max RPS under the SLO by pool_size x workers)."""
+    table = frame.pivot_table(index=y, columns=x, values=value, aggfunc="max")
+    fig = go.Figure(
+        go.Heatmap(
+            z=table.to_numpy(), x=[str(c) for c in table.columns], y=[str(i) for i in table.index],
+            colorscale="Viridis", texttemplate="%{z:,.0f}", colorbar={"title": value},
+        )
+    )  # fmt: skip
+    return _layout(fig, title, x, y)
+
+
+def bars(
+    frame: pd.DataFrame,
+    *,
+    x: str,
+    y: str,
+    title: str,
+    reference: pd.Series | None = None,
+    ytitle: str = "",
+) -> go.Figure:
+    """Bars of y by x, with an optional reference series beside them (e.g. a published ladder)."""
+    fig = go.Figure()
+    fig.add_bar(
+        x=frame[x],
+        y=frame[y],
+        name="measured here",
+        text=[f"{v:,.0f}" for v in frame[y]],
+        textposition="outside",
+    )
+    if reference is not None:
+        fig.add_bar(
+            x=list(reference.index),
+            y=list(reference.values),
+            name=str(reference.name or "reference"),
+            opacity=0.5,
+        )
+    fig.update_layout(barmode="group")
+    return _layout(fig, title, x, ytitle or y)
+
+
+def comparison(table: pd.DataFrame, *, title: str = "b against a (95% CI)") -> go.Figure:
+    """Relative differences with bootstrap confidence intervals, one bar per metric."""
+    base = table["a"].replace(0, float("nan"))
+    relative = 100 * table["diff"] / base
+    low = 100 * table["ci_low"] / base
+    high = 100 * table["ci_high"] / base
+    colors = ["#2a9d8f" if s else "#adb5bd" for s in table["significant"]]
+    fig = go.Figure(
+        go.Bar(
+            x=table["metric"], y=relative, marker_color=colors,
+            error_y={"type": "data", "symmetric": False, "array": high - relative, "arrayminus": relative - low},
+            text=["significant" if s else "no significant difference" for s in table["significant"]],
+        )
+    )  # fmt: skip
+    return _layout(fig, title, "metric", "change (%)")

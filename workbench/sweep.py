@@ -16,7 +16,7 @@ from tqdm import tqdm
 from service.settings import ServiceSettings, SettingsError
 from workbench._errors import InputError
 from workbench.experiment import Experiment
-from workbench.stack import Stack
+from workbench.stack import DEFAULT_USERS, Stack
 from workbench.store import Store
 
 LOAD_KEYS = ("rate", "connections")
@@ -141,3 +141,133 @@ class Sweep:
             return runs
         mine = runs[(runs["sweep"] == self.sweep_id) & (runs["status"] == "finished")]
         return mine.drop_duplicates("point", keep="last").reset_index(drop=True)
+
+
+def parse_grid(pairs: Sequence[tuple[str, str]]) -> dict[str, list[Any]]:
+    """`-p name v1,v2,...` pairs → {name: [values]} (values parsed as JSON when they can be)."""
+    from workbench.report import parse_value
+
+    grid: dict[str, list[Any]] = {}
+    for name, text in pairs:
+        values = [parse_value(v.strip()) for v in text.split(",") if v.strip()]
+        if not values:
+            raise InputError(name, f"needs at least one value, got {text!r}")
+        grid[name] = values
+    if not grid:
+        raise InputError("grid", "is empty: give at least one -p NAME V1,V2,...")
+    return grid
+
+
+@dataclass(frozen=True)
+class NotebookSweep:
+    """One papermill execution of a notebook per grid point; executed notebooks mark points done."""
+
+    notebook: str
+    grid: Mapping[str, Sequence[Any]]
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every point, checked against the notebook's parameters and ServiceSettings names."""
+        import papermill
+
+        from workbench.params import check_params
+        from workbench.report import find_notebook
+
+        known = list(papermill.inspect_notebook(str(find_notebook(self.notebook))))
+        settings_names = ServiceSettings.names() if "settings" in known else []
+        for name in self.grid:
+            if name not in known and name not in settings_names:
+                raise InputError(
+                    name,
+                    "unknown name; valid names are the notebook's parameters "
+                    f"({', '.join(known)}) and settings ({', '.join(settings_names)})",
+                )
+        points = [
+            dict(zip(self.grid, v, strict=True)) for v in itertools.product(*self.grid.values())
+        ]
+        checkable = set(check_params.__kwdefaults__ or {})
+        for point in points:
+            params = self.parameters(point, known)
+            check_params(**{k: v for k, v in params.items() if k in checkable})
+        return points
+
+    def parameters(
+        self, point: Mapping[str, Any], known: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """The papermill parameters of one point (setting names go into `settings`)."""
+        if known is None:
+            import papermill
+
+            from workbench.report import find_notebook
+
+            known = list(papermill.inspect_notebook(str(find_notebook(self.notebook))))
+        params = {k: v for k, v in point.items() if k in known}
+        settings = {k: v for k, v in point.items() if k not in known}
+        if settings:
+            params["settings"] = {**dict(params.get("settings") or {}), **settings}
+        if "labels" in known:
+            params["labels"] = {"sweep": self.sweep_id, "point": point_key(point), **point}
+        return params
+
+    @property
+    def sweep_id(self) -> str:
+        """Same notebook and grid → same id, so that a rerun resumes."""
+        text = json.dumps(
+            {"notebook": self.notebook, "grid": dict(self.grid)}, sort_keys=True, default=str
+        )
+        stem = self.notebook.rsplit("/", 1)[-1].removesuffix(".ipynb")
+        return f"{stem}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+    def run(self, *, users: int | None = None, progress: bool = True) -> pd.DataFrame:
+        """Start the stack once, execute every point not yet done, and summarize the sweep's runs."""
+        import os
+
+        from workbench.paths import project_dir
+        from workbench.report import execute
+
+        points = self.points()
+        folder = project_dir() / "data" / "sweeps" / self.sweep_id
+        folder.mkdir(parents=True, exist_ok=True)
+        done_before = 0
+        seeded = int(users or next((p["users"] for p in points if "users" in p), DEFAULT_USERS))
+        with Stack(users=seeded, progress=lambda _: None) as stack:
+            saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "REDIS_URL", "UPSTREAM_URL")}
+            os.environ.update(stack.env())  # every point's kernel attaches to this stack
+            try:
+                bar = tqdm(
+                    total=len(points),
+                    desc=self.sweep_id,
+                    file=sys.stdout,
+                    ascii=True,
+                    disable=not progress,
+                )
+                with bar:
+                    for point in points:
+                        slug = hashlib.sha1(point_key(point).encode()).hexdigest()[:10]
+                        final = folder / f"{slug}.ipynb"
+                        if final.exists():
+                            done_before += 1
+                            bar.write(f"skip (done): {point_key(point)}")
+                        else:
+                            tmp = folder / f".{slug}.tmp.ipynb"
+                            execute(
+                                self.notebook,
+                                parameters=self.parameters(point),
+                                output=tmp,
+                                log_output=False,
+                            )
+                            tmp.rename(final)
+                            bar.write(f"done: {point_key(point)}")
+                        bar.update(1)
+            finally:
+                for key, value in saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+        runs = Store().runs()
+        if runs.empty or "sweep" not in runs:
+            return runs
+        mine = runs[(runs["sweep"] == self.sweep_id) & (runs["status"] == "finished")]
+        summary = mine.drop_duplicates("point", keep="last").reset_index(drop=True)
+        summary.to_csv(folder / "summary.csv", index=False)
+        return summary

@@ -1,0 +1,106 @@
+"""Sweeps: in-process grids and papermill-per-point grids, resumable after a kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from workbench._errors import InputError
+from workbench.experiment import Experiment
+from workbench.stack import Stack
+from workbench.store import Store
+from workbench.sweep import NotebookSweep, Sweep, parse_grid
+
+from .conftest import processes_under
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICKSTART = str(ROOT / "notebooks" / "01_quickstart.ipynb")
+
+
+def test_in_process_sweep_runs_each_point_once(stack: Stack, tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    sweep = Sweep({"pool_size": [5, 10]}, base=Experiment(connections=4, duration=1, warmup=0.3))
+    first = sweep.run(stack, store=store, progress=False)
+    assert sorted(first["pool_size"]) == [5, 10]
+    assert len(store.ids()) == 2
+    again = sweep.run(stack, store=store, progress=False)
+    assert len(store.ids()) == 2  # nothing re-measured
+    assert sorted(again["run_id"]) == sorted(first["run_id"])
+
+
+@pytest.mark.parametrize(
+    ("grid", "name", "says"),
+    [
+        ({"pool_sise": [1]}, "pool_sise", "valid names are: pool_size"),
+        ({"pool_size": ["big"]}, "pool_size", "integer"),
+        ({"serializer": ["json"]}, "serializer", "pydantic, orjson"),
+        ({"rate": [0]}, "rate", "positive"),
+        ({}, "grid", "non-empty"),
+    ],
+)
+def test_bad_grid_is_named_before_anything_starts(grid: dict, name: str, says: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(InputError) as info:
+        Sweep(grid)
+    assert info.value.name == name and says in str(info.value)
+
+
+def test_notebook_sweep_rejects_unknown_names() -> None:
+    with pytest.raises(
+        InputError, match="^nope: unknown name; valid names are the notebook's parameters"
+    ):
+        NotebookSweep(QUICKSTART, parse_grid([("nope", "1,2")])).points()
+    with pytest.raises(InputError, match="^connections: "):
+        NotebookSweep(QUICKSTART, parse_grid([("connections", "4,-1")])).points()
+
+
+def test_cli_sweep_3x2_survives_a_kill_and_resumes(stack_root: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        "WORKBENCH_HOME": str(home),
+        "WORKBENCH_STACK_DIR": str(stack_root / "sweep"),
+    }
+    for key in ("DATABASE_URL", "REDIS_URL", "UPSTREAM_URL"):
+        env.pop(key, None)
+    argv = [
+        sys.executable, "-m", "workbench.cli", "sweep", QUICKSTART,
+        "-p", "pool_size", "5,10,20", "-p", "workers", "1,2",
+        "-p", "duration", "1", "-p", "connections", "4", "--users", "300",
+    ]  # fmt: skip
+    folder_glob = "data/sweeps/*/[!.]*.ipynb"  # finished points (tmp files start with a dot)
+
+    # 1. kill it once two points are done
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 150
+    while (
+        len(list(home.glob(folder_glob))) < 2
+        and time.monotonic() < deadline
+        and proc.poll() is None
+    ):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = len(list(home.glob(folder_glob)))
+    assert 2 <= finished < 6
+    time.sleep(1.0)
+    assert processes_under(stack_root / "sweep") == set(), "the killed sweep left a process behind"
+
+    # 2. rerun: only the missing points run
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("skip (done)") == finished
+    assert "6 finished points" in done.stdout
+    runs = Store(home / "data" / "runs").runs()
+    finished_runs = runs[runs["status"] == "finished"]
+    assert finished_runs["point"].nunique() == 6
+
+    # 3. rerun again: everything is skipped
+    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0 and again.stdout.count("skip (done)") == 6
+    assert len(Store(home / "data" / "runs").ids()) == len(runs)
