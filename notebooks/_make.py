@@ -81,5 +81,314 @@ wb.summary_table(run)
 ]
 
 
+
+RUN = [
+    ("md", """
+# One stored run
+
+The report of a run in `data/runs/`: what was asked, what the client saw, what the service did,
+and where the bottleneck was. `workbench report RUN_ID` renders it.
+"""),
+    ("params", """
+run_id = ""  # the id of a run in data/runs
+"""),
+    ("code", """
+import workbench as wb
+
+wb.params.check_run_id("run_id", run_id)
+wb.setup()
+run = wb.store.load(run_id)
+print(run.status, "|", run.manifest["bottleneck"]["sentence"])
+wb.summary_table(run)
+"""),
+    ("code", "run.manifest['profile'], wb.ServiceSettings(**run.manifest['settings']).diff()"),
+    ("code", "wb.show(wb.plots.throughput_over_time(run))"),
+    ("code", "wb.show(wb.plots.latency_over_time(run))"),
+    ("code", "wb.show(wb.plots.percentile_spectrum({run_id: run}))"),
+    ("code", "wb.show(wb.plots.server_panels(run.server))"),
+]
+
+POOL_SIZING = [
+    ("md", """
+# Pool sizing: pool_size x max_overflow x workers
+
+Every combination gets the same closed-loop load; the heatmaps show the throughput of the
+combinations that held the SLO (0 where it broke). Then the pool advice from your own numbers
+(Little's law on the measured connection hold time), and what happens when the pools of all
+workers add up to more connections than PostgreSQL allows.
+"""),
+    ("params", """
+pool_sizes = [5, 20]  # pool_size values
+max_overflows = [0, 10]  # max_overflow values
+workers = [1, 2]  # worker counts
+preset = "naive"  # settings the grid varies, naive or optimized
+settings = {}  # other ServiceSettings overrides
+connections = 64  # closed-loop connections per point
+duration = 3.0  # measured seconds per point
+slo_p95_ms = 50.0  # what counts as holding, P95 in ms (0 for none)
+slo_p99_ms = 0.0  # P99 in ms (0 for none)
+slo_errors_pct = 1.0  # error rate in percent (0 for none)
+endpoint = "/users/{id}"
+users = 100_000
+limit_demo = True  # also show a pool over max_connections, and its errors
+"""),
+    ("code", """
+import workbench as wb
+
+params = wb.check_params(duration=duration, connections=connections, users=users, preset=preset, settings=settings, endpoint=endpoint)
+grid = {
+    "pool_size": wb.params.check_ints("pool_sizes", pool_sizes),
+    "max_overflow": wb.params.check_ints("max_overflows", max_overflows, minimum=0),
+    "workers": wb.params.check_ints("workers", workers),
+}
+slo_checked = wb.params.slo_from(p95_ms=slo_p95_ms, p99_ms=slo_p99_ms, errors_pct=slo_errors_pct)
+sweep = wb.Sweep(grid, base=wb.Experiment(settings=params.settings.replace(server="gunicorn") if max(grid["workers"]) > 1 else params.settings,
+                                          path=endpoint, connections=connections, duration=duration), name="pool-sizing")
+wb.setup()
+"""),
+    ("code", """
+with wb.Stack(users=params.users) as stack:
+    summary = sweep.run(stack)
+    max_connections = stack.connection_limit()
+summary["holds_slo"] = wb.capacity.holds(summary, slo_checked)
+summary["rps_under_slo"] = summary["throughput_rps"].where(summary["holds_slo"], 0.0)
+summary[["pool_size", "max_overflow", "workers", "throughput_rps", "p95_ms", "p99_ms", "holds_slo", "bottleneck"]]
+"""),
+    ("md", "## Throughput under the SLO"),
+    ("code", """
+for count in grid["workers"]:
+    part = summary[summary["workers"] == count]
+    wb.show(wb.plots.heatmap(part, x="pool_size", y="max_overflow", value="rps_under_slo",
+                             title=f"req/s under the SLO, {count} worker(s)"))
+"""),
+    ("code", """
+wb.show(wb.plots.latency_vs_load(summary.assign(label=summary["workers"]), x="pool_size", by=["workers", "max_overflow"],
+                                 percentiles=("p95_ms", "p99_ms"), title="P95/P99 by pool_size"))
+"""),
+    ("md", "## Pool advice from the measured hold time"),
+    ("code", """
+best = summary.sort_values("rps_under_slo").iloc[-1]
+best_run = wb.store.load(best["run_id"])
+try:
+    advice = wb.advice.advise(best_run, max_connections=max_connections)
+    print(advice.sentence())
+    display(wb.advice.advice_frame(advice, wb.ServiceSettings(**best_run.manifest["settings"])))
+except wb.InputError as exc:
+    print(f"no advice: {exc}")
+"""),
+    ("md", "## When workers x pool exceed max_connections"),
+    ("code", """
+if limit_demo:
+    too_big = params.settings.replace(server="gunicorn", workers=2, pool_size=20, max_overflow=20)
+    with wb.Stack(users=1000, max_connections=25, root=wb.stack.stack_dir() / "limit-demo", progress=lambda _: None) as small:
+        try:
+            wb.ServiceProcess(too_big, small).start()
+        except wb.SettingsError as exc:
+            print("refused before start:", exc)
+        unchecked = wb.Experiment(settings=too_big, connections=64, duration=duration, name="over-limit")
+        service = wb.ServiceProcess(too_big, small, check_limits=False)
+        with service:
+            over = unchecked.run(small, service=service)
+    print("run anyway:", over.summary()["errors"], "errors of", over.summary()["requests"], "requests")
+    wb.show(wb.plots.throughput_over_time(over, title="Over the limit: errors per second"))
+"""),
+]
+
+LADDER = [
+    ("md", """
+# The optimization ladder
+
+naive → +pool → +serialization → +async → +cache → +workers, each step on top of the
+previous one. For each step: the highest offered rate that holds the SLO (capacity search),
+P95 and P99 at one fixed rate, and the ratio to naive — beside the published ladder
+(5k → 8k → 15k → 25k → 35k → 50k req/s; P95 200 → 45 ms).
+
+**Caveat**: the published figures were measured on a cluster (ECS, RDS, ElastiCache behind a
+load balancer); ours on this machine, where the service, PostgreSQL, Redis and the load
+generator share the same cores. Compare the *ratios*, not the absolute numbers.
+"""),
+    ("params", """
+slo_p95_ms = 50.0  # capacity means the highest rate holding this P95 in ms
+slo_p99_ms = 0.0  # P99 in ms (0 for none)
+slo_errors_pct = 1.0  # error rate in percent (0 for none)
+fixed_rate = 300.0  # requests per second for the P95/P99 column
+duration = 3.0  # measured seconds per point
+start = 250.0  # first offered rate of each capacity search
+bisections = 2  # refinement steps after the first break
+endpoint = "/users/{id}"
+users = 100_000
+steps = []  # a subset of steps, e.g. ["naive", "+cache"], or all
+"""),
+    ("code", """
+import workbench as wb
+
+params = wb.check_params(duration=duration, users=users, endpoint=endpoint, rate=fixed_rate)
+slo_checked = wb.params.slo_from(p95_ms=slo_p95_ms, p99_ms=slo_p99_ms, errors_pct=slo_errors_pct)
+wb.params.check_ints("bisections", bisections, minimum=0)
+known = [name for name, _ in wb.ladder()]
+for step in steps:
+    if step not in known:
+        raise wb.InputError("steps", f"unknown step {step!r}; steps are: {', '.join(known)}")
+wb.setup()
+"""),
+    ("code", """
+with wb.Stack(users=params.users) as stack:
+    table = wb.ladder_climb(stack, slo=slo_checked, path=endpoint, fixed_rate=fixed_rate, duration=duration,
+                            start=start, bisections=bisections, steps=steps or None)
+table
+"""),
+    ("code", """
+wb.show(wb.plots.bars(table, x="step", y="max_rps", title="Capacity under the SLO per step (req/s)",
+                      ytitle="max req/s holding the SLO"))
+"""),
+    ("code", """
+published = table.set_index("step")["published_ratio"].rename("published ratio (cluster)")
+wb.show(wb.plots.bars(table, x="step", y="ratio_to_naive", reference=published,
+                      title="Ratio to naive: measured here vs published", ytitle="x naive"))
+"""),
+]
+
+CAPACITY = [
+    ("md", """
+# Capacity: the highest rate that holds the SLO
+
+Open-loop steps (the offered rate doubles) until the SLO breaks, then bisection between the
+last rate that held and the first that broke. Latency is measured from each request's intended
+send time, so queueing shows (coordinated omission corrected).
+"""),
+    ("params", """
+preset = "optimized"  # naive or optimized
+settings = {}  # ServiceSettings overrides
+slo_p95_ms = 50.0  # P95 in ms (0 for none)
+slo_p99_ms = 0.0  # P99 in ms (0 for none)
+slo_errors_pct = 1.0  # error rate in percent (0 for none)
+start = 250.0  # first offered rate, requests per second
+limit = 50000.0  # never offer more than this
+duration = 3.0  # measured seconds per step
+bisections = 3
+endpoint = "/users/{id}"
+users = 100_000
+"""),
+    ("code", """
+import workbench as wb
+
+params = wb.check_params(duration=duration, users=users, preset=preset, settings=settings, endpoint=endpoint, rate=start)
+slo_checked = wb.params.slo_from(p95_ms=slo_p95_ms, p99_ms=slo_p99_ms, errors_pct=slo_errors_pct)
+wb.setup()
+"""),
+    ("code", """
+with wb.Stack(users=params.users) as stack:
+    found = wb.capacity.search(stack, settings=params.settings, slo=slo_checked, path=endpoint, start=start,
+                               limit=limit, duration=duration, bisections=bisections)
+print(found.sentence())
+found.points
+"""),
+    ("code", "wb.show(wb.plots.throughput_vs_load(found.points.assign(asked_rate=found.points['rate'])))"),
+    ("code", """
+p95 = dict(slo_checked.latency_ms).get("p95")
+wb.show(wb.plots.latency_vs_load(found.points.assign(asked_rate=found.points["rate"]), slo_ms=p95))
+"""),
+]
+
+AUTOTUNE = [
+    ("md", """
+# Auto-tuning with Optuna
+
+A TPE study over ServiceSettings — pool, overflow, workers, cache, batcher — maximizing the
+closed-loop throughput of runs that hold the SLO (a run that breaks it scores 0). The best
+settings are re-measured to confirm them.
+"""),
+    ("params", """
+trials = 12  # Optuna trials, one run each
+connections = 32
+duration = 3.0  # measured seconds per trial
+slo_p95_ms = 50.0  # P95 in ms (0 for none)
+slo_p99_ms = 0.0  # P99 in ms (0 for none)
+slo_errors_pct = 1.0  # error rate in percent (0 for none)
+space = {}  # a search space, e.g. {"pool_size": ["int", 2, 40]}, or the default one
+endpoint = "/users/{id}"
+users = 100_000
+seed = 0
+"""),
+    ("code", """
+import workbench as wb
+
+params = wb.check_params(duration=duration, connections=connections, users=users, endpoint=endpoint)
+wb.params.check_ints("trials", trials)
+slo_checked = wb.params.slo_from(p95_ms=slo_p95_ms, p99_ms=slo_p99_ms, errors_pct=slo_errors_pct)
+search_space = wb.tune.check_space(space or wb.tune.DEFAULT_SPACE)
+wb.setup()
+"""),
+    ("code", """
+with wb.Stack(users=params.users) as stack:
+    tuning = wb.tune.tune(stack, space=search_space, trials=trials, slo=slo_checked, path=endpoint,
+                          connections=connections, duration=duration, seed=seed)
+print(tuning.sentence())
+tuning.best.diff(wb.ServiceSettings.optimized())
+"""),
+    ("code", """
+import optuna.visualization as ov
+
+wb.show(ov.plot_optimization_history(tuning.study))
+"""),
+    ("code", """
+if len({round(t.value or 0) for t in tuning.study.trials}) > 1:
+    wb.show(ov.plot_param_importances(tuning.study))
+else:
+    print("every trial scored the same: no parameter importance to show")
+"""),
+]
+
+COMPARE = [
+    ("md", """
+# Compare two runs
+
+Two stored runs (by id), or two presets measured now, side by side: throughput and latency
+percentiles with bootstrap 95% confidence intervals. "No significant difference" is an answer.
+"""),
+    ("params", """
+run_a = ""  # a run id from data/runs, or empty to measure preset_a now
+run_b = ""
+preset_a = "naive"
+preset_b = "optimized"
+connections = 32
+duration = 5.0
+endpoint = "/users/{id}"
+users = 100_000
+"""),
+    ("code", """
+import workbench as wb
+
+params = wb.check_params(duration=duration, connections=connections, users=users, endpoint=endpoint)
+settings_a = None if run_a else wb.preset_settings(preset_a)
+settings_b = None if run_b else wb.preset_settings(preset_b)
+if run_a:
+    wb.params.check_run_id("run_a", run_a)
+if run_b:
+    wb.params.check_run_id("run_b", run_b)
+wb.setup()
+"""),
+    ("code", """
+def measure(settings, name):
+    with wb.Stack(users=params.users) as stack:
+        return wb.Experiment(settings=settings, path=endpoint, connections=connections, duration=duration, name=name).run(stack)
+
+a = wb.store.load(run_a) if run_a else measure(settings_a, preset_a)
+b = wb.store.load(run_b) if run_b else measure(settings_b, preset_b)
+table = wb.compare(a, b)
+print(wb.compare_verdict(table))
+table
+"""),
+    ("code", "wb.show(wb.plots.comparison(table, title=f'{b.run_id} against {a.run_id} (95% CI)'))"),
+    ("code", "wb.show(wb.plots.percentile_spectrum({a.run_id: a, b.run_id: b}))"),
+]
+
+
 if __name__ == "__main__":
+    notebook("00_run", RUN)
     notebook("01_quickstart", QUICKSTART)
+    notebook("02_pool_sizing", POOL_SIZING)
+    notebook("03_optimization_ladder", LADDER)
+    notebook("04_capacity", CAPACITY)
+    notebook("05_autotune", AUTOTUNE)
+    notebook("06_compare", COMPARE)

@@ -37,6 +37,21 @@ def breaks(run: RunResult, slo: SLO) -> list[str]:
     return broken
 
 
+def holds(frame: pd.DataFrame, slo: SLO | str) -> pd.Series:
+    """For each summary row (a run), whether it held the SLO."""
+    slo = SLO.parse(slo) if isinstance(slo, str) else slo
+    ok = []
+    for row in frame.to_dict("records"):
+        measured = {
+            k: row.get(f"{k}_ms", float("nan")) for k in ("p50", "p90", "p95", "p99", "p999", "max")
+        }
+        broken = slo.check_values(
+            measured, requests=int(row.get("requests") or 0), errors=int(row.get("errors") or 0)
+        )
+        ok.append(not broken)
+    return pd.Series(ok, index=frame.index, name="holds_slo")
+
+
 @dataclass(frozen=True, eq=False)
 class Capacity:
     """The result of a capacity search: the rate that held, where it broke, and why."""
@@ -126,6 +141,14 @@ def search(
             else:
                 bad = rate
                 break
+        # The first step already broke: step down until a rate holds (or give up).
+        rate = start / factor
+        while good is None and bad is not None and rate >= start / factor**4:
+            if measure(rate, svc):
+                good = rate
+            else:
+                bad = rate
+                rate /= factor
         if good is not None and bad is not None:
             for _ in range(bisections):
                 middle = (good + bad) / 2

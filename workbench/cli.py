@@ -133,21 +133,34 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from workbench.report import parse_value
+    from workbench.report import RUN_NOTEBOOK, parse_value
+    from workbench.store import Store
 
     values = {name: parse_value(value) for name, value in args.parameter}
+    if args.notebook in Store().ids():  # a run id: its own report
+        return _render(
+            RUN_NOTEBOOK,
+            {"run_id": args.notebook, **values},
+            no_input=args.no_input,
+            name=args.notebook,
+        )
     return _render(args.notebook, values, no_input=args.no_input)
 
 
-def _render(notebook: str, values: dict[str, Any], *, no_input: bool = False) -> int:
+def _render(
+    notebook: str, values: dict[str, Any], *, no_input: bool = False, name: str | None = None
+) -> int:
     import papermill
 
+    from workbench.paths import reports_dir
     from workbench.report import execute, to_html
 
     _check_notebook_parameters(notebook, values)
     started = time.monotonic()
     try:
-        executed = execute(notebook, parameters=values)
+        executed = execute(
+            notebook, parameters=values, output=reports_dir() / f"{name}.ipynb" if name else None
+        )
     except papermill.PapermillExecutionError as exc:
         print(
             f"error: the notebook failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -80,6 +81,7 @@ class Experiment:
             "environment": fingerprint(),
             "started_at": datetime.now(UTC).isoformat(),
             "status": "running",
+            "notebook": os.environ.get("WORKBENCH_NOTEBOOK"),
         }
         own = service is None
         svc = service or ServiceProcess(self.settings, stack)

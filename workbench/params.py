@@ -79,3 +79,52 @@ def check_params(
         database_url=database_url or None,
         redis_url=redis_url or None,
     )
+
+
+def check_ints(name: str, values: Any, *, minimum: int = 1) -> list[int]:
+    """A non-empty list of integers >= minimum (a grid axis), or InputError naming it."""
+    if isinstance(values, int) and not isinstance(values, bool):
+        values = [values]
+    if not isinstance(values, list | tuple) or not values:
+        raise InputError(name, f"must be a non-empty list of integers, got {values!r}")
+    return [positive_int(name, v, minimum=minimum) for v in values]
+
+
+def check_slo(slo: Any) -> Any:
+    """An SLO from text like 'p95=50ms,errors=1%', or InputError naming `slo`."""
+    from workbench.load import SLO
+
+    return SLO.parse(slo)
+
+
+def check_run_id(name: str, run_id: Any) -> str:
+    """The id of a stored run, or InputError naming it (and the latest ids)."""
+    from workbench.store import Store
+
+    if not isinstance(run_id, str) or not run_id:
+        raise InputError(name, f"must be a run id from data/runs, got {run_id!r}")
+    store = Store()
+    if run_id not in store.ids():
+        latest = ", ".join(store.ids()[-3:]) or "none yet"
+        raise InputError(name, f"no run {run_id!r} in {store.root}; latest: {latest}")
+    return run_id
+
+
+def slo_from(*, p95_ms: Any = 50.0, p99_ms: Any = 0.0, errors_pct: Any = 1.0) -> Any:
+    """An SLO from notebook parameters (0 leaves a threshold out); InputError names a bad one."""
+    from workbench.load import SLO
+
+    parts = []
+    for name, value, unit, key in (
+        ("slo_p95_ms", p95_ms, "ms", "p95"),
+        ("slo_p99_ms", p99_ms, "ms", "p99"),
+        ("slo_errors_pct", errors_pct, "%", "errors"),
+    ):
+        number = positive_float(name, value, strict=False)
+        if number:
+            parts.append(f"{key}={number:g}{unit}")
+    if not parts:
+        raise InputError(
+            "slo_p95_ms", "at least one of slo_p95_ms, slo_p99_ms, slo_errors_pct must be > 0"
+        )
+    return SLO.parse(",".join(parts))

@@ -15,6 +15,8 @@ from workbench._errors import InputError
 from workbench.paths import notebooks_dir, reports_dir
 
 KERNEL_NAME = "fastapi-workbench"
+NOTEBOOK_ENV = "WORKBENCH_NOTEBOOK"
+RUN_NOTEBOOK = "00_run"
 TEMPLATES = Path(__file__).parent / "templates"
 
 
@@ -77,16 +79,44 @@ def execute(
     output.parent.mkdir(parents=True, exist_ok=True)
     if log_output:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    papermill.execute_notebook(
-        str(source),
-        str(output),
-        parameters=dict(parameters or {}),
-        kernel_name=ensure_kernel(),
-        log_output=log_output,
-        progress_bar=False,
-        cwd=str(source.parent),
-    )
+    kernel = ensure_kernel()
+    # Runs made by this execution record the notebook (the kernel inherits the environment),
+    # and get a copy of it in their folder once it is written.
+    previous = os.environ.get(NOTEBOOK_ENV)
+    os.environ[NOTEBOOK_ENV] = str(output.resolve())
+    try:
+        papermill.execute_notebook(
+            str(source),
+            str(output),
+            parameters=dict(parameters or {}),
+            kernel_name=kernel,
+            log_output=log_output,
+            progress_bar=False,
+            cwd=str(source.parent),
+        )
+    finally:
+        if previous is None:
+            os.environ.pop(NOTEBOOK_ENV, None)
+        else:
+            os.environ[NOTEBOOK_ENV] = previous
+        _attach_to_runs(output)
     return output
+
+
+def _attach_to_runs(executed: Path) -> None:
+    """Copy an executed notebook into the folder of every run it made."""
+    import shutil
+
+    from workbench.store import Store
+
+    store = Store()
+    for run_id in store.ids()[-200:]:
+        manifest = store.path(run_id) / "manifest.json"
+        try:
+            if json.loads(manifest.read_text()).get("notebook") == str(executed.resolve()):
+                shutil.copyfile(executed, store.path(run_id) / "notebook.ipynb")
+        except (OSError, ValueError):
+            continue
 
 
 def to_html(executed: str | Path, *, output: Path | None = None, no_input: bool = False) -> Path:

@@ -20,7 +20,7 @@ from workbench._aio import run_sync
 from workbench._errors import InputError, StackError
 from workbench._net import check_url, free_port, wait_for_port
 from workbench.paths import project_dir
-from workbench.postgres import EmbeddedPostgres
+from workbench.postgres import DEFAULT_MAX_CONNECTIONS, EmbeddedPostgres
 from workbench.redis import EmbeddedRedis
 from workbench.seed import max_connections, seed
 
@@ -51,6 +51,7 @@ class Stack(_process.Managed):
     progress: Callable[[str], None] = print
     upstream_url: str | None = None
     upstream_delay: float = 0.005
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     _upstream: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _postgres: EmbeddedPostgres | None = field(default=None, init=False, repr=False)
     _redis: EmbeddedRedis | None = field(default=None, init=False, repr=False)
@@ -79,7 +80,9 @@ class Stack(_process.Managed):
         """Start (or attach to) both servers, check them and seed the database."""
         try:
             if not self.database_url:
-                self._postgres = EmbeddedPostgres(self.root / "postgres")
+                self._postgres = EmbeddedPostgres(
+                    self.root / "postgres", max_connections=self.max_connections
+                )
                 self._postgres.start(detach=detach)
                 self.database_url = self._postgres.url
                 self.progress(f"PostgreSQL (embedded) on {self.database_url}")
@@ -152,7 +155,7 @@ class Stack(_process.Managed):
             raise StackError(f"Redis at {self.redis} does not answer: {exc}") from None
         return {"postgres": version, "redis": str(info.get("redis_version", "?"))}
 
-    def max_connections(self) -> int:
+    def connection_limit(self) -> int:
         """PostgreSQL's max_connections."""
         return max_connections(self.url)
 

@@ -1,0 +1,160 @@
+"""Auto-tuning: an Optuna study over ServiceSettings, maximizing throughput under an SLO."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from service.settings import ServiceSettings
+from workbench._errors import InputError, positive_int
+from workbench.capacity import breaks
+from workbench.experiment import Experiment
+from workbench.load import SLO
+from workbench.run import RunResult
+from workbench.stack import Stack
+from workbench.store import Store, new_run_id
+
+# name → ("int", low, high) | ("float", low, high) | ("bool",) | ("choice", options...)
+DEFAULT_SPACE: dict[str, tuple[Any, ...]] = {
+    "pool_size": ("int", 2, 40),
+    "max_overflow": ("int", 0, 40),
+    "workers": ("int", 1, 2),
+    "cache": ("bool",),
+    "l1_size": ("int", 100, 20_000),
+    "batcher": ("bool",),
+    "batch_size": ("int", 5, 100),
+    "serializer": ("choice", "pydantic", "orjson"),
+}
+
+
+def check_space(space: Mapping[str, Sequence[Any]]) -> dict[str, tuple[Any, ...]]:
+    """The search space, each name a setting and each range well-formed."""
+    if not space:
+        raise InputError("space", "is empty; e.g. {'pool_size': ('int', 2, 40)}")
+    names = ServiceSettings.names()
+    out = {}
+    for name, spec in space.items():
+        if name not in names:
+            raise InputError(name, f"unknown setting; valid names are: {', '.join(names)}")
+        spec = tuple(spec)
+        kind = spec[0] if spec else None
+        ok = (
+            (kind in ("int", "float") and len(spec) == 3 and spec[1] < spec[2])
+            or (kind == "bool" and len(spec) == 1)
+            or (kind == "choice" and len(spec) >= 2)
+        )
+        if not ok:
+            raise InputError(
+                name,
+                f"range must be ('int', low, high), ('float', low, high), ('bool',) or ('choice', ...), got {spec!r}",
+            )
+        out[name] = spec
+    return out
+
+
+def _suggest(trial: optuna.Trial, space: Mapping[str, tuple[Any, ...]]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, spec in space.items():
+        kind = spec[0]
+        if kind == "int":
+            values[name] = trial.suggest_int(
+                name, spec[1], spec[2], log=spec[2] / max(spec[1], 1) > 50
+            )
+        elif kind == "float":
+            values[name] = trial.suggest_float(name, spec[1], spec[2])
+        elif kind == "bool":
+            values[name] = trial.suggest_categorical(name, [False, True])
+        else:
+            values[name] = trial.suggest_categorical(name, list(spec[1:]))
+    return values
+
+
+@dataclass(frozen=True, eq=False)
+class Tuning:
+    """An auto-tuning outcome: the study, the best settings, and the best re-measured."""
+
+    study: optuna.Study = field(repr=False)
+    best: ServiceSettings
+    best_value: float
+    confirm: RunResult | None
+    trials: pd.DataFrame = field(repr=False)
+
+    def sentence(self) -> str:
+        """The finding in words."""
+        changed = ", ".join(f"{k}={v}" for k, v in self.best.diff().items()) or "the defaults"
+        text = f"Best of {len(self.trials)} trials: {self.best_value:,.0f} req/s with {changed}."
+        if self.confirm is not None:
+            again = self.confirm.summary().get("throughput_rps", math.nan)
+            text += (
+                f" Re-measured: {again:,.0f} req/s ({again / self.best_value:.0%} of the trial)."
+            )
+        return text
+
+
+def tune(
+    stack: Stack,
+    *,
+    base: ServiceSettings | None = None,
+    space: Mapping[str, Sequence[Any]] | None = None,
+    trials: int = 12,
+    slo: SLO | str = "p95=50ms,errors=1%",
+    path: str = "/users/{id}",
+    connections: int = 32,
+    duration: float = 3.0,
+    warmup: float = 1.0,
+    seed: int = 0,
+    confirm: bool = True,
+    store: Store | None = None,
+    progress: bool = True,
+) -> Tuning:
+    """Search settings for the highest closed-loop throughput whose run holds the SLO."""
+    checked = check_space(space or DEFAULT_SPACE)
+    trials = positive_int("trials", trials)
+    slo = SLO.parse(slo) if isinstance(slo, str) else slo
+    base = base or ServiceSettings.optimized()
+    limit = stack.connection_limit()
+    study_id = new_run_id("tune")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+
+    def objective(trial: optuna.Trial) -> float:
+        try:
+            settings = base.replace(**_suggest(trial, checked))
+            settings.check_database_limit(limit)
+        except ValueError as exc:  # an infeasible combination scores nothing
+            trial.set_user_attr("skipped", str(exc))
+            return 0.0
+        run = Experiment(
+            settings=settings, path=path, connections=connections, duration=duration, warmup=warmup,
+            name="tune", labels={"tune": study_id, "trial": trial.number},
+        ).run(stack, store=store, progress=False)  # fmt: skip
+        broken = breaks(run, slo)
+        rps = float(run.summary().get("throughput_rps") or 0.0)
+        trial.set_user_attr("run_id", run.run_id)
+        trial.set_user_attr("broken", "; ".join(broken))
+        trial.set_user_attr("p95_ms", run.summary().get("p95_ms"))
+        if progress:
+            verdict = "holds the SLO" if not broken else "breaks: " + "; ".join(broken)
+            print(f"trial {trial.number:>3}: {rps:>9,.0f} req/s, {verdict}", flush=True)
+        return 0.0 if broken else rps
+
+    study.optimize(objective, n_trials=trials)
+    best = base.replace(**{k: v for k, v in study.best_params.items()})
+    again = None
+    if confirm and study.best_value > 0:
+        again = Experiment(
+            settings=best, path=path, connections=connections, duration=duration, warmup=warmup,
+            name="tune-confirm", labels={"tune": study_id, "trial": "confirm"},
+        ).run(stack, store=store, progress=False)  # fmt: skip
+    return Tuning(
+        study=study,
+        best=best,
+        best_value=float(study.best_value),
+        confirm=again,
+        trials=study.trials_dataframe(),
+    )
