@@ -360,8 +360,8 @@ users = 100_000
 import workbench as wb
 
 params = wb.check_params(duration=duration, connections=connections, users=users, endpoint=endpoint)
-settings_a = None if run_a else wb.preset_settings(preset_a)
-settings_b = None if run_b else wb.preset_settings(preset_b)
+settings_a = None if run_a else wb.preset_settings(preset_a, name="preset_a")
+settings_b = None if run_b else wb.preset_settings(preset_b, name="preset_b")
 if run_a:
     wb.params.check_run_id("run_a", run_a)
 if run_b:

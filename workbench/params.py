@@ -15,10 +15,12 @@ MAX_DURATION = 3600.0
 MAX_CONNECTIONS = 10_000
 
 
-def preset_settings(preset: str, overrides: Mapping[str, Any] | None = None) -> ServiceSettings:
+def preset_settings(
+    preset: str, overrides: Mapping[str, Any] | None = None, *, name: str = "preset"
+) -> ServiceSettings:
     """A preset's settings with overrides applied; InputError naming a bad preset or setting."""
     if preset not in PRESETS:
-        raise InputError("preset", f"must be one of {', '.join(PRESETS)}; got {preset!r}")
+        raise InputError(name, f"must be one of {', '.join(PRESETS)}; got {preset!r}")
     if overrides is not None and not isinstance(overrides, Mapping):
         raise InputError("settings", f"must be a dict of setting: value, got {overrides!r}")
     base = getattr(ServiceSettings, preset)()

@@ -27,5 +27,6 @@ def runs_dir() -> Path:
 
 
 def notebooks_dir() -> Path:
-    """notebooks/: the parameterized notebooks."""
-    return project_dir() / "notebooks"
+    """notebooks/: the parameterized notebooks of this checkout (WORKBENCH_HOME moves data only)."""
+    here = Path(__file__).resolve().parent.parent / "notebooks"
+    return here if here.is_dir() else project_dir() / "notebooks"

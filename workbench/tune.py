@@ -79,6 +79,7 @@ class Tuning:
     """An auto-tuning outcome: the study, the best settings, and the best re-measured."""
 
     study: optuna.Study = field(repr=False)
+    base: ServiceSettings
     best: ServiceSettings
     best_value: float
     confirm: RunResult | None
@@ -86,7 +87,10 @@ class Tuning:
 
     def sentence(self) -> str:
         """The finding in words."""
-        changed = ", ".join(f"{k}={v}" for k, v in self.best.diff().items()) or "the defaults"
+        changed = (
+            ", ".join(f"{k}={v}" for k, v in self.best.diff(self.base).items())
+            or "the base settings"
+        )
         text = f"Best of {len(self.trials)} trials: {self.best_value:,.0f} req/s with {changed}."
         if self.confirm is not None:
             again = self.confirm.summary().get("throughput_rps", math.nan)
@@ -153,6 +157,7 @@ def tune(
         ).run(stack, store=store, progress=False)  # fmt: skip
     return Tuning(
         study=study,
+        base=base,
         best=best,
         best_value=float(study.best_value),
         confirm=again,

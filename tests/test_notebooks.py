@@ -1,0 +1,131 @@
+"""The notebook set: each runs headless with small parameters, its report draws every chart offline,
+and a bad parameter stops it in its first cell."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workbench.browser import count_charts
+from workbench.experiment import Experiment
+from workbench.report import ensure_kernel
+from workbench.stack import Stack
+from workbench.store import Store
+
+from .conftest import processes_under
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+SMALL = {"duration": "1", "users": "1000"}
+CASES = {
+    "02_pool_sizing": {
+        **SMALL,
+        "pool_sizes": "[5,10]",
+        "max_overflows": "[0]",
+        "workers": "[1,2]",
+        "connections": "8",
+    },
+    "03_optimization_ladder": {
+        **SMALL,
+        "bisections": "0",
+        "start": "300",
+        "fixed_rate": "100",
+        "steps": '["naive","+cache"]',
+    },
+    "04_capacity": {**SMALL, "bisections": "1", "start": "300"},
+    "05_autotune": {**SMALL, "trials": "2", "connections": "8"},
+    "06_compare": {**SMALL, "connections": "8"},
+}
+BAD = {
+    "00_run": ("run_id", "nope"),
+    "02_pool_sizing": ("pool_sizes", [0]),
+    "03_optimization_ladder": ("steps", ["+turbo"]),
+    "04_capacity": ("slo_p95_ms", -5),
+    "05_autotune": ("trials", 0),
+    "06_compare": ("preset_b", "fast"),
+}
+
+
+def plotly_outputs(executed: Path) -> int:
+    cells = json.loads(executed.read_text())["cells"]
+    return sum(
+        "application/vnd.plotly.v1+json" in out.get("data", {})
+        for c in cells
+        for out in c.get("outputs", [])
+    )
+
+
+def render(
+    name: str, params: dict[str, str], env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "workbench.cli", "report", str(NOTEBOOKS / f"{name}.ipynb")]
+    for key, value in params.items():
+        argv += ["-p", key, value]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env, check=False)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory, stack_root: Path) -> dict[str, str]:
+    """An environment whose runs and reports go to a folder of their own."""
+    folder = tmp_path_factory.mktemp("home")
+    env = {
+        **os.environ,
+        "WORKBENCH_HOME": str(folder),
+        "WORKBENCH_STACK_DIR": str(stack_root / "notebooks"),
+    }
+    for key in ("DATABASE_URL", "REDIS_URL", "UPSTREAM_URL"):
+        env.pop(key, None)
+    return env
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_notebook_runs_headless_and_its_report_draws_every_chart(
+    name: str, home: dict[str, str], stack_root: Path
+) -> None:
+    done = render(name, CASES[name], home)
+    assert done.returncode == 0, done.stderr[-3000:]
+    html = Path(done.stdout.strip().splitlines()[-1])
+    figures = plotly_outputs(html.with_suffix(".ipynb"))
+    assert figures >= 2
+    assert count_charts(html) == figures
+    assert processes_under(stack_root / "notebooks") == set()
+
+
+def test_a_stored_run_renders_as_its_own_report(home: dict[str, str], stack: Stack) -> None:
+    store = Store(Path(home["WORKBENCH_HOME"]) / "data" / "runs")
+    Experiment(connections=4, duration=1, warmup=0.2).run(stack, store=store, progress=False)
+    runs = store.ids()
+    done = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "report", runs[-1]],
+        capture_output=True, text=True, timeout=300, env=home, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    html = Path(done.stdout.strip().splitlines()[-1])
+    assert html.name == f"{runs[-1]}.html"
+    assert count_charts(html) == plotly_outputs(html.with_suffix(".ipynb")) == 4
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_parameter_stops_in_the_first_cell(
+    name: str, tmp_path: Path, home: dict[str, str]
+) -> None:
+    key, value = BAD[name]
+    out = tmp_path / "out.ipynb"
+    done = subprocess.run(
+        [sys.executable, "-m", "papermill", str(NOTEBOOKS / f"{name}.ipynb"), str(out),
+         "-k", ensure_kernel(), "-y", json.dumps({key: value})],
+        capture_output=True, text=True, timeout=120, env=home, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert f"{key}:" in done.stderr
+    cells = json.loads(out.read_text())["cells"]
+    assert "An Exception was encountered" in "".join(cells[0]["source"])
+    failed = [
+        c for c in cells if any(o.get("output_type") == "error" for o in c.get("outputs", []))
+    ]
+    assert len(failed) == 1 and "import workbench as wb" in "".join(failed[0]["source"])
