@@ -1,7 +1,9 @@
 """The optimization ladder: each step of service.settings.ladder() loaded, with ratios to naive.
 
-Run: `.venv/bin/python benchmarks/ladder.py --duration 5`. The load generator is a plain function
-(`Generator`); wrk is the default until workbench.load.run_load can take its place.
+Run: `.venv/bin/python benchmarks/ladder.py --duration 5`. Each step and endpoint is loaded
+closed-loop by the workbench's engine and, as a cross-check, by wrk (same connections, same
+ids); `--capacity` adds each step's max req/s at P95 <= 50 ms and P95/P99 at a fixed rate
+(workbench.climb, open loop, coordinated-omission corrected).
 """
 
 from __future__ import annotations
@@ -90,12 +92,37 @@ def wrk_generator(
     )
 
 
+def engine_generator(
+    base_url: str, path: str, *, max_id: int, duration: float, connections: int = 64
+) -> LoadPoint:
+    """Closed-loop load by the workbench's own engine (raw transport), random ids."""
+    from workbench.load import run_load
+
+    result = run_load(
+        base_url + path, connections=connections, duration=duration, warmup=0, ids=max_id,
+        processes=1, progress=False,
+    )  # fmt: skip
+    latency = result.percentiles_ms("latency")
+    return LoadPoint(
+        requests=result.completed,
+        seconds=result.duration_s,
+        errors=result.errors,
+        p50_ms=latency["p50"],
+        p95_ms=latency["p95"],
+        p99_ms=latency["p99"],
+    )
+
+
+GENERATORS: dict[str, Generator] = {"engine": engine_generator, "wrk": wrk_generator}
+
+
 @dataclass(frozen=True, kw_only=True)
 class Row:
     """One step x endpoint of the ladder."""
 
     step: str
     endpoint: str
+    generator: str
     point: LoadPoint
     hit_ratio: float | None = None  # L1+L2 hits / lookups during the point; None: no cache
     queries_per_request: float = 0.0
@@ -109,31 +136,33 @@ def run_ladder(
     duration: float = 5.0,
     warmup: float = 1.0,
     connections: int = 64,
-    generator: Generator = wrk_generator,
+    generators: Sequence[str] = ("engine", "wrk"),
     progress: Callable[[str], None] = print,
 ) -> list[Row]:
-    """Start the service for each step and load each endpoint once (after a warm-up)."""
+    """Start the service for each step and load each endpoint once per generator (after a warm-up)."""
     rows = []
     for name, settings in steps:
         with ServiceProcess(settings, stack) as svc:
             for endpoint in endpoints:
                 load = dict(max_id=stack.users, connections=connections)
                 if warmup > 0:
-                    generator(svc.url, endpoint, duration=warmup, **load)
-                before = _counters(svc.metrics())
-                point = generator(svc.url, endpoint, duration=duration, **load)
-                after = _counters(svc.metrics())
-                delta = {k: after[k] - before[k] for k in after}
-                lookups = delta["hits"] + delta["l2_misses"]
-                row = Row(
-                    step=name,
-                    endpoint=endpoint,
-                    point=point,
-                    hit_ratio=delta["hits"] / lookups if settings.cache and lookups else None,
-                    queries_per_request=delta["queries"] / max(1, point.requests),
-                )
-                progress(f"{name:<16} {endpoint:<36} {point.rps:>9,.0f} req/s")
-                rows.append(row)
+                    GENERATORS[generators[0]](svc.url, endpoint, duration=warmup, **load)
+                for gen in generators:
+                    before = _counters(svc.metrics())
+                    point = GENERATORS[gen](svc.url, endpoint, duration=duration, **load)
+                    after = _counters(svc.metrics())
+                    delta = {k: after[k] - before[k] for k in after}
+                    lookups = delta["hits"] + delta["l2_misses"]
+                    row = Row(
+                        step=name,
+                        endpoint=endpoint,
+                        generator=gen,
+                        point=point,
+                        hit_ratio=delta["hits"] / lookups if settings.cache and lookups else None,
+                        queries_per_request=delta["queries"] / max(1, point.requests),
+                    )
+                    progress(f"{name:<16} {endpoint:<36} {gen:<6} {point.rps:>9,.0f} req/s")
+                    rows.append(row)
     return rows
 
 
@@ -154,20 +183,29 @@ def _counters(page: str) -> dict[str, float]:
 
 def table(rows: Sequence[Row]) -> str:
     """A text table with the ratio of each step's throughput to naive's, per endpoint."""
-    base = {row.endpoint: row.point.rps for row in rows if row.step == rows[0].step}
+    base = {(r.endpoint, r.generator): r.point.rps for r in rows if r.step == rows[0].step}
     lines = [
-        f"{'step':<16} {'endpoint':<36} {'req/s':>9} {'x naive':>8} "
+        f"{'step':<16} {'endpoint':<36} {'gen':<6} {'req/s':>9} {'x naive':>8} "
         f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7} {'hit %':>6} {'q/req':>6}"
     ]
     for row in rows:
         p = row.point
-        ratio = p.rps / base[row.endpoint] if base.get(row.endpoint) else float("nan")
+        key = (row.endpoint, row.generator)
+        ratio = p.rps / base[key] if base.get(key) else float("nan")
         lines.append(
-            f"{row.step:<16} {row.endpoint:<36} {p.rps:>9,.0f} {ratio:>8.2f} "
+            f"{row.step:<16} {row.endpoint:<36} {row.generator:<6} {p.rps:>9,.0f} {ratio:>8.2f} "
             f"{p.p50_ms:>8.2f} {p.p95_ms:>8.2f} {p.p99_ms:>8.2f} {p.errors:>7} "
             f"{'-' if row.hit_ratio is None else f'{100 * row.hit_ratio:.0f}':>6} "
             f"{row.queries_per_request:>6.2f}"
         )
+    engine = {(r.step, r.endpoint): r.point.rps for r in rows if r.generator == "engine"}
+    wrk = {(r.step, r.endpoint): r.point.rps for r in rows if r.generator == "wrk"}
+    shared = [k for k in engine if k in wrk and wrk[k]]
+    if shared:
+        lines.append("")
+        lines.append("engine / wrk throughput on the same step and endpoint (cross-check):")
+        for key in shared:
+            lines.append(f"  {key[0]:<16} {key[1]:<36} {engine[key] / wrk[key]:>6.2f}")
     return "\n".join(lines)
 
 
@@ -183,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
         "--endpoints",
         default=",".join(ENDPOINTS),
         help="comma-separated path templates with {id}, e.g. /users/{id}/profile",
+    )
+    parser.add_argument(
+        "--generators", default="engine,wrk", help="engine, wrk or both (cross-check)"
+    )
+    parser.add_argument(
+        "--capacity", action="store_true", help="also search each step's max req/s at P95 <= 50 ms"
     )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
@@ -203,13 +247,26 @@ def main(argv: list[str] | None = None) -> int:
             duration=args.duration,
             warmup=args.warmup,
             connections=args.connections,
+            generators=[g for g in args.generators.split(",") if g],
         )
+        climbed = None
+        if args.capacity:
+            from workbench.climb import climb
+
+            climbed = climb(
+                stack, slo="p95=50ms,errors=1%", duration=args.duration, steps=[n for n, _ in steps]
+            )
     print(table(rows))
+    if climbed is not None:
+        print()
+        print("capacity under P95 <= 50 ms (open loop, engine):")
+        print(climbed.to_string(index=False))
     if args.json:
         payload = [
             {
                 "step": r.step,
                 "endpoint": r.endpoint,
+                "generator": r.generator,
                 **asdict(r.point),
                 "rps": r.point.rps,
                 "hit_ratio": r.hit_ratio,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -49,8 +50,9 @@ def _git() -> dict[str, Any]:
     }
 
 
+@functools.cache
 def fingerprint() -> dict[str, Any]:
-    """A JSON-able description of this machine and software."""
+    """A JSON-able description of this machine and software (read once per process)."""
     versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:

@@ -123,14 +123,16 @@ class Sweep:
         with bar:
             for point in points:
                 if point_key(point) in finished:
-                    bar.write(f"skip (done): {point_key(point)}")
+                    if progress:
+                        bar.write(f"skip (done): {point_key(point)}")
                 else:
                     run = self.experiment(point).run(stack, store=store, progress=False)
                     row = run.summary()
-                    bar.write(
-                        f"{point_key(point)}: {row.get('throughput_rps', 0):,.0f} req/s, "
-                        f"P99 {row.get('p99_ms', float('nan')):.1f} ms, {row['bottleneck']}"
-                    )
+                    if progress:
+                        bar.write(
+                            f"{point_key(point)}: {row.get('throughput_rps', 0):,.0f} req/s, "
+                            f"P99 {row.get('p99_ms', float('nan')):.1f} ms, {row['bottleneck']}"
+                        )
                 bar.update(1)
         return self.summary(store)
 
