@@ -225,7 +225,7 @@ def run_distributed(plan: _Plan, *, cluster: object, processes: int | None = Non
         _say(
             plan,
             f"load {plan.url}: {processes} generator(s) on {len(set(placed))} Dask worker(s) of "
-            f"{client.scheduler.address}, clock skew {skew_ms:.1f} ms",
+            f"{getattr(client.scheduler, 'address', '?')}, clock skew {skew_ms:.1f} ms",
         )
         key = f"workbench-load-{uuid.uuid4().hex[:12]}"
         ready_queue = distributed.Queue(f"{key}-ready", client=client)
