@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from distributed import Client, LocalCluster
@@ -113,3 +117,43 @@ def test_unreachable_scheduler_is_an_input_error_naming_cluster(
             progress=False,
         )
     assert info.value.name == "cluster"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.load", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cli_cluster_flag_generates_on_the_scheduler_workers(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    out = tmp_path / "summary.json"
+    with serve() as (url, _):
+        done = _cli(
+            url + "/",
+            "--cluster",
+            cluster.scheduler_address,
+            "--rate",
+            "100",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+            "--connections",
+            "4",
+            "--json",
+            str(out),
+        )
+    assert done.returncode == 0, done.stderr
+    assert "Dask worker(s)" in done.stdout
+    summary = json.loads(out.read_text())
+    assert len(summary["workers"]) == 2
+    assert summary["requests"] == pytest.approx(100, abs=3)
+
+    bad = _cli(url + "/", "--cluster", "nowhere", "--rate", "10")
+    assert bad.returncode == 2
+    assert "cluster" in bad.stderr
