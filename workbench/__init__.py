@@ -6,6 +6,7 @@ from workbench._errors import InputError, StackError
 from workbench.bottleneck import Bottleneck, attribute
 from workbench.compare import compare
 from workbench.experiment import Experiment
+from workbench.external import ExternalExperiment
 from workbench.launcher import ServiceProcess
 from workbench.load import SLO, Endpoint, LoadResult, Scenario, run_load
 from workbench.notebook import setup, show, summary_table
@@ -19,6 +20,7 @@ __all__ = [
     "Bottleneck",
     "Endpoint",
     "Experiment",
+    "ExternalExperiment",
     "LoadResult",
     "RunResult",
     "Scenario",
