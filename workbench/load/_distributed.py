@@ -251,8 +251,10 @@ def run_distributed(plan: _Plan, *, cluster: object, processes: int | None = Non
                 _raise_failures(futures, placed)
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"Dask generators not ready within {READY_TIMEOUT_S:g} s")
-                with contextlib.suppress(TimeoutError):
-                    ready.add(int(ready_queue.get(timeout=0.5)))
+                # batch=True returns at once (a timed-out get logs a traceback on the scheduler)
+                ready.update(int(i) for i in ready_queue.get(batch=True))
+                if len(ready) < processes:
+                    time.sleep(0.05)
             start_wall = time.time() + START_DELAY_S
             start.set(start_wall)
             started = True
