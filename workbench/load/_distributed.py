@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import queue
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,6 +37,7 @@ WORKERS_TIMEOUT_S = 10.0
 START_DELAY_S = 0.5  # room for the start time to reach every worker through the scheduler
 CLOCK_SAMPLES = 3
 LATE_START_WARN_S = 0.05
+FORWARD_JOIN_S = 5.0
 _HOST_PORT = re.compile(r"[A-Za-z0-9_.\-\[\]:]+:\d+")
 
 
@@ -115,6 +118,7 @@ class _TaskPipe:
 
     key: str
     correction_s: float
+    live: queue.SimpleQueue[tuple[Any, ...] | None] | None = None
     messages: list[tuple[Any, ...]] = field(default_factory=list)
     start_wall: float | None = None
     late_s: float = 0.0
@@ -126,6 +130,8 @@ class _TaskPipe:
             Queue(f"{self.key}-ready").put(message[1])
         else:
             self.messages.append(message)  # rows and histograms go back with the task's result
+            if self.live is not None:
+                self.live.put(message)  # for live progress; never blocks the driver's loop
 
     def poll(self, timeout: float) -> bool:
         from distributed import Variable
@@ -145,17 +151,35 @@ class _TaskPipe:
         return ("start", now + (local_wall - now_wall))
 
 
-def _generate(spec: WorkerSpec, key: str, correction_s: float) -> dict[str, Any]:
+def _forward(local: queue.SimpleQueue[tuple[Any, ...] | None], remote: Any) -> None:
+    """Copy per-second rows to the client's progress queue until None (best effort)."""
+    while (message := local.get()) is not None:
+        with contextlib.suppress(Exception):
+            remote.put(message)
+
+
+def _generate(
+    spec: WorkerSpec, key: str, correction_s: float, live: bool = False
+) -> dict[str, Any]:
     """A Dask task: run one generator's driver on a fresh uvloop loop in this worker thread."""
     import uvloop
-    from distributed import get_worker
+    from distributed import Queue, get_worker
 
     pipe = _TaskPipe(key=key, correction_s=correction_s)
+    forwarder: threading.Thread | None = None
+    if live:
+        pipe.live = queue.SimpleQueue()
+        remote = Queue(f"{key}-rows")  # made here: it binds this task's worker client
+        forwarder = threading.Thread(target=_forward, args=(pipe.live, remote), daemon=True)
+        forwarder.start()
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         loop.run_until_complete(_Driver(spec, cast(Any, pipe)).run())
     finally:
+        if pipe.live is not None and forwarder is not None:
+            pipe.live.put(None)
+            forwarder.join(FORWARD_JOIN_S)
         pending = asyncio.all_tasks(loop)
         for task in pending:
             task.cancel()
@@ -229,6 +253,8 @@ def run_distributed(plan: _Plan, *, cluster: object, processes: int | None = Non
         )
         key = f"workbench-load-{uuid.uuid4().hex[:12]}"
         ready_queue = distributed.Queue(f"{key}-ready", client=client)
+        rows_queue = distributed.Queue(f"{key}-rows", client=client) if plan.progress else None
+        live = _Collector(plan, specs)  # prints the merged seconds as they arrive
         start = distributed.Variable(f"{key}-start", client=client)
         futures = [
             client.submit(
@@ -236,6 +262,7 @@ def run_distributed(plan: _Plan, *, cluster: object, processes: int | None = Non
                 spec,
                 key,
                 offsets[placed[spec.index]].correction_s,
+                rows_queue is not None,
                 workers=[placed[spec.index]],
                 allow_other_workers=False,
                 pure=False,
@@ -264,8 +291,10 @@ def run_distributed(plan: _Plan, *, cluster: object, processes: int | None = Non
                 _raise_failures(futures, placed)
                 if time.monotonic() > deadline:
                     raise RuntimeError("Dask generators missed their deadline")
+                _show(live, rows_queue)
                 time.sleep(0.1)
             _raise_failures(futures, placed)
+            _show(live, rows_queue)
             outputs = sorted(client.gather(futures), key=lambda o: o["index"])
         except BaseException:
             if not started:
@@ -275,7 +304,7 @@ def run_distributed(plan: _Plan, *, cluster: object, processes: int | None = Non
         late = max(o["late_s"] for o in outputs)
         if late > LATE_START_WARN_S:
             _say(plan, f"  a generator started {1000 * late:.0f} ms late (slow task start)")
-        collector = _Collector(plan, specs)
+        collector = _Collector(replace(plan, progress=False), specs)
         collector.started_at = start_wall + profile.warmup
         for output in outputs:
             for message in output["messages"]:
@@ -284,6 +313,8 @@ def run_distributed(plan: _Plan, *, cluster: object, processes: int | None = Non
         with contextlib.suppress(Exception):  # scheduler-side leftovers are harmless
             start.delete()
             ready_queue.close()
+            if rows_queue is not None:
+                rows_queue.close()
         return replace(
             result,
             workers=tuple(o["worker"] for o in outputs),
@@ -298,3 +329,11 @@ def _raise_failures(futures: list[Any], placed: list[str]) -> None:
             raise RuntimeError(
                 f"load generator {i} on Dask worker {placed[i]} failed: {future.exception()!r}"
             )
+
+
+def _show(live: _Collector, rows: Any) -> None:
+    """Feed forwarded rows to the live collector, which prints each second once all workers sent it."""
+    if rows is None:
+        return
+    for message in rows.get(batch=True):
+        live.add(message)
