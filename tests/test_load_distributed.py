@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,3 +159,36 @@ def test_cli_cluster_flag_generates_on_the_scheduler_workers(
     bad = _cli(url + "/", "--cluster", "nowhere", "--rate", "10")
     assert bad.returncode == 2
     assert "cluster" in bad.stderr
+
+
+def test_ctrl_c_stops_the_remote_generators_at_once(cluster: LocalCluster) -> None:
+    with serve() as (url, behaviour):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workbench.load", url + "/", "--cluster"]
+            + [cluster.scheduler_address, "--rate", "200", "--duration", "20", "--warmup", "0"]
+            + ["--connections", "4"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while behaviour.requests < 200:  # the generators are under way
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 130, err
+        time.sleep(0.5)
+        settled = behaviour.requests
+        time.sleep(1.0)
+        assert behaviour.requests == settled  # no generator is still sending
+        assert settled < 200 * 10
+    # the cluster is fine afterwards
+    with serve() as (url, _):
+        result = run_load(url + "/", rate=50, duration=1, warmup=0, connections=2, cluster=cluster)
+    assert result.requests == pytest.approx(50, abs=2)

@@ -38,6 +38,7 @@ START_DELAY_S = 0.5  # room for the start time to reach every worker through the
 CLOCK_SAMPLES = 3
 LATE_START_WARN_S = 0.05
 FORWARD_JOIN_S = 5.0
+STOP_POLL_S = 0.25
 _HOST_PORT = re.compile(r"[A-Za-z0-9_.\-\[\]:]+:\d+")
 
 
@@ -118,6 +119,7 @@ class _TaskPipe:
 
     key: str
     correction_s: float
+    client: Any = None
     live: queue.SimpleQueue[tuple[Any, ...] | None] | None = None
     messages: list[tuple[Any, ...]] = field(default_factory=list)
     start_wall: float | None = None
@@ -127,7 +129,7 @@ class _TaskPipe:
         from distributed import Queue
 
         if message[0] == "ready":
-            Queue(f"{self.key}-ready").put(message[1])
+            Queue(f"{self.key}-ready", client=self.client).put(message[1])
         else:
             self.messages.append(message)  # rows and histograms go back with the task's result
             if self.live is not None:
@@ -137,7 +139,7 @@ class _TaskPipe:
         from distributed import Variable
 
         try:
-            self.start_wall = Variable(f"{self.key}-start").get(timeout=timeout)
+            self.start_wall = Variable(f"{self.key}-start", client=self.client).get(timeout=timeout)
         except TimeoutError:
             return False
         return True
@@ -158,25 +160,51 @@ def _forward(local: queue.SimpleQueue[tuple[Any, ...] | None], remote: Any) -> N
             remote.put(message)
 
 
+def _watch(
+    stop: Any, loop: asyncio.AbstractEventLoop, driver: _Driver, finished: threading.Event
+) -> None:
+    """End the driver's run early when the client sets the stop event (it was interrupted)."""
+    while not finished.is_set():
+        try:
+            stopped = stop.wait(timeout=STOP_POLL_S)
+        except Exception:  # the scheduler went away: the run ends by its own deadline
+            return
+        if stopped:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(driver._finish)
+            return
+
+
 def _generate(
     spec: WorkerSpec, key: str, correction_s: float, live: bool = False
 ) -> dict[str, Any]:
     """A Dask task: run one generator's driver on a fresh uvloop loop in this worker thread."""
     import uvloop
-    from distributed import Queue, get_worker
+    from distributed import Event, Queue, get_client, get_worker
 
-    pipe = _TaskPipe(key=key, correction_s=correction_s)
+    client = get_client()  # passed explicitly: objects used from side threads need it bound
+    pipe = _TaskPipe(key=key, correction_s=correction_s, client=client)
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    driver = _Driver(spec, cast(Any, pipe))
+    finished = threading.Event()
+    watcher = threading.Thread(
+        target=_watch,
+        args=(Event(f"{key}-stop", client=client), loop, driver, finished),
+        daemon=True,
+    )
+    watcher.start()
     forwarder: threading.Thread | None = None
     if live:
         pipe.live = queue.SimpleQueue()
-        remote = Queue(f"{key}-rows")  # made here: it binds this task's worker client
+        remote = Queue(f"{key}-rows", client=client)
         forwarder = threading.Thread(target=_forward, args=(pipe.live, remote), daemon=True)
         forwarder.start()
-    loop = uvloop.new_event_loop()
-    asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(_Driver(spec, cast(Any, pipe)).run())
+        loop.run_until_complete(driver.run())
     finally:
+        finished.set()
+        watcher.join(FORWARD_JOIN_S)
         if pipe.live is not None and forwarder is not None:
             pipe.live.put(None)
             forwarder.join(FORWARD_JOIN_S)
@@ -297,9 +325,12 @@ def run_distributed(plan: _Plan, *, cluster: object, processes: int | None = Non
             _show(live, rows_queue)
             outputs = sorted(client.gather(futures), key=lambda o: o["index"])
         except BaseException:
-            if not started:
-                start.set(None)  # generators waiting for a start time give up at once
-            client.cancel(futures)
+            with contextlib.suppress(Exception):
+                if not started:
+                    start.set(None)  # generators waiting for a start time give up at once
+                distributed.Event(f"{key}-stop", client=client).set()  # running ones stop now
+                time.sleep(STOP_POLL_S)  # let them see it before their tasks are released
+                client.cancel(futures)
             raise
         late = max(o["late_s"] for o in outputs)
         if late > LATE_START_WARN_S:
