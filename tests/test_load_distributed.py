@@ -192,3 +192,21 @@ def test_ctrl_c_stops_the_remote_generators_at_once(cluster: LocalCluster) -> No
     with serve() as (url, _):
         result = run_load(url + "/", rate=50, duration=1, warmup=0, connections=2, cluster=cluster)
     assert result.requests == pytest.approx(50, abs=2)
+
+
+def test_clock_offsets_are_measured_per_worker_and_only_large_ones_corrected(
+    cluster: LocalCluster,
+) -> None:
+    from workbench.load._distributed import ClockOffset, clock_offsets
+
+    with Client(cluster, set_as_default=False) as client:
+        addresses = sorted(client.nthreads())
+        offsets = clock_offsets(client, addresses)
+    assert sorted(offsets) == addresses
+    for offset in offsets.values():  # one host, one clock: within the round trip
+        assert 0 < offset.rtt_s < 1.0
+        assert abs(offset.offset_s) <= offset.rtt_s
+        assert offset.correction_s == 0.0
+    assert ClockOffset(offset_s=0.25, rtt_s=0.002).correction_s == 0.25
+    assert ClockOffset(offset_s=-0.25, rtt_s=0.002).correction_s == -0.25
+    assert ClockOffset(offset_s=0.001, rtt_s=0.002).correction_s == 0.0
