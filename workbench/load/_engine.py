@@ -586,10 +586,7 @@ def run_load(
     progress: bool = True,
     cluster: object = None,
 ) -> LoadResult:
-    """Load a loopback HTTP service and measure it; safe inside a running event loop.
-
-    cluster: a Dask scheduler address, distributed.Client or LocalCluster to generate on.
-    """
+    """Load an HTTP service (on Dask workers when cluster is given); safe inside a running event loop."""
     if cluster is not None:
         from workbench.load._distributed import check_cluster
 
