@@ -8,6 +8,7 @@ from workbench.climb import climb as ladder_climb
 from workbench.compare import compare
 from workbench.compare import verdict as compare_verdict
 from workbench.experiment import Experiment
+from workbench.external import ExternalExperiment
 from workbench.launcher import ServiceProcess
 from workbench.load import SLO, Endpoint, LoadResult, Scenario, run_load
 from workbench.notebook import setup, show, summary_table
@@ -30,6 +31,7 @@ __all__ = [
     "Bottleneck",
     "Endpoint",
     "Experiment",
+    "ExternalExperiment",
     "LoadResult",
     "RunResult",
     "Scenario",

@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-remote", action="store_true", help="allow non-loopback targets")
     parser.add_argument("--transport", default="raw", help=f"one of {', '.join(TRANSPORTS)}")
     parser.add_argument("--quiet", action="store_true", help="no per-second progress lines")
+    parser.add_argument(
+        "--cluster", default=None, help="Dask scheduler address (tcp://host:8786) to generate on"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -63,7 +66,15 @@ def main(args: argparse.Namespace) -> int:
         options["duration"] = _number("duration", args.duration)
         options["warmup"] = _number("warmup", args.warmup)
         options["timeout"] = _number("timeout", args.timeout)
-        plan_load(args.url, **options)  # validate everything before anything starts
+        if args.cluster is not None:
+            from workbench.load._distributed import check_cluster
+
+            check_cluster(args.cluster)
+        # with a cluster, processes is checked against its workers once connected
+        plan_load(
+            args.url, **{**options, "processes": None if args.cluster else options["processes"]}
+        )
+        options["cluster"] = args.cluster
         if args.json is not None and not Path(args.json).parent.exists():
             raise InputError("json", f"folder {Path(args.json).parent} does not exist")
     except InputError as exc:
@@ -74,6 +85,9 @@ def main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("workbench load: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except InputError as exc:  # e.g. a --cluster scheduler that cannot be reached
+        print(f"workbench load: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     print(result.text(), flush=True)
     if args.json is not None:
         Path(args.json).write_text(json.dumps(result.summary(), indent=2) + "\n")

@@ -584,8 +584,13 @@ def run_load(
     transport: str = "raw",
     allow_remote: bool = False,
     progress: bool = True,
+    cluster: object = None,
 ) -> LoadResult:
-    """Load a loopback HTTP service and measure it; safe inside a running event loop."""
+    """Load an HTTP service (on Dask workers when cluster is given); safe inside a running event loop."""
+    if cluster is not None:
+        from workbench.load._distributed import check_cluster
+
+        check_cluster(cluster)
     plan = plan_load(
         url,
         connections=connections,
@@ -593,7 +598,7 @@ def run_load(
         rate=rate,
         arrival=arrival,
         warmup=warmup,
-        processes=processes,
+        processes=processes if cluster is None else 1,  # a cluster's generators are checked there
         scenario=scenario,
         ids=ids,
         stages=stages,
@@ -605,6 +610,10 @@ def run_load(
     )
     if allow_remote:
         print(f"allow_remote=True: loading {plan.url} (not necessarily loopback)", flush=True)
+    if cluster is not None:
+        from workbench.load._distributed import run_distributed
+
+        return run_distributed(plan, cluster=cluster, processes=processes)
     return _execute(plan)
 
 

@@ -60,6 +60,9 @@ class LoadResult:
     generator_saturated: bool
     saturation_reason: str | None
     started_at: float = 0.0  # wall-clock (epoch s) start of the measured window
+    workers: tuple[str, ...] = ()  # Dask worker address of each generator; empty when local
+    clock_skew_ms: float | None = None  # max |clock offset| of the Dask workers vs the client
+    worker_hdr_latency: tuple[bytes, ...] = field(default=(), repr=False)
 
     @property
     def throughput_rps(self) -> float:
@@ -92,6 +95,11 @@ class LoadResult:
             "send_lag_p99_ms": _clean(hist.percentile_ms(lag, 99)) if self.asked_rate else 0.0,
             "generator_saturated": self.generator_saturated,
             "saturation_reason": self.saturation_reason,
+            **(
+                {"workers": list(self.workers), "clock_skew_ms": self.clock_skew_ms}
+                if self.workers
+                else {}
+            ),
         }
 
     def series(self) -> pd.DataFrame:
@@ -123,6 +131,11 @@ class LoadResult:
             "  latency ms  " + _fmt(lat),
             "  service ms  " + _fmt(svc),
         ]
+        if self.workers:
+            lines.append(
+                f"  generated on {len(set(self.workers))} Dask worker(s), clock skew "
+                f"{self.clock_skew_ms or 0.0:.1f} ms: " + ", ".join(sorted(set(self.workers)))
+            )
         if self.generator_saturated:
             lines.append(f"  GENERATOR SATURATED: {self.saturation_reason}")
         return "\n".join(lines)

@@ -1,0 +1,171 @@
+"""ExternalExperiment against a FastAPI service started by the test, not by the workbench."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import plotly.graph_objects as go
+import pytest
+
+from workbench import plots
+from workbench._errors import InputError
+from workbench.external import ExternalExperiment
+from workbench.store import Store
+
+from .load_servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+RATE = 200.0
+
+
+@pytest.fixture(scope="module")
+def external() -> Iterator[str]:
+    """uvicorn serving tests/external_app.py on a free loopback port; yields its base URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "tests.external_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/metrics", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, "the external app exited"
+            assert time.monotonic() < deadline, "the external app did not start"
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_external_run_is_stored_and_plotted_like_any_other(external: str, tmp_path: Path) -> None:
+    store = Store(tmp_path / "runs")
+    experiment = ExternalExperiment(
+        target_url=external,
+        metrics_url=external + "/metrics",
+        path="/items/{id}",
+        rate=RATE,
+        duration=3,
+        warmup=0.5,
+        connections=8,
+        processes=1,
+        name="external-items",
+        labels={"fleet": "test"},
+    )
+    result = experiment.run(store=store, progress=False)
+    assert result.status == "finished"
+    summary = result.summary()
+    assert summary["target"] == "external"
+    assert summary["target_url"] == external
+    assert summary["fleet"] == "test"
+    assert summary["errors"] == 0
+    assert summary["throughput_rps"] == pytest.approx(RATE, rel=0.05)
+
+    loaded = store.load(result.run_id)
+    assert loaded.manifest["target"] == "external"
+    assert loaded.manifest["settings"] == experiment.target()
+    assert loaded.manifest["status"] == "finished"
+    assert loaded.client["second"].tolist() == [0, 1, 2]
+    # the monitor scraped the external /metrics and sampled no local process
+    server = loaded.server
+    assert "server_rps" in server
+    assert server["server_rps"].dropna().median() == pytest.approx(RATE, rel=0.25)
+    assert not any(c.endswith("_rss_mib") for c in server.columns)
+    assert "machine_cpu_pct" not in server
+    runs = store.runs()
+    assert runs.loc[runs["run_id"] == result.run_id, "target"].item() == "external"
+
+    figures = [
+        plots.throughput_over_time(loaded),
+        plots.latency_over_time(loaded),
+        plots.percentile_spectrum({"external": loaded, "in memory": result}),
+        plots.server_panels(loaded.server),
+    ]
+    for figure in figures:
+        assert isinstance(figure, go.Figure)
+    assert len(figures[0].data) >= 1 and len(figures[2].data) == 2
+
+
+def test_external_run_without_metrics_still_stores_the_client_side(
+    external: str, tmp_path: Path
+) -> None:
+    store = Store(tmp_path / "runs")
+    result = ExternalExperiment(
+        target_url=external,
+        path="/items/7",
+        rate=50,
+        duration=1,
+        warmup=0,
+        connections=2,
+        processes=1,
+    ).run(store=store, progress=False)
+    loaded = store.load(result.run_id)
+    assert loaded.summary()["requests"] == pytest.approx(50, abs=2)
+    assert "server_rps" not in loaded.server
+
+
+def test_non_loopback_targets_need_allow_remote() -> None:
+    # refused before any traffic: 192.0.2.1 is a documentation address, never contacted
+    with pytest.raises(InputError) as info:
+        ExternalExperiment(target_url="http://192.0.2.1:8000", rate=10, duration=1).check()
+    assert info.value.name == "url"
+    with pytest.raises(InputError) as info:
+        ExternalExperiment(
+            target_url="http://127.0.0.1:8000", metrics_url="http://192.0.2.1:9100/metrics"
+        ).check()
+    assert info.value.name == "metrics_url"
+    with pytest.raises(InputError) as info:
+        ExternalExperiment(target_url="127.0.0.1:8000")
+    assert info.value.name == "target_url"
+
+
+def test_external_run_generated_on_dask_records_the_workers(external: str, tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    store = Store(tmp_path / "runs")
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+    ) as cluster:
+        result = ExternalExperiment(
+            target_url=external,
+            metrics_url=external + "/metrics",
+            path="/items/{id}",
+            rate=100,
+            duration=2,
+            warmup=0,
+            connections=4,
+            cluster=cluster,
+        ).run(store=store, progress=False)
+        workers = set(cluster.scheduler_info["workers"])
+    loaded = store.load(result.run_id)
+    assert set(loaded.manifest["generator"]["workers"]) == workers
+    assert loaded.manifest["profile"]["cluster"] == cluster.scheduler_address
+    assert loaded.summary()["generator_workers"] == 2
+    assert loaded.summary()["clock_skew_ms"] is not None
+    assert loaded.summary()["requests"] == pytest.approx(200, abs=3)

@@ -1,0 +1,217 @@
+"""ExternalExperiment: load a service the workbench did not start, scrape its /metrics, store the run."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from workbench._errors import InputError, positive_float, positive_int
+from workbench.bottleneck import attribute
+from workbench.experiment import _align
+from workbench.fingerprint import fingerprint
+from workbench.load import LoadResult, plan_load, run_load
+from workbench.load._engine import _resolve
+from workbench.monitor import Monitor
+from workbench.run import RunResult
+from workbench.store import Store, new_run_id
+
+TARGET = "external"
+
+
+@dataclass(frozen=True)
+class ExternalExperiment:
+    """One point to measure on a running service at target_url (e.g. a fleet behind a balancer)."""
+
+    target_url: str
+    metrics_url: str | None = None
+    path: str = "/"
+    connections: int = 64
+    duration: float = 5.0
+    rate: float | None = None
+    arrival: str = "constant"
+    warmup: float = 1.0
+    processes: int | None = None
+    ids: int | None = None
+    transport: str = "raw"
+    allow_remote: bool = False
+    cluster: object = field(default=None, compare=False)
+    name: str = ""
+    labels: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.target_url, str) or not self.target_url.startswith(
+            ("http://", "https://")
+        ):
+            raise InputError("target_url", f"must be an http(s):// URL, got {self.target_url!r}")
+        if self.metrics_url is not None and (
+            not isinstance(self.metrics_url, str)
+            or not self.metrics_url.startswith(("http://", "https://"))
+        ):
+            raise InputError(
+                "metrics_url", f"must be an http(s):// URL or None, got {self.metrics_url!r}"
+            )
+        if not isinstance(self.path, str) or not self.path.startswith("/"):
+            raise InputError("path", f"must start with '/', got {self.path!r}")
+        positive_int("connections", self.connections)
+        positive_float("duration", self.duration)
+        positive_float("warmup", self.warmup, strict=False)
+        if self.rate is not None:
+            positive_float("rate", self.rate)
+
+    @property
+    def url(self) -> str:
+        """The URL the load goes to."""
+        return self.target_url.rstrip("/") + self.path
+
+    def target(self) -> dict[str, Any]:
+        """What is recorded instead of service settings: the run's target is external."""
+        return {"target": TARGET, "target_url": self.target_url, "metrics_url": self.metrics_url}
+
+    def profile(self) -> dict[str, Any]:
+        """The load profile as a JSON-able dict."""
+        return {
+            "path": self.path,
+            "connections": self.connections,
+            "duration": self.duration,
+            "rate": self.rate,
+            "arrival": self.arrival if self.rate else None,
+            "warmup": self.warmup,
+            "processes": self.processes,
+            "transport": self.transport,
+            "cluster": _cluster_name(self.cluster),
+        }
+
+    def check(self) -> None:
+        """Validate the load and the metrics URL (loopback unless allow_remote); start nothing."""
+        plan_load(self.url, **self._load_options(progress=False, for_plan=True))
+        if self.metrics_url is not None:
+            try:
+                _resolve(self.metrics_url, allow_remote=self.allow_remote, transport="httpx")
+            except InputError as exc:
+                raise InputError("metrics_url", str(exc).removeprefix("url: ")) from None
+
+    def run(self, *, store: Store | None = None, progress: bool = True) -> RunResult:
+        """Load the target, scrape its metrics, attribute and store the run."""
+        self.check()
+        run_id = new_run_id(self.name or f"external{self.path}")
+        store = store if store is not None else Store()
+        manifest: dict[str, Any] = {
+            "run_id": run_id,
+            "name": self.name,
+            "labels": self.labels,
+            "target": TARGET,
+            "settings": self.target(),
+            "profile": self.profile(),
+            "environment": fingerprint(),
+            "started_at": datetime.now(UTC).isoformat(),
+            "status": "running",
+        }
+        load: LoadResult | None = None
+        monitor: Monitor | None = None
+        status = "crashed"
+        timings: dict[str, float] = {}
+        try:
+            # no local processes to sample: the service runs elsewhere
+            monitor = Monitor(metrics_url=self.metrics_url, processes=lambda: {}).start()
+            t0 = time.monotonic()
+            load = run_load(self.url, **self._load_options(progress=progress))
+            timings["load_s"] = time.monotonic() - t0
+            status = "finished"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            server = monitor.stop() if monitor is not None else pd.DataFrame()
+            manifest.update(
+                status=status, finished_at=datetime.now(UTC).isoformat(), timings=timings
+            )
+            if load is not None and load.workers:
+                manifest["generator"] = {
+                    "workers": list(load.workers),
+                    "clock_skew_ms": load.clock_skew_ms,
+                }
+            result = self._result(run_id, manifest, load, server)
+            store.save(result)
+        return result
+
+    def _load_options(self, *, progress: bool, for_plan: bool = False) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "connections": self.connections,
+            "duration": self.duration,
+            "rate": self.rate,
+            "arrival": self.arrival,
+            "warmup": self.warmup,
+            "processes": None if for_plan and self.cluster is not None else self.processes,
+            "ids": self.ids,
+            "transport": self.transport,
+            "allow_remote": self.allow_remote,
+            "progress": progress,
+        }
+        if not for_plan:
+            options["cluster"] = self.cluster
+        return options
+
+    def _result(
+        self,
+        run_id: str,
+        manifest: dict[str, Any],
+        load: LoadResult | None,
+        server: pd.DataFrame,
+    ) -> RunResult:
+        # this machine's CPU is the generator's, not the service's
+        server = server.rename(columns={"machine_cpu_pct": "generator_machine_cpu_pct"})
+        aligned = _align(server, load, time.time())
+        summary_load = load.summary() if load is not None else {}
+        verdict = attribute(summary_load, aligned, None)
+        manifest["bottleneck"] = asdict(verdict)
+        row: dict[str, Any] = {
+            "run_id": run_id,
+            "name": self.name,
+            "status": manifest["status"],
+            **self.labels,
+            **self.target(),
+            **{f"load_{k}": v for k, v in self.profile().items()},
+        }
+        if load is not None:
+            latency = load.percentiles_ms("latency")
+            service = load.percentiles_ms("service")
+            row.update(
+                requests=load.requests,
+                errors=load.errors,
+                error_rate=load.errors / load.requests if load.requests else 0.0,
+                throughput_rps=load.throughput_rps,
+                asked_rate=load.asked_rate,
+                **{f"{k}_ms": v for k, v in latency.items()},
+                **{f"service_{k}_ms": v for k, v in service.items()},
+                generator_saturated=load.generator_saturated,
+                saturation_reason=load.saturation_reason,
+                generator_workers=len(set(load.workers)) if load.workers else 0,
+                clock_skew_ms=load.clock_skew_ms,
+            )
+        for column in ("server_rps", "loop_lag_ms", "pool_wait_ms"):
+            if column in aligned:
+                row[f"mean_{column}"] = float(aligned[column].mean())
+        row["bottleneck"] = verdict.kind
+        return RunResult(
+            run_id=run_id,
+            manifest=manifest,
+            summary_row=row,
+            client=load.series() if load is not None else pd.DataFrame(),
+            server=aligned,
+            hdr_latency=load.hdr_latency if load is not None else b"",
+            hdr_service=load.hdr_service if load is not None else b"",
+        )
+
+
+def _cluster_name(cluster: object) -> str | None:
+    """The scheduler address of a cluster given as an address, Client or Cluster."""
+    if cluster is None or isinstance(cluster, str):
+        return cluster
+    address = getattr(cluster, "scheduler_address", None)  # LocalCluster
+    if address is None:
+        address = getattr(getattr(cluster, "scheduler", None), "address", None)  # Client
+    return str(address or cluster)
