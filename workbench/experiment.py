@@ -139,7 +139,9 @@ def _align(server: pd.DataFrame, load: LoadResult | None, end_wall: float) -> pd
     duration = load.duration_s if load is not None else 0.0
     start = getattr(load, "started_at", None) or end_wall - duration
     aligned = server.copy()
-    aligned["second"] = (aligned["time"] - start).floordiv(1.0)
+    # A sample describes the interval since the previous one: label it by that interval's middle.
+    middle = (aligned["time"] + aligned["since"]) / 2 if "since" in aligned else aligned["time"]
+    aligned["second"] = (middle - start).floordiv(1.0)
     aligned = aligned[(aligned["second"] >= 0) & (aligned["second"] < max(duration, 1))]
     return aligned.groupby("second", as_index=False).mean(numeric_only=True)
 

@@ -121,10 +121,11 @@ class Monitor:
         cache: dict[int, psutil.Process] = {}
         before: Sample | None = None
         last = time.time()
+        stopping = False
         with httpx.Client(timeout=max(0.5, self.interval)) as client:
-            while not self._stop.is_set():
+            while True:
                 now_wall = time.time()
-                row: dict[str, Any] = {"time": now_wall}
+                row: dict[str, Any] = {"time": now_wall, "since": last}
                 if self.metrics_url:
                     try:
                         scraped = parse_metrics(client.get(self.metrics_url).text)
@@ -142,4 +143,7 @@ class Monitor:
                 if len(row) > 1:
                     self.rows.append(row)
                 last = now_wall
-                self._stop.wait(max(0.0, self.interval - (time.time() - now_wall)))
+                if stopping:
+                    return
+                # On stop, one last sample covers the interval that was running.
+                stopping = self._stop.wait(max(0.0, self.interval - (time.time() - now_wall)))

@@ -46,5 +46,5 @@ class RunResult:
         """Client and server series joined on the second of the run."""
         if self.server.empty or "second" not in self.server:
             return self.client.copy()
-        server = self.server.drop(columns=["time"], errors="ignore")
+        server = self.server.drop(columns=["time", "since"], errors="ignore")
         return self.client.merge(server, on="second", how="left", suffixes=("", "_server"))
