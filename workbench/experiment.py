@@ -126,7 +126,11 @@ class Experiment:
             manifest.update(
                 status=status, finished_at=datetime.now(UTC).isoformat(), timings=timings
             )
-            result = _result(run_id, manifest, self, load, server)
+            result = assemble(
+                run_id, manifest, name=self.name, labels=self.labels,
+                described=self.settings.to_dict(), profile=self.profile(), load=load,
+                server=server, settings=self.settings,
+            )  # fmt: skip
             log = svc.log if isinstance(svc.log, Path) else None
             store.save(result, files={"service.log": log} if log else None)
         return result
@@ -146,24 +150,34 @@ def _align(server: pd.DataFrame, load: LoadResult | None, end_wall: float) -> pd
     return aligned.groupby("second", as_index=False).mean(numeric_only=True)
 
 
-def _result(
+SERVER_MEANS = (
+    "server_rps", "service_cpu_pct", "postgres_cpu_pct", "redis_cpu_pct", "pool_wait_ms", "loop_lag_ms",
+)  # fmt: skip
+
+
+def assemble(
     run_id: str,
     manifest: dict[str, Any],
-    experiment: Experiment,
+    *,
+    name: str,
+    labels: dict[str, Any],
+    described: dict[str, Any],
+    profile: dict[str, Any],
     load: LoadResult | None,
     server: pd.DataFrame,
+    settings: ServiceSettings | None,
 ) -> RunResult:
+    """A RunResult from what a run measured: server samples aligned, bottleneck named, one summary row."""
     aligned = _align(server, load, time.time())
-    summary_load = load.summary() if load is not None else {}
-    verdict = attribute(summary_load, aligned, experiment.settings)
+    verdict = attribute(load.summary() if load is not None else {}, aligned, settings)
     manifest["bottleneck"] = asdict(verdict)
     row: dict[str, Any] = {
         "run_id": run_id,
-        "name": experiment.name,
+        "name": name,
         "status": manifest["status"],
-        **experiment.labels,
-        **experiment.settings.to_dict(),
-        **{f"load_{k}": v for k, v in experiment.profile().items()},
+        **labels,
+        **described,
+        **{f"load_{k}": v for k, v in profile.items()},
     }
     if load is not None:
         latency = load.percentiles_ms("latency")
@@ -179,13 +193,9 @@ def _result(
             generator_saturated=load.generator_saturated,
             saturation_reason=load.saturation_reason,
         )
-    for column in (
-        "service_cpu_pct",
-        "postgres_cpu_pct",
-        "redis_cpu_pct",
-        "pool_wait_ms",
-        "loop_lag_ms",
-    ):
+        if load.workers:
+            row.update(generator_workers=len(set(load.workers)), clock_skew_ms=load.clock_skew_ms)
+    for column in SERVER_MEANS:
         if column in aligned:
             row[f"mean_{column}"] = float(aligned[column].mean())
     row["bottleneck"] = verdict.kind

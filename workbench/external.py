@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 
 from workbench._errors import InputError, positive_float, positive_int
-from workbench.bottleneck import attribute
-from workbench.experiment import _align
+from workbench.experiment import assemble
 from workbench.fingerprint import fingerprint
 from workbench.load import LoadResult, plan_load, run_load
 from workbench.load._engine import _resolve
@@ -134,7 +133,12 @@ class ExternalExperiment:
                     "workers": list(load.workers),
                     "clock_skew_ms": load.clock_skew_ms,
                 }
-            result = self._result(run_id, manifest, load, server)
+            # this machine's CPU is the generator's, not the service's
+            server = server.rename(columns={"machine_cpu_pct": "generator_machine_cpu_pct"})
+            result = assemble(
+                run_id, manifest, name=self.name, labels=self.labels, described=self.target(),
+                profile=self.profile(), load=load, server=server, settings=None,
+            )  # fmt: skip
             store.save(result)
         return result
 
@@ -154,57 +158,6 @@ class ExternalExperiment:
         if not for_plan:
             options["cluster"] = self.cluster
         return options
-
-    def _result(
-        self,
-        run_id: str,
-        manifest: dict[str, Any],
-        load: LoadResult | None,
-        server: pd.DataFrame,
-    ) -> RunResult:
-        # this machine's CPU is the generator's, not the service's
-        server = server.rename(columns={"machine_cpu_pct": "generator_machine_cpu_pct"})
-        aligned = _align(server, load, time.time())
-        summary_load = load.summary() if load is not None else {}
-        verdict = attribute(summary_load, aligned, None)
-        manifest["bottleneck"] = asdict(verdict)
-        row: dict[str, Any] = {
-            "run_id": run_id,
-            "name": self.name,
-            "status": manifest["status"],
-            **self.labels,
-            **self.target(),
-            **{f"load_{k}": v for k, v in self.profile().items()},
-        }
-        if load is not None:
-            latency = load.percentiles_ms("latency")
-            service = load.percentiles_ms("service")
-            row.update(
-                requests=load.requests,
-                errors=load.errors,
-                error_rate=load.errors / load.requests if load.requests else 0.0,
-                throughput_rps=load.throughput_rps,
-                asked_rate=load.asked_rate,
-                **{f"{k}_ms": v for k, v in latency.items()},
-                **{f"service_{k}_ms": v for k, v in service.items()},
-                generator_saturated=load.generator_saturated,
-                saturation_reason=load.saturation_reason,
-                generator_workers=len(set(load.workers)) if load.workers else 0,
-                clock_skew_ms=load.clock_skew_ms,
-            )
-        for column in ("server_rps", "loop_lag_ms", "pool_wait_ms"):
-            if column in aligned:
-                row[f"mean_{column}"] = float(aligned[column].mean())
-        row["bottleneck"] = verdict.kind
-        return RunResult(
-            run_id=run_id,
-            manifest=manifest,
-            summary_row=row,
-            client=load.series() if load is not None else pd.DataFrame(),
-            server=aligned,
-            hdr_latency=load.hdr_latency if load is not None else b"",
-            hdr_service=load.hdr_service if load is not None else b"",
-        )
 
 
 def _cluster_name(cluster: object) -> str | None:
