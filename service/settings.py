@@ -242,7 +242,8 @@ def ladder() -> list[tuple[str, ServiceSettings]]:
             },
         ),
         ("+cache", {"cache": True}),
-        ("+workers", {"server": "gunicorn", "workers": 2}),
+        # preload: the app is imported once in the master, so workers fork ready (starts ~2x faster).
+        ("+workers", {"server": "gunicorn", "workers": 2, "preload": True}),
     ]
     out: list[tuple[str, ServiceSettings]] = []
     current = ServiceSettings()
