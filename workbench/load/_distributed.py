@@ -24,8 +24,8 @@ from workbench.load._engine import (
     _Driver,
     _Plan,
     _say,
+    worker_specs,
 )
-from workbench.load._profile import split_evenly
 from workbench.load._result import LoadResult
 
 if TYPE_CHECKING:
@@ -254,23 +254,7 @@ def run_distributed(plan: _Plan, *, cluster: object, processes: int | None = Non
             )
         plan = replace(plan, processes=processes)
         drain = min(plan.timeout, MAX_DRAIN_S)
-        caps = split_evenly(profile.connections, processes)
-        specs = [
-            WorkerSpec(
-                index=i,
-                workers=processes,
-                base_url=plan.base_url,
-                host=plan.host,
-                port=plan.port,
-                connections=caps[i],
-                profile=profile,
-                scenario=plan.scenario,
-                timeout=plan.timeout,
-                transport=plan.transport,
-                drain=drain,
-            )
-            for i in range(processes)
-        ]
+        specs = worker_specs(plan)
         placed = [addresses[i % len(addresses)] for i in range(processes)]
         offsets = clock_offsets(client, sorted(set(placed)))
         skew_ms = 1000 * max(abs(o.offset_s) for o in offsets.values())

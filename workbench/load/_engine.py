@@ -622,12 +622,10 @@ def _say(plan: _Plan, text: str) -> None:
         print(text, flush=True)
 
 
-def _execute(plan: _Plan) -> LoadResult:
-    """Start the workers, hand them a common start time, merge what they report."""
-    profile = plan.profile
-    drain = min(plan.timeout, MAX_DRAIN_S)
-    caps = split_evenly(profile.connections, plan.processes)
-    specs = [
+def worker_specs(plan: _Plan) -> list[WorkerSpec]:
+    """One spec per generator: the plan's connections and rate split evenly across them."""
+    caps = split_evenly(plan.profile.connections, plan.processes)
+    return [
         WorkerSpec(
             index=i,
             workers=plan.processes,
@@ -635,14 +633,21 @@ def _execute(plan: _Plan) -> LoadResult:
             host=plan.host,
             port=plan.port,
             connections=caps[i],
-            profile=profile,
+            profile=plan.profile,
             scenario=plan.scenario,
             timeout=plan.timeout,
             transport=plan.transport,
-            drain=drain,
+            drain=min(plan.timeout, MAX_DRAIN_S),
         )
         for i in range(plan.processes)
     ]
+
+
+def _execute(plan: _Plan) -> LoadResult:
+    """Start the workers, hand them a common start time, merge what they report."""
+    profile = plan.profile
+    drain = min(plan.timeout, MAX_DRAIN_S)
+    specs = worker_specs(plan)
     mode = (
         f"open loop {profile.arrival} {profile.asked_rate:,.0f} req/s (cap {profile.connections} "
         "connections)"
