@@ -60,6 +60,7 @@ class LoadResult:
     generator_saturated: bool
     saturation_reason: str | None
     started_at: float = 0.0  # wall-clock (epoch s) start of the measured window
+    interrupted: bool = False  # stopped early: counts and series cover the seconds collected
 
     @property
     def throughput_rps(self) -> float:
@@ -92,6 +93,7 @@ class LoadResult:
             "send_lag_p99_ms": _clean(hist.percentile_ms(lag, 99)) if self.asked_rate else 0.0,
             "generator_saturated": self.generator_saturated,
             "saturation_reason": self.saturation_reason,
+            "interrupted": self.interrupted,
         }
 
     def series(self) -> pd.DataFrame:
@@ -123,6 +125,8 @@ class LoadResult:
             "  latency ms  " + _fmt(lat),
             "  service ms  " + _fmt(svc),
         ]
+        if self.interrupted:
+            lines.append(f"  INTERRUPTED: partial result of the first {self.duration_s:g} s")
         if self.generator_saturated:
             lines.append(f"  GENERATOR SATURATED: {self.saturation_reason}")
         return "\n".join(lines)
@@ -143,3 +147,11 @@ def _clean(value: float) -> float:
 
 def _fmt(values: Mapping[str, float]) -> str:
     return "  ".join(f"{k} {v:.2f}" for k, v in values.items())
+
+
+class LoadInterrupted(KeyboardInterrupt):
+    """Ctrl-C/SIGTERM during a load run; `.result` holds what was measured until then (or None)."""
+
+    def __init__(self, result: LoadResult | None) -> None:
+        super().__init__("load run interrupted")
+        self.result = result
