@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
+import asyncpg
 import redis.asyncio as aioredis
-from fastapi import FastAPI
+import sqlalchemy.exc
+from fastapi import FastAPI, Request, Response
 
 from service import metrics
 from service.batcher import Batcher
@@ -97,8 +99,44 @@ def create_app(
 
     app = FastAPI(title="FastAPI tuning workbench: bundled service", lifespan=lifespan)
     app.add_middleware(_MetricsMiddleware)
+    for kind in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(kind, _database_unavailable)
     app.include_router(router)
     return app
+
+
+# The database is down, restarting, unreachable or its pool is exhausted: a 503 the client can
+# retry, on a connection kept alive (an unhandled error would close it) and without a traceback.
+_CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
+    sqlalchemy.exc.TimeoutError,  # pool_timeout
+)
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (*_CONNECTION_ERRORS, sqlalchemy.exc.DBAPIError)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when exc says the database cannot be reached (as opposed to a bad query)."""
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return True
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        # SQLAlchemy's asyncpg adapter wraps the driver's error as its cause
+        orig = exc.orig
+        return isinstance(orig, _CONNECTION_ERRORS) or isinstance(
+            getattr(orig, "__cause__", None), _CONNECTION_ERRORS
+        )
+    return False
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    if not database_unavailable(exc):
+        raise exc
+    metrics.DB_UNAVAILABLE.labels(type(exc).__name__).inc()
+    body = b'{"detail":"database unavailable: ' + type(exc).__name__.encode() + b'"}'
+    return Response(body, 503, headers={"Retry-After": "1"}, media_type="application/json")
 
 
 Scope = MutableMapping[str, Any]

@@ -32,6 +32,9 @@ POOL_OVERFLOW = Gauge(
     "db_pool_overflow", "Overflow connections by engine", ["engine"], multiprocess_mode="livesum"
 )
 QUERIES = Counter("db_queries_total", "Queries sent to the database", ["engine"])
+DB_UNAVAILABLE = Counter(
+    "db_unavailable_total", "Requests answered 503 because the database was unreachable", ["error"]
+)
 POOL_WAIT = Histogram(
     "db_pool_checkout_seconds",
     "Time to get a connection from the pool (includes opening one)",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ctypes
+import functools
 import os
 import pwd
 import signal
@@ -73,6 +75,22 @@ def spawn(
     detach: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start argv as a child writing to log; it dies with us unless detach."""
+    if not detach and threading.current_thread() is not threading.main_thread():
+        # The kernel sends PDEATHSIG when the *thread* that forked the child ends: a child
+        # started from a short-lived thread would be killed with it. Fork from one that stays.
+        return _spawner().submit(_popen, argv, log=log, env=env, user=user, cwd=cwd).result()
+    return _popen(argv, log=log, env=env, user=user, cwd=cwd, detach=detach)
+
+
+def _popen(
+    argv: Sequence[str],
+    *,
+    log: Path,
+    env: Mapping[str, str] | None,
+    user: str | None,
+    cwd: Path | None,
+    detach: bool = False,
+) -> subprocess.Popen[bytes]:
     ids = user_ids(user)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
@@ -89,6 +107,11 @@ def spawn(
             start_new_session=True,
             preexec_fn=None if detach else _die_with_parent,
         )
+
+
+@functools.cache
+def _spawner() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="spawner")
 
 
 def run(

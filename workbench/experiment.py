@@ -166,6 +166,8 @@ def _result(
 ) -> RunResult:
     aligned = _align(server, load, time.time())
     summary_load = load.summary() if load is not None else {}
+    if load is not None:  # epoch seconds of the client's second 0, to place outside events
+        manifest["window_started_at"] = load.started_at
     verdict = attribute(summary_load, aligned, experiment.settings)
     manifest["bottleneck"] = asdict(verdict)
     row: dict[str, Any] = {

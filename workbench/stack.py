@@ -123,6 +123,35 @@ class Stack(_process.Managed):
             self._postgres = None
             self.database_url = None
 
+    # --- faults (workbench.faults): stop a server and start it again on the same port ----
+    def stop_server(self, name: str) -> None:
+        """Stop one embedded server (postgres, redis, upstream); start_server brings it back."""
+        if name == "upstream" and self._upstream is not None:
+            _process.stop(self._upstream, timeout=5)
+        else:
+            self._embedded(name).stop()
+
+    def start_server(self, name: str) -> None:
+        """Start again, on the same port and data, a server stopped by stop_server."""
+        if name == "upstream" and self._upstream is not None:
+            argv = [str(a) for a in self._upstream.args]  # type: ignore[union-attr]
+            self._upstream = _process.spawn(argv, log=self.root / "upstream.log")
+            port = int(argv[argv.index("--port") + 1])
+            if not wait_for_port(port, timeout=10):
+                raise StackError(f"the fake upstream did not listen again on port {port}")
+        else:
+            self._embedded(name).start()
+
+    def _embedded(self, name: str) -> EmbeddedPostgres | EmbeddedRedis:
+        server = {"postgres": self._postgres, "redis": self._redis}.get(name)
+        if server is None:
+            started = [n for n in ("postgres", "redis", "upstream") if n in self.pids()]
+            raise InputError(
+                "server",
+                f"must be a server this stack started ({', '.join(started)}), got {name!r}",
+            )
+        return server
+
     # --- facts --------------------------------------------------------------------------
     @property
     def url(self) -> str:
