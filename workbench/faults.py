@@ -39,6 +39,7 @@ class Outage:
     error: BaseException | None = field(default=None, init=False)
     _thread: threading.Thread | None = field(default=None, init=False, repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _stopped: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.server not in SERVERS:
@@ -85,15 +86,17 @@ class Outage:
                 self.error = self.error or exc
 
     def _down(self) -> None:
+        self._stopped = True
         if self.mode == "stop":
             self.stack.stop_server(self.server)
         else:
             _signal_tree(self.stack.pids()[self.server], signal.SIGSTOP)
 
     def _up(self) -> None:
+        if not self._stopped:
+            return
         if self.mode == "stop":
-            if self.server not in self.stack.pids():
-                self.stack.start_server(self.server)
+            self.stack.start_server(self.server)
         else:
             _signal_tree(self.stack.pids()[self.server], signal.SIGCONT)
 
