@@ -56,7 +56,7 @@ def test_redis_outage_degrades_to_the_database_and_pubsub_resubscribes(
         _invalidation_reaches_every_worker(service)
     assert descendants() - set(stack.pids().values()) <= before  # Redis has a new pid
     down, up = outage.seconds(run.manifest["window_started_at"])
-    assert 0 < down and up < 5.5, (down, up)
+    assert down > 0 and up < 5.5, (down, up)
     summary = run.summary()
     frame = run.to_frame().set_index("second")
     print(f"outage {down:.2f}-{up:.2f} s\n" + frame[

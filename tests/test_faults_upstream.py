@@ -45,7 +45,7 @@ def test_upstream_outage_is_bounded_and_classed(
     print(f"upstream {mode} {down:.2f}-{up:.2f} s\n" + frame[
         ["sent", "completed", "errors", "status_5xx", "p99_ms", "in_flight"]
     ].to_string())  # fmt: skip
-    assert 0 < down and up < 5.5, (down, up)
+    assert down > 0 and up < 5.5, (down, up)
     assert run.status == "finished"
     # errors are counted when they arrive: a timeout TIMEOUT after its request
     inside = frame[(frame.index >= down + TIMEOUT) & (frame.index + 1 <= up)]
