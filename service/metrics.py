@@ -31,6 +31,15 @@ POOL_CHECKED_OUT = Gauge(
 POOL_OVERFLOW = Gauge(
     "db_pool_overflow", "Overflow connections by engine", ["engine"], multiprocess_mode="livesum"
 )
+L1_ENTRIES = Gauge(
+    "cache_l1_entries", "Entries in the L1 caches (max of the workers)", multiprocess_mode="livemax"
+)
+BATCH_PENDING = Gauge(
+    "batcher_pending",
+    "Lookups waiting in the batcher (max of the workers)",
+    multiprocess_mode="livemax",
+)
+BODY_REJECTED = Counter("http_body_rejected_total", "Requests refused for an oversized body")
 QUERIES = Counter("db_queries_total", "Queries sent to the database", ["engine"])
 DB_UNAVAILABLE = Counter(
     "db_unavailable_total", "Requests answered 503 because the database was unreachable", ["error"]
