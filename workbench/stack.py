@@ -56,6 +56,7 @@ class Stack(_process.Managed):
     _redis: EmbeddedRedis | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        given = (self.database_url, self.redis_url)
         self.database_url = self.database_url or os.environ.get("DATABASE_URL") or None
         self.redis_url = self.redis_url or os.environ.get("REDIS_URL") or None
         self.upstream_url = self.upstream_url or os.environ.get("UPSTREAM_URL") or None
@@ -67,10 +68,13 @@ class Stack(_process.Managed):
             raise InputError("upstream_delay", f"must be a number, got {self.upstream_delay!r}")
         if self.upstream_delay < 0:
             raise InputError("upstream_delay", f"must be >= 0, got {self.upstream_delay!r}")
+        # name the environment variable when that is where a URL came from
         if self.database_url:
-            check_url("database_url", self.database_url, schemes=("postgresql", "postgres"))
+            name = "database_url" if self.database_url == given[0] else "DATABASE_URL"
+            check_url(name, self.database_url, schemes=("postgresql", "postgres"))
         if self.redis_url:
-            check_url("redis_url", self.redis_url, schemes=("redis",))
+            name = "redis_url" if self.redis_url == given[1] else "REDIS_URL"
+            check_url(name, self.redis_url, schemes=("redis",))
         if isinstance(self.users, bool) or not isinstance(self.users, int) or self.users < 1:
             raise InputError("users", f"must be an integer >= 1, got {self.users!r}")
 
