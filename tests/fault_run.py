@@ -1,12 +1,13 @@
 """A run in a process of its own, to interrupt from a test: its own embedded stack, store and service.
 
-python -m tests.fault_run STORE_DIR [preset] — prints "measuring" lines as seconds are measured.
+python -m tests.fault_run STORE_DIR [preset] | python -m tests.fault_run sweep STORE_DIR — prints "measuring" lines as seconds are measured.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from service.settings import ServiceSettings
 from workbench.experiment import Experiment
@@ -38,5 +39,25 @@ def main(store: str, preset: str = "optimized") -> None:
         ).run(stack, store=Store(Path(store)), progress=True)  # fmt: skip
 
 
+def sweep_main(store: str) -> None:
+    """A three-point sweep on a stack of its own, meant to be killed in its second point."""
+    with Stack(users=500, progress=print) as stack:
+        sweep().run(stack, store=Store(Path(store)), progress=True)
+
+
+def sweep() -> Any:
+    """The sweep of sweep_main (the test resumes the same one)."""
+    from workbench.sweep import Sweep
+
+    base = Experiment(
+        settings=ServiceSettings(serializer="orjson"), connections=4, duration=2, warmup=0.2,
+        processes=1,
+    )  # fmt: skip
+    return Sweep({"pool_size": [3, 4, 5]}, base=base, name="killed")
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    if sys.argv[1] == "sweep":
+        sweep_main(sys.argv[2])
+    else:
+        main(*sys.argv[1:])

@@ -92,6 +92,7 @@ class Experiment:
             "started_at": datetime.now(UTC).isoformat(),
             "status": "running",
         }
+        store.begin(run_id, manifest)
         own = service is None
         svc = service or ServiceProcess(self.settings, stack)
         load: LoadResult | None = None
