@@ -194,21 +194,28 @@ def main() -> None:
     parser.add_argument(
         "--p99-limit", type=float, default=P99_LIMIT_MS, help="search: P99 ms a step may reach"
     )
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a setting of the optimized preset, repeatable",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.duration <= 0 or not 0 < args.share <= 1 or (args.rate is not None and args.rate <= 0):
         parser.error("--duration and --rate must be > 0, --share in (0, 1]")
     root = Path(os.environ.get("WORKBENCH_STACK_DIR") or tempfile.mkdtemp(prefix="soak-stack-"))
     root.chmod(0o755)
-    settings = ServiceSettings.optimized()
+    overrides = dict(pair.split("=", 1) for pair in args.overrides if "=" in pair)
+    settings = ServiceSettings.optimized().replace(**overrides)
     with (
         Stack(users=args.users, root=root, progress=lambda _: None) as stack,
         ServiceProcess(settings, stack) as service,
     ):
         url = service.url + ENDPOINT
-        # caches warm first: a soak measures the steady state, not the cold start
-        run_load(
-            url, connections=16, duration=args.warm, warmup=0.5, ids=args.users, progress=False
+        # Caches warm first: a soak measures the steady state, not the cold start. Many
+        # connections, so that the batcher's batches fill instead of waiting for its flush timer.
+        warm = run_load(
+            url, connections=128, duration=args.warm, warmup=0.5, ids=args.users, progress=False
         )
+        print(f"cache warm-up: {warm.requests:,} requests in {args.warm:g} s", flush=True)
         if args.rate is None:
             print(f"capacity search on {url} (open loop, {args.step:g} s steps):", flush=True)
             found, _ = capacity(
