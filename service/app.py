@@ -13,6 +13,8 @@ import asyncpg
 import redis.asyncio as aioredis
 import sqlalchemy.exc
 from fastapi import FastAPI, HTTPException, Request, Response
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from service import metrics
 from service.batcher import Batcher
@@ -42,8 +44,15 @@ def create_app(
         db = Database.create(
             settings, url=database_url, read_url=os.environ.get("READ_DATABASE_URL")
         )
+        # A cache must fail fast: bounded socket waits and no retries (redis-py's default
+        # retries 10 times, backing off up to 1 s each, when Redis is down).
         pool = aioredis.BlockingConnectionPool.from_url(
-            redis_url, max_connections=settings.redis_max_connections, timeout=5
+            redis_url,
+            max_connections=settings.redis_max_connections,
+            timeout=5,
+            socket_timeout=REDIS_TIMEOUT,
+            socket_connect_timeout=REDIS_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
         )
         res = Resources(settings=settings, db=db, redis=aioredis.Redis(connection_pool=pool))
         watchers = [asyncio.create_task(_watch_loop_lag()), asyncio.create_task(_watch_pools(db))]
@@ -178,6 +187,7 @@ class _MetricsMiddleware:
 
 
 MAX_BODY_BYTES = 64 * 1024
+REDIS_TIMEOUT = 0.5
 _TOO_LARGE = b'{"detail":"request body larger than %d bytes"}' % MAX_BODY_BYTES
 
 

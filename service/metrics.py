@@ -39,6 +39,9 @@ BATCH_PENDING = Gauge(
     "Lookups waiting in the batcher (max of the workers)",
     multiprocess_mode="livemax",
 )
+L2_SKIPPED = Counter(
+    "cache_l2_pauses_total", "Times L2 was skipped for a while after a Redis error"
+)
 BODY_REJECTED = Counter("http_body_rejected_total", "Requests refused for an oversized body")
 QUERIES = Counter("db_queries_total", "Queries sent to the database", ["engine"])
 DB_UNAVAILABLE = Counter(

@@ -3,6 +3,7 @@ result is stored and marked interrupted."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -154,3 +155,35 @@ def test_kernel_interrupt_ends_every_process_and_stores_the_partial_result(
     finally:
         client.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_load_command_interrupted_prints_and_writes_the_partial_result(tmp_path: Path) -> None:
+    from .load_servers import serve
+
+    report = tmp_path / "load.json"
+    with serve() as (url, _):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workbench.load", url + "/", "--rate", "200", "--duration",
+             "30", "--warmup", "0", "--processes", "1", "--connections", "4",
+             "--json", str(report)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=project_dir(),
+        )  # fmt: skip
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                if MEASURED.match(line):
+                    break
+            children = psutil.Process(proc.pid).children(recursive=True)
+            os.kill(proc.pid, signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 130, err
+    assert "INTERRUPTED: partial result of the first" in out and "interrupted" in err
+    summary = json.loads(report.read_text())
+    assert summary["interrupted"] is True and summary["requests"] >= 2 * 200 * 0.9
+    assert summary["duration_s"] >= 2
+    for child in children:
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
