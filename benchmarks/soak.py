@@ -251,6 +251,10 @@ def main() -> None:
     print("  RSS MiB (mean of first window -> last window, growth):")
     for name, (a, b) in sampler.growth(window).items():
         print(f"    {name:36s} {a:8.1f} -> {b:8.1f}  {b - a:+7.1f} MiB ({100 * (b - a) / a:+.1f}%)")
+    bad = [r for r in result.rows if r["errors"]]
+    for row in bad[:10]:  # where errors happened, to tell a stall from a scattered race
+        classes = {k: row[k] for k in ("timeout", "connect", "reset", "status_5xx") if row[k]}
+        print(f"  second {row['second']}: errors {classes}, P99 {row['p99_ms']:.1f} ms")
     if workers_before != workers_after:
         print(
             f"  service workers were replaced during the run: {workers_before} -> {workers_after}"
