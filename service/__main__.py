@@ -5,15 +5,54 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from urllib.parse import urlsplit
 
-from service.settings import ServiceSettings
+from service.settings import ServiceSettings, SettingsError
+
+# Variable → (required, allowed URL schemes)
+URL_VARIABLES = {
+    "DATABASE_URL": (True, ("postgresql", "postgres")),
+    "READ_DATABASE_URL": (False, ("postgresql", "postgres")),
+    "REDIS_URL": (True, ("redis", "rediss")),
+    "UPSTREAM_URL": (False, ("http", "https")),
+}
+
+
+def check_environment(environ: dict[str, str]) -> tuple[ServiceSettings, str, int]:
+    """Settings, host and port from the environment; SettingsError naming a bad variable."""
+    settings = ServiceSettings.from_env(environ)
+    for name, (required, schemes) in URL_VARIABLES.items():
+        value = environ.get(name, "")
+        if not value:
+            if required:
+                raise SettingsError(
+                    name, f"is not set; give a URL like {schemes[0]}://host:port/..."
+                )
+            continue
+        try:
+            parts = urlsplit(value)
+            _ = parts.port
+        except ValueError as exc:
+            raise SettingsError(name, f"is not a valid URL ({exc}): {value!r}") from None
+        if parts.scheme not in schemes or not parts.hostname:
+            raise SettingsError(
+                name,
+                f"must be a URL like {schemes[0]}://host:port/... ({'/'.join(schemes)}), got {value!r}",
+            )
+    host = environ.get("HOST", "127.0.0.1")
+    text = environ.get("PORT", "8000")
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise SettingsError("PORT", f"must be a port number 1..65535, got {text!r}")
+    return settings, host, int(text)
 
 
 def main() -> int:
     """Start uvicorn or gunicorn with uvicorn workers, as the settings say."""
-    settings = ServiceSettings.from_env()
-    host = os.environ.get("HOST", "127.0.0.1")
-    port = int(os.environ.get("PORT", "8000"))
+    try:
+        settings, host, port = check_environment(dict(os.environ))
+    except SettingsError as exc:
+        print(f"service: error: {exc}", file=sys.stderr)
+        return 2
     if settings.server == "gunicorn" or settings.workers > 1:
         # Workers are separate processes: metrics are merged through files.
         os.environ.setdefault(

@@ -9,8 +9,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
+import asyncpg
 import redis.asyncio as aioredis
-from fastapi import FastAPI
+import sqlalchemy.exc
+from fastapi import FastAPI, HTTPException, Request, Response
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from service import metrics
 from service.batcher import Batcher
@@ -40,11 +44,19 @@ def create_app(
         db = Database.create(
             settings, url=database_url, read_url=os.environ.get("READ_DATABASE_URL")
         )
+        # A cache must fail fast: bounded socket waits and no retries (redis-py's default
+        # retries 10 times, backing off up to 1 s each, when Redis is down).
         pool = aioredis.BlockingConnectionPool.from_url(
-            redis_url, max_connections=settings.redis_max_connections, timeout=5
+            redis_url,
+            max_connections=settings.redis_max_connections,
+            timeout=5,
+            socket_timeout=REDIS_TIMEOUT,
+            socket_connect_timeout=REDIS_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
         )
         res = Resources(settings=settings, db=db, redis=aioredis.Redis(connection_pool=pool))
         watchers = [asyncio.create_task(_watch_loop_lag()), asyncio.create_task(_watch_pools(db))]
+        watchers.append(asyncio.create_task(_watch_bounds(res)))
         subscriber: aioredis.Redis | None = None
         if settings.cache:
             # Pub/sub holds its connection for good: a client of its own, outside the pool.
@@ -96,9 +108,46 @@ def create_app(
             await db.dispose()
 
     app = FastAPI(title="FastAPI tuning workbench: bundled service", lifespan=lifespan)
+    app.add_middleware(_BodyLimitMiddleware, limit=MAX_BODY_BYTES)
     app.add_middleware(_MetricsMiddleware)
+    for kind in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(kind, _database_unavailable)
     app.include_router(router)
     return app
+
+
+# The database is down, restarting, unreachable or its pool is exhausted: a 503 the client can
+# retry, on a connection kept alive (an unhandled error would close it) and without a traceback.
+_CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
+    sqlalchemy.exc.TimeoutError,  # pool_timeout
+)
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (*_CONNECTION_ERRORS, sqlalchemy.exc.DBAPIError)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when exc says the database cannot be reached (as opposed to a bad query)."""
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return True
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        # SQLAlchemy's asyncpg adapter wraps the driver's error as its cause
+        orig = exc.orig
+        return isinstance(orig, _CONNECTION_ERRORS) or isinstance(
+            getattr(orig, "__cause__", None), _CONNECTION_ERRORS
+        )
+    return False
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    if not database_unavailable(exc):
+        raise exc
+    metrics.DB_UNAVAILABLE.labels(type(exc).__name__).inc()
+    body = b'{"detail":"database unavailable: ' + type(exc).__name__.encode() + b'"}'
+    return Response(body, 503, headers={"Retry-After": "1"}, media_type="application/json")
 
 
 Scope = MutableMapping[str, Any]
@@ -135,6 +184,81 @@ class _MetricsMiddleware:
             label = getattr(route, "path", "unmatched")
             metrics.REQUESTS.labels(label, str(status)).inc()
             metrics.LATENCY.labels(label).observe(time.perf_counter() - start)
+
+
+MAX_BODY_BYTES = 64 * 1024
+REDIS_TIMEOUT = 0.5
+_TOO_LARGE = b'{"detail":"request body larger than %d bytes"}' % MAX_BODY_BYTES
+
+
+class _BodyLimitMiddleware:
+    """413 for a body over `limit` bytes, by Content-Length or while a chunked body streams in."""
+
+    def __init__(
+        self, app: Callable[[Scope, Receive, Send], Awaitable[None]], *, limit: int
+    ) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if not value.isdigit() or int(value) > self.limit:
+                    await self._refuse(send)
+                    return
+                break
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    metrics.BODY_REJECTED.inc()
+                    raise _BodyTooLarge
+            return message
+
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, tracking)
+        except _BodyTooLarge:
+            if started:
+                raise
+            await self._refuse(send)
+
+    @staticmethod
+    async def _refuse(send: Send) -> None:
+        metrics.BODY_REJECTED.inc()
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": _TOO_LARGE})
+
+
+class _BodyTooLarge(HTTPException):
+    """A streamed request body went over the limit (FastAPI passes HTTPExceptions through)."""
+
+    def __init__(self) -> None:
+        super().__init__(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+
+
+async def _watch_bounds(res: Resources, interval: float = 0.5) -> None:
+    """Publish the sizes of the service's bounded in-memory structures."""
+    while True:
+        if res.cache is not None:
+            metrics.L1_ENTRIES.set(len(res.cache.l1))
+        if res.batcher is not None:
+            metrics.BATCH_PENDING.set(res.batcher.pending)
+        await asyncio.sleep(interval)
 
 
 async def _watch_loop_lag(interval: float = 0.1) -> None:

@@ -22,6 +22,7 @@ KEY_PREFIX = "cache:"
 CHANNEL = "cache:invalidations"
 RETRY_DELAY = 0.2
 REPEAT_AFTER = 0.5
+L2_PAUSE = 1.0  # after a Redis failure, requests skip L2 this long instead of each waiting on it
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -96,6 +97,29 @@ class MultiLevelCache:
         self.repeat_after = repeat_after
         self.subscribed = asyncio.Event()
         self._repeats: set[asyncio.Task[None]] = set()
+        self._clock = clock
+        self._l2_down_until = 0.0  # 0: L2 in use; else skipped until then (a circuit breaker)
+        self._probing = False
+
+    def _l2_available(self) -> bool:
+        """Closed: use L2. Open (after a failure): skip it for L2_PAUSE, then let one probe in."""
+        if self._l2_down_until == 0.0:
+            return True
+        if self._probing or self._clock() < self._l2_down_until:
+            return False
+        self._probing = True
+        return True
+
+    def _l2_ok(self) -> None:
+        if self._l2_down_until:
+            self._l2_down_until = 0.0
+            self._probing = False
+
+    def _l2_failed(self) -> None:
+        # A down or frozen Redis costs one timeout per pause, not one per request.
+        self._l2_down_until = self._clock() + L2_PAUSE
+        self._probing = False
+        metrics.L2_SKIPPED.inc()
 
     async def get(self, key: str) -> bytes | None:
         """L1, then L2 (copying a hit into L1); None on a miss or when Redis is down."""
@@ -104,11 +128,15 @@ class MultiLevelCache:
             metrics.CACHE_HITS.labels("l1").inc()
             return value
         metrics.CACHE_MISSES.labels("l1").inc()
-        try:
-            raw = await self.redis.get(KEY_PREFIX + key)
-        except RedisError:
-            # A cache that is down is a miss, never an error for the client.
-            raw = None
+        raw = None
+        if self._l2_available():
+            try:
+                raw = await self.redis.get(KEY_PREFIX + key)
+            except RedisError:
+                # A cache that is down is a miss, never an error for the client.
+                self._l2_failed()
+            else:
+                self._l2_ok()
         if raw is None:
             metrics.CACHE_MISSES.labels("l2").inc()
             return None
@@ -121,10 +149,15 @@ class MultiLevelCache:
         """Store in L1 and L2 for ttl seconds (default l2_ttl)."""
         seconds = ttl if ttl is not None else self.l2_ttl
         self.l1.set(key, value, ttl=seconds)
+        if not self._l2_available():
+            return
         try:
             await self.redis.set(KEY_PREFIX + key, value, ex=max(1, int(seconds)))
         except RedisError:
-            log.warning("L2 set failed for %s", key)
+            log.warning("L2 set failed for %s; skipping L2 for %g s", key, L2_PAUSE)
+            self._l2_failed()
+        else:
+            self._l2_ok()
 
     async def invalidate(self, keys: Sequence[str]) -> None:
         """Drop keys here and in L2, tell the other workers, and do it again after repeat_after."""

@@ -37,7 +37,22 @@ POOL_HOLD = Histogram(
     ["engine"],
     buckets=LATENCY_BUCKETS,
 )
+L1_ENTRIES = Gauge(
+    "cache_l1_entries", "Entries in the L1 caches (max of the workers)", multiprocess_mode="livemax"
+)
+BATCH_PENDING = Gauge(
+    "batcher_pending",
+    "Lookups waiting in the batcher (max of the workers)",
+    multiprocess_mode="livemax",
+)
+L2_SKIPPED = Counter(
+    "cache_l2_pauses_total", "Times L2 was skipped for a while after a Redis error"
+)
+BODY_REJECTED = Counter("http_body_rejected_total", "Requests refused for an oversized body")
 QUERIES = Counter("db_queries_total", "Queries sent to the database", ["engine"])
+DB_UNAVAILABLE = Counter(
+    "db_unavailable_total", "Requests answered 503 because the database was unreachable", ["error"]
+)
 POOL_WAIT = Histogram(
     "db_pool_checkout_seconds",
     "Time to get a connection from the pool (includes opening one)",

@@ -158,7 +158,11 @@ class ServiceSettings:
             for name in cls.names()
             if ENV_PREFIX + name.upper() in env
         }
-        return cls.from_dict(values)
+        try:
+            return cls.from_dict(values)
+        except SettingsError as exc:  # name the variable the user set, not the field
+            variable = ENV_PREFIX + exc.name.upper()
+            raise SettingsError(variable, str(exc).split(": ", 1)[1]) from None
 
     def to_env(self) -> dict[str, str]:
         """The SVC_* environment variables that reproduce these settings."""

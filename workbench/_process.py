@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ctypes
+import functools
 import os
 import pwd
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -72,6 +75,22 @@ def spawn(
     detach: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start argv as a child writing to log; it dies with us unless detach."""
+    if not detach and threading.current_thread() is not threading.main_thread():
+        # The kernel sends PDEATHSIG when the *thread* that forked the child ends: a child
+        # started from a short-lived thread would be killed with it. Fork from one that stays.
+        return _spawner().submit(_popen, argv, log=log, env=env, user=user, cwd=cwd).result()
+    return _popen(argv, log=log, env=env, user=user, cwd=cwd, detach=detach)
+
+
+def _popen(
+    argv: Sequence[str],
+    *,
+    log: Path,
+    env: Mapping[str, str] | None,
+    user: str | None,
+    cwd: Path | None,
+    detach: bool = False,
+) -> subprocess.Popen[bytes]:
     ids = user_ids(user)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
@@ -88,6 +107,11 @@ def spawn(
             start_new_session=True,
             preexec_fn=None if detach else _die_with_parent,
         )
+
+
+@functools.cache
+def _spawner() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="spawner")
 
 
 def run(
@@ -133,6 +157,26 @@ def stop(
         stop_pid(proc.pid, sig=sig, timeout=timeout)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While inside, SIGTERM raises KeyboardInterrupt (so cleanup runs), when it would kill us."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield  # someone (the CLI, a server) already decided what SIGTERM does
+        return
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def log_tail(log: Path, lines: int = 20) -> str:

@@ -12,11 +12,12 @@ from typing import Any
 import pandas as pd
 
 from service.settings import ServiceSettings
+from workbench import _process
 from workbench._errors import InputError, positive_float, positive_int
 from workbench.bottleneck import attribute
 from workbench.fingerprint import fingerprint
 from workbench.launcher import ServiceProcess
-from workbench.load import LoadResult, run_load
+from workbench.load import LoadInterrupted, LoadResult, run_load
 from workbench.monitor import Monitor
 from workbench.run import RunResult
 from workbench.stack import Stack
@@ -69,7 +70,17 @@ class Experiment:
         progress: bool = True,
         service: ServiceProcess | None = None,
     ) -> RunResult:
-        """Start the service (unless given), load it, sample the server, attribute and store the run."""
+        """Start the service (unless given), load it, sample the server, attribute and store the run.
+
+        Ctrl-C or SIGTERM stops everything the run started and stores what was measured, marked
+        interrupted, then raises KeyboardInterrupt (LoadInterrupted when the load had begun).
+        """
+        with _process.sigterm_interrupts():
+            return self._run(stack, store=store, progress=progress, service=service)
+
+    def _run(
+        self, stack: Stack, *, store: Store | None, progress: bool, service: ServiceProcess | None
+    ) -> RunResult:
         run_id = new_run_id(self.name or self.path)
         store = store if store is not None else Store()
         manifest: dict[str, Any] = {
@@ -83,6 +94,7 @@ class Experiment:
             "status": "running",
             "notebook": os.environ.get("WORKBENCH_NOTEBOOK"),
         }
+        store.begin(run_id, manifest)
         own = service is None
         svc = service or ServiceProcess(self.settings, stack)
         load: LoadResult | None = None
@@ -116,6 +128,10 @@ class Experiment:
             )
             timings["load_s"] = time.monotonic() - t1
             status = "finished"
+        except LoadInterrupted as exc:
+            status = "interrupted"
+            load = exc.result
+            raise
         except KeyboardInterrupt:
             status = "interrupted"
             raise
@@ -169,6 +185,8 @@ def assemble(
 ) -> RunResult:
     """A RunResult from what a run measured: server samples aligned, bottleneck named, one summary row."""
     aligned = _align(server, load, time.time())
+    if load is not None:  # epoch seconds of the client's second 0, to place outside events
+        manifest["window_started_at"] = load.started_at
     verdict = attribute(load.summary() if load is not None else {}, aligned, settings)
     manifest["bottleneck"] = asdict(verdict)
     row: dict[str, Any] = {

@@ -57,6 +57,7 @@ class Stack(_process.Managed):
     _redis: EmbeddedRedis | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        given = (self.database_url, self.redis_url)
         self.database_url = self.database_url or os.environ.get("DATABASE_URL") or None
         self.redis_url = self.redis_url or os.environ.get("REDIS_URL") or None
         self.upstream_url = self.upstream_url or os.environ.get("UPSTREAM_URL") or None
@@ -68,10 +69,13 @@ class Stack(_process.Managed):
             raise InputError("upstream_delay", f"must be a number, got {self.upstream_delay!r}")
         if self.upstream_delay < 0:
             raise InputError("upstream_delay", f"must be >= 0, got {self.upstream_delay!r}")
+        # name the environment variable when that is where a URL came from
         if self.database_url:
-            check_url("database_url", self.database_url, schemes=("postgresql", "postgres"))
+            name = "database_url" if self.database_url == given[0] else "DATABASE_URL"
+            check_url(name, self.database_url, schemes=("postgresql", "postgres"))
         if self.redis_url:
-            check_url("redis_url", self.redis_url, schemes=("redis",))
+            name = "redis_url" if self.redis_url == given[1] else "REDIS_URL"
+            check_url(name, self.redis_url, schemes=("redis",))
         if isinstance(self.users, bool) or not isinstance(self.users, int) or self.users < 1:
             raise InputError("users", f"must be an integer >= 1, got {self.users!r}")
 
@@ -125,6 +129,35 @@ class Stack(_process.Managed):
             self._postgres.stop()
             self._postgres = None
             self.database_url = None
+
+    # --- faults (workbench.faults): stop a server and start it again on the same port ----
+    def stop_server(self, name: str) -> None:
+        """Stop one embedded server (postgres, redis, upstream); start_server brings it back."""
+        if name == "upstream" and self._upstream is not None:
+            _process.stop(self._upstream, timeout=5)
+        else:
+            self._embedded(name).stop()
+
+    def start_server(self, name: str) -> None:
+        """Start again, on the same port and data, a server stopped by stop_server."""
+        if name == "upstream" and self._upstream is not None:
+            argv = [str(a) for a in self._upstream.args]  # type: ignore[union-attr]
+            self._upstream = _process.spawn(argv, log=self.root / "upstream.log")
+            port = int(argv[argv.index("--port") + 1])
+            if not wait_for_port(port, timeout=10):
+                raise StackError(f"the fake upstream did not listen again on port {port}")
+        else:
+            self._embedded(name).start()
+
+    def _embedded(self, name: str) -> EmbeddedPostgres | EmbeddedRedis:
+        server = {"postgres": self._postgres, "redis": self._redis}.get(name)
+        if server is None:
+            started = [n for n in ("postgres", "redis", "upstream") if n in self.pids()]
+            raise InputError(
+                "server",
+                f"must be a server this stack started ({', '.join(started)}), got {name!r}",
+            )
+        return server
 
     # --- facts --------------------------------------------------------------------------
     @property

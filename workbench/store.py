@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psutil
 
 from workbench._errors import InputError
 from workbench.paths import runs_dir
@@ -24,6 +25,7 @@ SERVER = "server.parquet"
 HDR_LATENCY = "latency.hdr"
 HDR_SERVICE = "service_time.hdr"
 _TMP_PREFIX = ".tmp-"
+_RUNNING_PREFIX = ".running-"  # marker of a run in progress: <root>/.running-<run_id>.json
 
 
 def new_run_id(name: str = "run") -> str:
@@ -41,6 +43,41 @@ class Store:
     def path(self, run_id: str) -> Path:
         """The folder of a run."""
         return self.root / run_id
+
+    def begin(self, run_id: str, manifest: dict[str, Any]) -> None:
+        """Mark a run as in progress (save() clears it); a marker whose process died reads crashed."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        me = psutil.Process()
+        marker = {**manifest, "run_id": run_id, "pid": me.pid, "pid_started": me.create_time()}
+        tmp = self.root / f"{_TMP_PREFIX}{_RUNNING_PREFIX}{run_id}.json"
+        tmp.write_text(json.dumps(marker, default=str))
+        tmp.replace(self._marker(run_id))
+
+    def _marker(self, run_id: str) -> Path:
+        return self.root / f"{_RUNNING_PREFIX}{run_id}.json"
+
+    def unfinished(self) -> pd.DataFrame:
+        """Runs begun but never saved: status running (its process lives) or crashed (it died)."""
+        rows = []
+        if self.root.is_dir():
+            for path in sorted(self.root.glob(f"{_RUNNING_PREFIX}*.json")):
+                try:
+                    marker = json.loads(path.read_text())
+                except (OSError, ValueError):
+                    continue
+                if (self.path(marker["run_id"]) / MANIFEST).is_file():
+                    continue  # saved after all (the marker outlived a crash between two renames)
+                alive = _alive(int(marker.get("pid", -1)), float(marker.get("pid_started", 0)))
+                rows.append(
+                    {
+                        "run_id": marker["run_id"],
+                        "name": marker.get("name", ""),
+                        "status": "running" if alive else "crashed",
+                        "started_at": marker.get("started_at"),
+                        **(marker.get("labels") or {}),
+                    }
+                )
+        return pd.DataFrame(rows)
 
     def save(self, result: RunResult, *, files: dict[str, Path] | None = None) -> Path:
         """Write a run atomically (a reader sees all of it or nothing); extra files are copied in."""
@@ -60,6 +97,7 @@ class Store:
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
+        self._marker(result.run_id).unlink(missing_ok=True)
         return final
 
     def load(self, run_id: str) -> RunResult:
@@ -88,15 +126,26 @@ class Store:
             if p.is_dir() and not p.name.startswith(_TMP_PREFIX) and (p / MANIFEST).is_file()
         )
 
-    def runs(self) -> pd.DataFrame:
-        """One row per stored run: its summary, with its settings as columns."""
+    def runs(self, *, unfinished: bool = False) -> pd.DataFrame:
+        """One row per stored run: its summary, with its settings as columns (+ unfinished runs)."""
         rows: list[dict[str, Any]] = []
         for run_id in self.ids():
             try:
                 rows.append(json.loads((self.path(run_id) / SUMMARY).read_text()))
             except (OSError, ValueError):
                 continue
-        return pd.DataFrame(rows)
+        frame = pd.DataFrame(rows)
+        if unfinished:
+            frame = pd.concat([frame, self.unfinished()], ignore_index=True)
+        return frame
+
+
+def _alive(pid: int, started: float) -> bool:
+    """True when pid is the same process that wrote the marker (pids are reused)."""
+    try:
+        return abs(psutil.Process(pid).create_time() - started) < 1.0
+    except (psutil.Error, ValueError):
+        return False
 
 
 def runs() -> pd.DataFrame:

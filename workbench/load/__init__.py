@@ -10,7 +10,7 @@ min(timeout, 2 s)) count in the histograms and in `late`, not in throughput.
 
 from workbench.load._engine import plan_load, run_load
 from workbench.load._profile import LoadProfile, Stage
-from workbench.load._result import ERROR_CLASSES, LoadResult
+from workbench.load._result import ERROR_CLASSES, LoadInterrupted, LoadResult
 from workbench.load._scenario import Endpoint, Scenario
 from workbench.load._slo import SLO
 
@@ -18,6 +18,7 @@ __all__ = [
     "ERROR_CLASSES",
     "SLO",
     "Endpoint",
+    "LoadInterrupted",
     "LoadProfile",
     "LoadResult",
     "Scenario",

@@ -82,7 +82,12 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     try:
         result = run_load(args.url, **options)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        partial = getattr(exc, "result", None)  # LoadInterrupted carries what was measured
+        if partial is not None:
+            print(partial.text(), flush=True)
+            if args.json is not None:
+                Path(args.json).write_text(json.dumps(partial.summary(), indent=2) + "\n")
         print("workbench load: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except InputError as exc:  # e.g. a --cluster scheduler that cannot be reached

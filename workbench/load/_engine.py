@@ -26,7 +26,7 @@ import httpx
 from workbench import hdr as hist
 from workbench._errors import InputError, allowed, positive_float, positive_int
 from workbench.load._profile import LoadProfile, default_processes, split_evenly
-from workbench.load._result import ERROR_CLASSES, LoadResult
+from workbench.load._result import ERROR_CLASSES, LoadInterrupted, LoadResult
 from workbench.load._scenario import DEFAULT_ID_MAX, Scenario
 from workbench.load._transport import (
     HTTPX_CEILING_RPS,
@@ -668,6 +668,7 @@ def _execute(plan: _Plan) -> LoadResult:
     ctx = multiprocessing.get_context("spawn")
     procs: list[Any] = []
     pipes: list[multiprocessing.connection.Connection] = []
+    collector: _Collector | None = None
     try:
         for spec in specs:
             parent_end, child_end = ctx.Pipe(duplex=True)
@@ -698,6 +699,10 @@ def _execute(plan: _Plan) -> LoadResult:
         for proc in procs:
             proc.join(5.0)
         return collector.result()
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, LoadInterrupted) or collector is None:
+            raise
+        raise LoadInterrupted(collector.partial()) from None
     finally:
         _stop(procs)
         for pipe in pipes:
@@ -772,6 +777,7 @@ class _Collector:
         self.worker_cpu: list[list[float]] = [[] for _ in specs]
         self.totals: dict[str, float] = {}
         self.total_lag = hist.new_histogram()
+        self.window_lat = hist.new_histogram()  # merged per-second latency, for a partial result
         self.started_at = 0.0
 
     def complete(self) -> bool:
@@ -796,6 +802,8 @@ class _Collector:
         length = parts[0]["length"]
         lat = hist.merge(p["lat"] for p in parts)
         lag = hist.merge(p["lag"] for p in parts)
+        self.window_lat.add(lat)
+        self.total_lag.add(lag)
         row: dict[str, Any] = {"second": second}
         for key in ("sent", "completed", "late", *ERROR_CLASSES, "cap_waits", "dropped"):
             row[key] = sum(p[key] for p in parts)
@@ -819,8 +827,21 @@ class _Collector:
                 flush=True,
             )
 
-    def result(self) -> LoadResult:
+    def partial(self) -> LoadResult | None:
+        """What the seconds merged so far measured (None before the first); flagged interrupted."""
+        if not self.rows:
+            return None
+        lat = hist.encode(self.window_lat)
+        # Workers send their service-time histogram only at the end: latency stands in for it.
+        lag = hist.encode(self.total_lag)
+        self.finals = {0: {"lat": lat, "svc": lat, "lag": lag, "connections_used": 0}}
+        self.pending.clear()  # seconds not every worker reported are left out
+        seconds = float(len(self.rows))  # only the last second of a full run is shorter
+        return self.result(duration=seconds, interrupted=True)
+
+    def result(self, *, duration: float | None = None, interrupted: bool = False) -> LoadResult:
         plan, profile = self.plan, self.plan.profile
+        duration = profile.duration if duration is None else duration
         for second in sorted(self.pending):  # a worker that skipped a row: merge what came
             self._merge_second(self.pending.pop(second))
         self.rows.sort(key=lambda r: r["second"])
@@ -832,11 +853,15 @@ class _Collector:
         sent = int(self.totals.get("sent", 0))
         late = int(self.totals.get("late", 0))
         requests = completed + late + sum(classes[k] for k in TRANSPORT_FAILURES)
-        throughput = completed / profile.duration
+        throughput = completed / duration if duration else 0.0
         lag_p99 = hist.percentile_ms(lag, 99) if profile.open_loop else 0.0
         # a refused connection is the server's doing: it counts as offered
         offered = sent + classes["connect"]
-        reason = self._saturation(sent=offered, throughput=throughput, lag_p99=lag_p99)
+        reason = (
+            None
+            if interrupted
+            else self._saturation(sent=offered, throughput=throughput, lag_p99=lag_p99)
+        )
         return LoadResult(
             url=plan.url,
             transport=plan.transport,
@@ -844,7 +869,7 @@ class _Collector:
             connections=profile.connections,
             arrival=profile.arrival if profile.open_loop else None,
             asked_rate=profile.asked_rate,
-            duration_s=profile.duration,
+            duration_s=duration,
             warmup_s=profile.warmup,
             started_at=self.started_at,
             requests=requests,
@@ -861,6 +886,7 @@ class _Collector:
             worker_requests=tuple(self.worker_requests),
             generator_saturated=reason is not None,
             saturation_reason=reason,
+            interrupted=interrupted,
         )
 
     def _saturation(self, *, sent: int, throughput: float, lag_p99: float) -> str | None:

@@ -63,6 +63,7 @@ class LoadResult:
     workers: tuple[str, ...] = ()  # Dask worker address of each generator; empty when local
     clock_skew_ms: float | None = None  # max |clock offset| of the Dask workers vs the client
     worker_hdr_latency: tuple[bytes, ...] = field(default=(), repr=False)
+    interrupted: bool = False  # stopped early: counts and series cover the seconds collected
 
     @property
     def throughput_rps(self) -> float:
@@ -100,6 +101,7 @@ class LoadResult:
                 if self.workers
                 else {}
             ),
+            "interrupted": self.interrupted,
         }
 
     def series(self) -> pd.DataFrame:
@@ -136,6 +138,8 @@ class LoadResult:
                 f"  generated on {len(set(self.workers))} Dask worker(s), clock skew "
                 f"{self.clock_skew_ms or 0.0:.1f} ms: " + ", ".join(sorted(set(self.workers)))
             )
+        if self.interrupted:
+            lines.append(f"  INTERRUPTED: partial result of the first {self.duration_s:g} s")
         if self.generator_saturated:
             lines.append(f"  GENERATOR SATURATED: {self.saturation_reason}")
         return "\n".join(lines)
@@ -156,3 +160,11 @@ def _clean(value: float) -> float:
 
 def _fmt(values: Mapping[str, float]) -> str:
     return "  ".join(f"{k} {v:.2f}" for k, v in values.items())
+
+
+class LoadInterrupted(KeyboardInterrupt):
+    """Ctrl-C/SIGTERM during a load run; `.result` holds what was measured until then (or None)."""
+
+    def __init__(self, result: LoadResult | None) -> None:
+        super().__init__("load run interrupted")
+        self.result = result

@@ -1,0 +1,59 @@
+"""PostgreSQL stopped for 2 s in the middle of a run: the run finishes, the errors are classed per
+second, the series shows the outage and the recovery, the service recovers without a restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from service.settings import ServiceSettings
+from workbench.experiment import Experiment
+from workbench.faults import Outage
+from workbench.launcher import ServiceProcess
+from workbench.stack import Stack
+from workbench.store import Store
+
+from .conftest import descendants
+
+RATE = 200
+
+
+def test_database_outage_is_survived_classed_and_stored(stack: Stack, tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    before = descendants()
+    settings = ServiceSettings(serializer="orjson", pool_pre_ping=True, pool_timeout=2)
+    experiment = Experiment(
+        settings=settings, rate=RATE, connections=64, duration=6, warmup=0.5, processes=1,
+        name="db outage",
+    )  # fmt: skip
+    with ServiceProcess(settings, stack) as service:
+        pid = service.pids()[0]
+        # ~1 s to spawn the load worker + 0.5 s warm-up: the outage covers about seconds 1-3.
+        with Outage(stack, "postgres", at=3.0, duration=2.0) as outage:
+            run = experiment.run(stack, store=store, service=service, progress=False)
+        assert service.pids()[0] == pid  # recovered without a restart
+        health = httpx.get(service.url + "/health", timeout=5)
+        assert health.status_code == 200, (health.text, run.series().to_string())
+        assert httpx.get(service.url + "/users/7", timeout=5).status_code == 200
+    assert descendants() <= before
+    assert run.status == "finished"
+    down, up = outage.seconds(run.manifest["window_started_at"])
+    assert down > 0 and up < 5.5, (down, up)
+    series = run.series().set_index("second")
+    print(
+        f"outage {down:.2f}-{up:.2f} s\n"
+        + series[["sent", "completed", "errors", "status_5xx", "reset", "p99_ms"]].to_string()
+    )
+    during = series.loc[int(down) + 1 : int(up) - 1] if up - down >= 2 else series.loc[[int(down)]]
+    after = series.loc[int(up) + 1 :]
+    assert (during["errors"] > 0.5 * during["sent"]).all(), series.to_string()
+    assert not after.empty and (after["errors"] == 0).all(), series.to_string()
+    assert (after["completed"] > 0.8 * RATE).all(), series.to_string()
+    # classed: the service answered (5xx) rather than dropping connections
+    summary = run.summary()
+    assert summary["errors"] == series["errors"].sum() > 0
+    assert series["status_5xx"].sum() == series["errors"].sum(), series.to_string()
+    stored = store.load(run.run_id)
+    assert stored.status == "finished" and stored.summary()["errors"] == summary["errors"]
+    assert list(stored.series()["status_5xx"]) == list(series["status_5xx"])

@@ -1,0 +1,97 @@
+"""Redis stopped mid-run: reads degrade to the database (cache misses), never to errors, and the
+invalidation listener of every worker resubscribes when Redis returns."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.settings import ServiceSettings
+from workbench.experiment import Experiment
+from workbench.faults import Outage
+from workbench.launcher import ServiceProcess
+from workbench.monitor import parse_metrics
+from workbench.stack import Stack
+from workbench.store import Store
+
+from .conftest import descendants
+
+RATE = 150
+SUBSCRIPTIONS = "cache_pubsub_subscriptions_total"
+
+
+def _subscriptions(service: ServiceProcess) -> float:
+    return parse_metrics(service.metrics()).get(SUBSCRIPTIONS, 0.0)
+
+
+@pytest.mark.parametrize("mode", ["stop", "freeze"])
+def test_redis_outage_degrades_to_the_database_and_pubsub_resubscribes(
+    stack: Stack, tmp_path: Path, mode: str
+) -> None:
+    store = Store(tmp_path)
+    before = descendants()
+    # A small L1: most reads need L2, so its loss shows as database queries.
+    settings = ServiceSettings(
+        serializer="orjson", cache=True, l1_size=50, pool_pre_ping=True,
+        server="gunicorn", workers=2,
+    )  # fmt: skip
+    experiment = Experiment(
+        settings=settings, rate=RATE, connections=32, duration=7, warmup=0.5, processes=1,
+        name=f"redis {mode}",
+    )  # fmt: skip
+    with ServiceProcess(settings, stack) as service:
+        deadline = time.monotonic() + 10
+        while _subscriptions(service) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)  # /health answers once the first worker is up
+        subscribed_before = _subscriptions(service)
+        assert subscribed_before >= 2  # one listener per worker
+        with Outage(stack, "redis", at=2.5, duration=3.0, mode=mode) as outage:
+            run = experiment.run(stack, store=store, service=service, progress=False)
+        if mode == "stop":  # every worker's listener subscribes again once Redis is back
+            deadline = time.monotonic() + 5
+            while _subscriptions(service) < subscribed_before + 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert _subscriptions(service) >= subscribed_before + 2
+        else:  # a frozen Redis keeps its connections: L2 was skipped, not waited on
+            assert parse_metrics(service.metrics()).get("cache_l2_pauses_total", 0) >= 1
+        _invalidation_reaches_every_worker(service)
+    assert descendants() - set(stack.pids().values()) <= before  # Redis has a new pid
+    down, up = outage.seconds(run.manifest["window_started_at"])
+    assert down > 0 and up < 6, (down, up)
+    summary = run.summary()
+    frame = run.to_frame().set_index("second")
+    print(f"outage {down:.2f}-{up:.2f} s\n" + frame[
+        ["sent", "completed", "errors", "p99_ms", "l2_hit_ratio", "queries_per_request"]
+    ].to_string())  # fmt: skip
+    assert run.status == "finished" and summary["errors"] == 0, frame.to_string()
+    # a server row holds the deltas of the second before its scrape: keep a second's margin
+    inside = frame[(frame.index >= down + 1) & (frame.index + 1 <= up)]
+    assert not inside.empty and (inside["l2_hit_ratio"] == 0).all(), frame.to_string()
+    assert (inside["queries_per_request"] > 0.5).all(), frame.to_string()
+    assert (inside["completed"] > 0.5 * RATE).all(), frame.to_string()  # a shared 2-core box
+    # a frozen Redis costs one socket timeout per pause, not one per request
+    assert (inside["p99_ms"] < 1000).all(), frame.to_string()
+    assert frame.loc[int(up) + 1 :, "l2_hit_ratio"].max() > 0  # L2 is filled and used again
+    assert (frame.loc[int(up) + 1 :, "errors"] == 0).all()
+
+
+def _invalidation_reaches_every_worker(service: ServiceProcess) -> None:
+    """After an update, no worker serves the old name from its L1 (pub/sub carried the news)."""
+    url = service.url + "/users/11"
+    for _ in range(20):  # new connections spread over both workers: both cache the user in L1
+        httpx.get(url, timeout=5, headers={"Connection": "close"})
+    original = httpx.get(url, timeout=5).json()["name"]
+    name = f"renamed-{time.monotonic_ns()}"
+    assert httpx.put(url, json={"name": name}, timeout=5).status_code == 200
+    try:
+        time.sleep(0.2)
+        seen = {
+            httpx.get(url, timeout=5, headers={"Connection": "close"}).json()["name"]
+            for _ in range(20)
+        }
+        assert seen == {name}
+    finally:  # the session's database is shared with other tests: leave it as seeded
+        assert httpx.put(url, json={"name": original}, timeout=5).status_code == 200

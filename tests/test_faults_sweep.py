@@ -1,0 +1,95 @@
+"""A sweep whose process is killed: finished points are kept, the broken one reads crashed and is
+redone on resume; the store never shows a half-written run as finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from workbench.paths import project_dir
+from workbench.stack import Stack
+from workbench.store import Store
+
+from .conftest import processes_under
+from .fault_run import sweep
+
+
+def test_killed_sweep_resumes_and_marks_the_broken_run_crashed(
+    stack: Stack, tmp_path: Path
+) -> None:
+    store_dir = tmp_path / "runs"
+    root = Path(tempfile.mkdtemp(prefix="workbench-fault-stack-"))
+    root.chmod(0o755)
+    env = {**os.environ, "WORKBENCH_STACK_DIR": str(root), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fault_run", "sweep", str(store_dir)],
+        cwd=project_dir(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen = []
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if "req/s" in line and '"pool_size": 3' in line:
+                break  # the first point is stored; the second is starting
+        else:
+            raise AssertionError("the sweep ended early:\n" + "".join(seen))
+        store = Store(store_dir)
+        deadline = time.monotonic() + 30
+        while store.unfinished().empty and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.unfinished()["status"].tolist() == ["running"]
+        time.sleep(1.5)  # into the second point's load
+        proc.send_signal(signal.SIGKILL)  # no cleanup code runs
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # servers and the service die with the killed process (PDEATHSIG), load workers on their own
+    deadline = time.monotonic() + 15
+    while processes_under(root) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not processes_under(root), [psutil.Process(p).cmdline() for p in processes_under(root)]
+
+    store = Store(store_dir)
+    runs = store.runs()
+    assert runs["status"].tolist() == ["finished"] and runs["pool_size"].tolist() == [3]
+    crashed = store.unfinished()
+    assert crashed["status"].tolist() == ["crashed"] and crashed["pool_size"].tolist() == [4]
+    assert store.runs(unfinished=True)["status"].tolist() == ["finished", "crashed"]
+
+    the_sweep = sweep()
+    summary = the_sweep.run(stack, store=store, progress=False)  # resume
+    assert sorted(summary["pool_size"]) == [3, 4, 5]
+    finished = store.runs()
+    assert len(finished) == 3 and (finished["status"] == "finished").all()
+    first = runs["run_id"].iloc[0]
+    assert first in finished["run_id"].tolist()  # the finished point was kept, not redone
+
+
+def test_a_run_half_written_never_reads_as_finished(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    # a save killed mid-write leaves only a temporary folder: not a run
+    half = tmp_path / ".tmp-20260101T000000-half-abcdef"
+    half.mkdir(parents=True)
+    (half / "manifest.json").write_text(json.dumps({"status": "finished"}))
+    assert store.ids() == [] and store.runs().empty
+    # a run begun by a process that is gone reads crashed, one by a live process running
+    store.begin("20260101T000001-gone-000000", {"name": "gone", "labels": {"point": 1}})
+    marker = tmp_path / ".running-20260101T000001-gone-000000.json"
+    data = json.loads(marker.read_text())
+    marker.write_text(json.dumps({**data, "pid": 2**22 + 1}))
+    store.begin("20260101T000002-live-000000", {"name": "live"})
+    unfinished = store.unfinished().set_index("name")
+    assert unfinished.loc["gone", "status"] == "crashed" and unfinished.loc["gone", "point"] == 1
+    assert unfinished.loc["live", "status"] == "running"
+    assert store.ids() == []
