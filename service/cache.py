@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 import uuid
 from collections import OrderedDict
@@ -22,6 +23,7 @@ KEY_PREFIX = "cache:"
 CHANNEL = "cache:invalidations"
 RETRY_DELAY = 0.2
 REPEAT_AFTER = 0.5
+TTL_JITTER = 0.2
 L2_PAUSE = 1.0  # after a Redis failure, requests skip L2 this long instead of each waiting on it
 
 log = logging.getLogger(__name__)
@@ -147,7 +149,9 @@ class MultiLevelCache:
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         """Store in L1 and L2 for ttl seconds (default l2_ttl)."""
-        seconds = ttl if ttl is not None else self.l2_ttl
+        # Up to TTL_JITTER shorter: entries filled together (a warm-up, a restart) do not all
+        # expire in the same second and send every request to the database at once.
+        seconds = (ttl if ttl is not None else self.l2_ttl) * (1 - TTL_JITTER * random.random())
         self.l1.set(key, value, ttl=seconds)
         if not self._l2_available():
             return
