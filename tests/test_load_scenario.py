@@ -117,3 +117,20 @@ def test_scenario_validation() -> None:
         Scenario(ids="pareto")
     with pytest.raises(InputError, match="id_max"):
         Scenario(id_max=0)
+
+
+def test_default_pool_covers_a_large_id_range_as_httpx_would_encode_it() -> None:
+    from workbench.load._scenario import encode_request
+
+    scenario = Scenario.default("/users/{id}", id_max=50_000)
+    pool = scenario.encode_pool("http://127.0.0.1:8000")
+    assert len(set(pool)) > 25_000  # not a few thousand ids: a cache sees the range
+    mixed = Scenario(
+        endpoints=(
+            Endpoint(path="/users/{id}"),
+            Endpoint(path="/u/{id}", method="PUT", body={"n": "{id}"}),
+        ),
+        id_max=100,
+    )
+    expected = [encode_request(r) for r in mixed.requests("http://127.0.0.1:8000", count=40)]
+    assert mixed.encode_pool("http://127.0.0.1:8000", count=40) == expected

@@ -1,56 +1,63 @@
 """The tuning workbench for FastAPI services: launch the service, load it, look inside, plot."""
 
-from service.settings import ServiceSettings, SettingsError, ladder
-from workbench import _quiet, advice, capacity, params, plots, store, tune  # noqa: F401  (_quiet first)
-from workbench._errors import InputError, StackError
-from workbench.bottleneck import Bottleneck, attribute
-from workbench.climb import climb as ladder_climb
-from workbench.compare import compare
-from workbench.compare import verdict as compare_verdict
-from workbench.experiment import Experiment
-from workbench.external import ExternalExperiment
-from workbench.launcher import ServiceProcess
-from workbench.load import SLO, Endpoint, LoadResult, Scenario, run_load
-from workbench.notebook import setup, show, summary_table
-from workbench.params import Params, check_params, preset_settings
-from workbench.run import RunResult
-from workbench.stack import Stack
-from workbench.store import Store
-from workbench.sweep import Sweep
+# Names load on first use (PEP 562): a load-generator worker process or `workbench --help`
+# imports only what it needs, not pandas, plotly and optuna.
+from __future__ import annotations
 
-__all__ = [
-    "Sweep",
-    "advice",
-    "capacity",
-    "compare_verdict",
-    "ladder_climb",
-    "params",
-    "store",
-    "tune",
-    "SLO",
-    "Bottleneck",
-    "Endpoint",
-    "Experiment",
-    "ExternalExperiment",
-    "LoadResult",
-    "RunResult",
-    "Scenario",
-    "Store",
-    "attribute",
-    "compare",
-    "run_load",
-    "InputError",
-    "Params",
-    "ServiceProcess",
-    "ServiceSettings",
-    "SettingsError",
-    "Stack",
-    "StackError",
-    "check_params",
-    "ladder",
-    "plots",
-    "preset_settings",
-    "setup",
-    "show",
-    "summary_table",
-]
+import importlib
+from typing import Any
+
+_NAMES: dict[str, tuple[str, str | None]] = {
+    "ServiceSettings": ("service.settings", "ServiceSettings"),
+    "SettingsError": ("service.settings", "SettingsError"),
+    "ladder": ("service.settings", "ladder"),
+    "InputError": ("workbench._errors", "InputError"),
+    "StackError": ("workbench._errors", "StackError"),
+    "Bottleneck": ("workbench.bottleneck", "Bottleneck"),
+    "attribute": ("workbench.bottleneck", "attribute"),
+    "ladder_climb": ("workbench.climb", "climb"),
+    "compare": ("workbench.compare", "compare"),
+    "compare_verdict": ("workbench.compare", "verdict"),
+    "Experiment": ("workbench.experiment", "Experiment"),
+    "ExternalExperiment": ("workbench.external", "ExternalExperiment"),
+    "ServiceProcess": ("workbench.launcher", "ServiceProcess"),
+    "SLO": ("workbench.load", "SLO"),
+    "Endpoint": ("workbench.load", "Endpoint"),
+    "LoadResult": ("workbench.load", "LoadResult"),
+    "Scenario": ("workbench.load", "Scenario"),
+    "run_load": ("workbench.load", "run_load"),
+    "setup": ("workbench.notebook", "setup"),
+    "show": ("workbench.notebook", "show"),
+    "summary_table": ("workbench.notebook", "summary_table"),
+    "Params": ("workbench.params", "Params"),
+    "check_params": ("workbench.params", "check_params"),
+    "preset_settings": ("workbench.params", "preset_settings"),
+    "RunResult": ("workbench.run", "RunResult"),
+    "Stack": ("workbench.stack", "Stack"),
+    "Store": ("workbench.store", "Store"),
+    "Sweep": ("workbench.sweep", "Sweep"),
+    # modules
+    "advice": ("workbench.advice", None),
+    "capacity": ("workbench.capacity", None),
+    "params": ("workbench.params", None),
+    "plots": ("workbench.plots", None),
+    "store": ("workbench.store", None),
+    "tune": ("workbench.tune", None),
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _NAMES:
+        raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+    module_name, attr = _NAMES[name]
+    importlib.import_module("workbench._quiet")
+    module = importlib.import_module(module_name)
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_NAMES])

@@ -160,10 +160,12 @@ def latency_vs_load(
                 x=group[x], y=group[column], mode="lines+markers",
                 name=f"{label} {column[:-3].upper()}", line={"dash": dashes.get(column, "solid")},
             )  # fmt: skip
-    if slo_ms:
-        fig.add_hline(
-            y=slo_ms, line_dash="dash", line_color="red", annotation_text=f"SLO {slo_ms:g} ms"
-        )
+    if slo_ms and len(frame):
+        # A trace, not add_hline: shapes on a log axis take log10 coordinates.
+        fig.add_scatter(
+            x=[frame[x].min(), frame[x].max()], y=[slo_ms, slo_ms], mode="lines",
+            name=f"SLO {slo_ms:g} ms", line={"dash": "dash", "color": "red"},
+        )  # fmt: skip
     fig.update_yaxes(type="log")
     return _layout(fig, title, x.replace("_", " "), "latency (ms, log)")
 

@@ -92,7 +92,8 @@ class EmbeddedPostgres:
             "-c", "synchronous_commit=off",
         ]  # fmt: skip
         self.proc = _process.spawn(argv, log=self.log, user=self.user, detach=detach)
-        isready = [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-q"]
+        isready = [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)]
+        isready += ["-U", "postgres", "-q"]
         try:
             _process.wait_ready(
                 self.proc,

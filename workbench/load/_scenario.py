@@ -19,6 +19,8 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 DISTRIBUTIONS = ("uniform", "zipf")
 DEFAULT_ID_MAX = 1000
 DEFAULT_POOL_SIZE = 4096
+MAX_POOL_SIZE = 131_072
+_SENTINEL_ID = 918_273_645_546_372_819  # stands for {id} in encoded templates
 USER_AGENT = "workbench-load"
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -117,7 +119,13 @@ class Scenario:
     @classmethod
     def default(cls, path: str = "/", *, id_max: int = DEFAULT_ID_MAX) -> Scenario:
         """The single-endpoint scenario: GET of the URL's path, {id} uniform over 1..id_max."""
-        return cls(endpoints=(Endpoint(path=path or "/"),), id_max=id_max)
+        # The pool covers the id range (up to MAX_POOL_SIZE), so caches see every id, not 4,096.
+        pool = (
+            min(max(DEFAULT_POOL_SIZE, id_max), MAX_POOL_SIZE)
+            if "{id}" in path
+            else DEFAULT_POOL_SIZE
+        )
+        return cls(endpoints=(Endpoint(path=path or "/"),), id_max=id_max, pool_size=pool)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "scenario") -> Scenario:
@@ -176,7 +184,21 @@ class Scenario:
 
     def encode_pool(self, base_url: str, *, count: int | None = None, seed: int = 0) -> list[bytes]:
         """Encode a pool of sampled requests once into raw HTTP/1.1 bytes, to be cycled through."""
-        return [encode_request(r) for r in self.requests(base_url, count=count, seed=seed)]
+        pairs = self.sample(count or self.pool_size, seed=seed)
+        # A body-less endpoint is modelled by httpx once; each id is then a byte substitution, so
+        # a pool can cover a large id range (every id a cache would see) without a slow start.
+        templates = {
+            id(e): encode_request(e.render(base_url, _SENTINEL_ID))
+            for e in self.endpoints
+            if e.body is None and "{id}" in e.path
+        }
+        sentinel = str(_SENTINEL_ID).encode()
+        return [
+            templates[id(e)].replace(sentinel, str(i).encode())
+            if id(e) in templates
+            else encode_request(e.render(base_url, i))
+            for e, i in pairs
+        ]
 
 
 def _reject_unknown(data: Mapping[str, Any], fields: Sequence[str], where: str) -> None:
