@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,11 @@ import pytest
 from workbench.stack import Stack
 
 TEST_USERS = 2_000
+# Started in the background (`cmd &` in a script, as some CI runners do), this process and its
+# children would ignore SIGINT; the Ctrl-C tests need it delivered. A handler here (not SIG_IGN)
+# makes every child start with the default disposition.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 # Jupyter warns on every import when XDG_RUNTIME_DIR is unset (as under CI).
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="runtime-"))
 
