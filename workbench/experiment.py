@@ -52,15 +52,7 @@ class Experiment:
 
     def profile(self) -> dict[str, Any]:
         """The load profile as a JSON-able dict."""
-        return {
-            "path": self.path,
-            "connections": self.connections,
-            "duration": self.duration,
-            "rate": self.rate,
-            "arrival": self.arrival if self.rate else None,
-            "warmup": self.warmup,
-            "processes": self.processes,
-        }
+        return load_profile(self)
 
     def run(
         self,
@@ -150,6 +142,19 @@ class Experiment:
             log = svc.log if isinstance(svc.log, Path) else None
             store.save(result, files={"service.log": log} if log else None)
         return result
+
+
+def load_profile(point: Any) -> dict[str, Any]:
+    """The load profile of a run (bundled or external) as a JSON-able dict."""
+    return {
+        "path": point.path,
+        "connections": point.connections,
+        "duration": point.duration,
+        "rate": point.rate,
+        "arrival": point.arrival if point.rate else None,
+        "warmup": point.warmup,
+        "processes": point.processes,
+    }
 
 
 def _align(server: pd.DataFrame, load: LoadResult | None, end_wall: float) -> pd.DataFrame:

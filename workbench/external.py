@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from workbench._errors import InputError, positive_float, positive_int
-from workbench.experiment import assemble
+from workbench.experiment import assemble, load_profile
 from workbench.fingerprint import fingerprint
 from workbench.load import LoadResult, plan_load, run_load
 from workbench.load._engine import _resolve
@@ -73,13 +73,7 @@ class ExternalExperiment:
     def profile(self) -> dict[str, Any]:
         """The load profile as a JSON-able dict."""
         return {
-            "path": self.path,
-            "connections": self.connections,
-            "duration": self.duration,
-            "rate": self.rate,
-            "arrival": self.arrival if self.rate else None,
-            "warmup": self.warmup,
-            "processes": self.processes,
+            **load_profile(self),
             "transport": self.transport,
             "cluster": _cluster_name(self.cluster),
         }
