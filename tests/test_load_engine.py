@@ -278,3 +278,14 @@ def test_runs_inside_a_jupyter_kernel_under_papermill(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "req/s (asked 100)" in done.stderr + done.stdout  # progress lines reach the log
     assert "REQUESTS 100" in executed.read_text()
+
+
+def test_open_loop_pacing_leaves_the_cpu_to_the_service() -> None:
+    # arrivals 0.5 ms apart: a pacer on millisecond timers would busy-wait a whole core
+    with serve() as (url, _):
+        result = run_load(
+            url + "/", rate=2000, duration=2, warmup=0, connections=8, processes=1, progress=False
+        )
+    assert not result.generator_saturated
+    assert result.series()["generator_cpu_pct"].mean() < 50
+    assert result.percentiles_ms("latency")["p50"] < 2

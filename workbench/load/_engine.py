@@ -28,6 +28,7 @@ from workbench._errors import InputError, allowed, positive_float, positive_int
 from workbench.load._profile import LoadProfile, default_processes, split_evenly
 from workbench.load._result import ERROR_CLASSES, LoadInterrupted, LoadResult
 from workbench.load._scenario import DEFAULT_ID_MAX, Scenario
+from workbench.load._timer import Waker
 from workbench.load._transport import (
     HTTPX_CEILING_RPS,
     TRANSPORTS,
@@ -95,6 +96,7 @@ class _Driver:
         self.pacing = False
         self.arrivals: Iterator[float] = iter(())
         self.next_at = math.inf
+        self.waker: Waker | None = None
         self.m_start = math.inf
         self.stop_at = math.inf
         self.hard_end = math.inf
@@ -164,6 +166,7 @@ class _Driver:
         if self.open_loop:
             self.arrivals = p.arrivals(worker=spec.index, workers=spec.workers, seed=spec.seed)
             self.pacing = True
+            self.waker = Waker(loop, self._pace)
             self.next_at = self._next_arrival()
             self._pace()
         else:
@@ -173,6 +176,8 @@ class _Driver:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.finished, self.hard_end + 1.0 - time.monotonic())
         self.done = True
+        if self.waker is not None:
+            self.waker.close()
         self.tick_handle.cancel()
         self.sweep_handle.cancel()
         while self.second < self.n_seconds - 1:
@@ -223,7 +228,8 @@ class _Driver:
             self.pacing = False
             self._maybe_finish()
             return
-        self.loop.call_later(max(0.0, nxt - time.monotonic()), self._pace)
+        assert self.waker is not None
+        self.waker.at(nxt)
 
     def _issue(self, intended: float) -> None:
         if self.idle:
