@@ -14,6 +14,9 @@ from workbench.bottleneck import attribute
     [
         ({"generator_saturated": True, "saturation_reason": "send lag"}, {}, None, "generator saturated"),
         ({}, {"pool_wait_ms": [5.0, 8.0], "pool_checked_out": [15, 14]}, ServiceSettings(), "database pool exhausted"),
+        # the naive pool (5 + 10): overflow connections opened and waited for, CPU not pinned
+        ({}, {"pool_wait_ms": [2.0, 21.7], "pool_checked_out": [1, 7], "pool_overflow": [0, 9], "service_cpu_pct": [80.0, 75.0]}, ServiceSettings(), "database pool exhausted"),
+        ({}, {"pool_wait_ms": [0.5, 1.0], "pool_checked_out": [1, 7], "pool_overflow": [0, 2], "service_cpu_pct": [30.0, 30.0]}, ServiceSettings(), "none found"),
         ({}, {"loop_lag_ms": [80.0, 90.0], "service_cpu_pct": [30.0, 30.0]}, ServiceSettings(), "event loop blocked"),
         ({}, {"postgres_cpu_pct": [90.0, 95.0], "service_cpu_pct": [50.0, 40.0]}, ServiceSettings(), "database CPU"),
         ({}, {"service_cpu_pct": [99.0, 98.0], "postgres_cpu_pct": [20.0, 20.0]}, ServiceSettings(), "CPU-bound workers"),
@@ -22,6 +25,7 @@ from workbench.bottleneck import attribute
         ({"generator_saturated": True, "saturation_reason": "send lag P99 20 ms > 10 ms - all 64 connections were busy for 9 requests"}, {"service_cpu_pct": [99.0, 99.0]}, ServiceSettings(), "CPU-bound workers"),
         ({"generator_saturated": True, "saturation_reason": "send lag - all 64 connections were busy for 9 requests"}, {"service_cpu_pct": [20.0, 20.0]}, ServiceSettings(), "connections exhausted"),
         ({}, {"service_cpu_pct": [30.0, 30.0]}, ServiceSettings(), "none found"),
+        ({}, {"service_cpu_pct": [99.0, 99.0], "other_cpu_pct": [90.0, 80.0]}, ServiceSettings(), "machine shared"),
     ],
 )  # fmt: skip
 def test_rules(summary: dict, server: dict, settings: ServiceSettings | None, kind: str) -> None:  # type: ignore[type-arg]

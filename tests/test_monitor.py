@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import httpx
@@ -54,3 +56,13 @@ def test_samples_a_real_service_and_stack(stack: Stack) -> None:
     assert frame["service_rss_mib"].min() > 10
     assert frame["postgres_rss_mib"].min() > 1
     assert frame["service_cpu_pct"].max() > 0
+
+
+def test_cpu_of_processes_outside_the_run_is_counted_as_other() -> None:
+    # a spinner re-parented away from this process: a neighbour, not part of the run
+    spin = "import time; t = time.monotonic() + 3\nwhile time.monotonic() < t: pass"
+    subprocess.run(["sh", "-c", f'"{sys.executable}" -c "{spin}" >/dev/null 2>&1 &'], check=True)
+    monitor = Monitor(metrics_url=None, processes=dict, interval=0.5).start()
+    time.sleep(2.0)
+    frame = monitor.stop()
+    assert frame["other_cpu_pct"].iloc[1:].mean() > 50

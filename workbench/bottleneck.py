@@ -12,6 +12,7 @@ from service.settings import ServiceSettings
 
 KINDS = (
     "generator saturated",
+    "machine shared",
     "connections exhausted",
     "database pool exhausted",
     "event loop blocked",
@@ -20,6 +21,10 @@ KINDS = (
     "cache misses",
     "none found",
 )
+
+
+# Processes outside the run using more than this (% of one core) make its numbers unreliable.
+OTHERS_LIMIT_PCT = 30.0
 
 
 @dataclass(frozen=True)
@@ -58,16 +63,27 @@ def attribute(
             f"The load generator could not keep up ({summary.get('saturation_reason')}); "
             "these numbers describe the client, not the service.",
         )
+    others = _mean(server, "other_cpu_pct")
+    if others > OTHERS_LIMIT_PCT:
+        return Bottleneck(
+            "machine shared",
+            f"Processes outside this run used {others:.0f}% CPU (of one core) on average: "
+            "the service and the generator shared the machine, so these numbers are disturbed — "
+            "rerun when the machine is quiet.",
+        )
     workers = settings.workers if settings else 1
     capacity = settings.max_db_connections() if settings else math.nan
     wait = _mean(server, "pool_wait_ms")  # includes opening new connections: a weak signal alone
     checked_out = _high(server, "pool_checked_out")
+    overflow = _high(server, "pool_overflow")  # connections opened beyond pool_size
     full = checked_out >= 0.9 * capacity if capacity == capacity else False
-    if full or (wait > 5.0 and checked_out >= 0.5 * capacity):
+    if full or (wait > 5.0 and (checked_out >= 0.5 * capacity or overflow > 0)):
         return Bottleneck(
             "database pool exhausted",
             f"Requests waited {wait:.1f} ms on average for a database connection; up to "
-            f"{checked_out:.0f} of {capacity:.0f} pooled connections were checked out.",
+            f"{checked_out:.0f} of {capacity:.0f} pooled connections were checked out"
+            + (f", {overflow:.0f} of them opened beyond pool_size" if overflow > 0 else "")
+            + ".",
         )
     lag = _high(server, "loop_lag_ms")
     service_cpu = _mean(server, "service_cpu_pct")

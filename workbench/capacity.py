@@ -2,22 +2,41 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pandas as pd
 
 from service.settings import ServiceSettings
-from workbench._errors import InputError, positive_float, positive_int
+from workbench._errors import InputError, StackError, positive_float, positive_int
 from workbench.experiment import Experiment
 from workbench.launcher import ServiceProcess
 from workbench.load import SLO
+from workbench.monitor import parse_metrics
 from workbench.run import RunResult
 from workbench.stack import Stack
 from workbench.store import Store, new_run_id
 
 # An offered rate the service answers less than this share of is not held, whatever the latency.
 MIN_DELIVERED = 0.9
+# After an overloaded step the service may still work off queued requests; wait this long at most.
+IDLE_TIMEOUT_S = 30.0
+
+
+def wait_idle(svc: ServiceProcess, *, timeout: float = IDLE_TIMEOUT_S) -> bool:
+    """Wait until the service has no request in flight but the scrape itself; False on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if parse_metrics(svc.metrics()).get("http_requests_in_flight", 0.0) <= 1:
+                return True
+        except httpx.HTTPError:
+            pass  # too busy to answer a scrape: not idle
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
 
 
 def breaks(run: RunResult, slo: SLO) -> list[str]:
@@ -100,11 +119,18 @@ def search(
     verdicts: dict[float, tuple[list[str], RunResult]] = {}
 
     def measure(rate: float, svc: ServiceProcess) -> bool:
+        # Fresh ids each step: replaying the last step's ids would find them in the cache.
         experiment = Experiment(
             settings=settings, path=path, connections=connections, duration=duration,
-            warmup=warmup, rate=rate, name="capacity", labels={"capacity": search_id},
+            warmup=warmup, rate=rate, seed=len(rows), name="capacity",
+            labels={"capacity": search_id},
         )  # fmt: skip
         run = experiment.run(stack, store=store, progress=False, service=svc)
+        if not wait_idle(svc):
+            raise StackError(
+                f"the service still had requests in flight {IDLE_TIMEOUT_S:g} s after the "
+                f"step at {rate:,.0f} req/s; log {svc.log}"
+            )
         broken = breaks(run, slo)
         verdicts[rate] = (broken, run)
         row = run.summary()

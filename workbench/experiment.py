@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,7 +18,7 @@ from workbench._errors import InputError, positive_float, positive_int
 from workbench.bottleneck import attribute
 from workbench.fingerprint import fingerprint
 from workbench.launcher import ServiceProcess
-from workbench.load import LoadInterrupted, LoadResult, run_load
+from workbench.load import LoadInterrupted, LoadResult, Scenario, run_load
 from workbench.monitor import Monitor
 from workbench.run import RunResult
 from workbench.stack import Stack
@@ -36,6 +37,10 @@ class Experiment:
     arrival: str = "constant"
     warmup: float = 1.0
     processes: int | None = None
+    # Which ids `{id}` takes: uniform over the seeded users, or zipf (a few hot ids, as caches see).
+    ids: str = "uniform"
+    zipf_s: float = 1.1
+    seed: int = 0
     name: str = ""
     labels: dict[str, Any] = field(default_factory=dict)
 
@@ -49,6 +54,16 @@ class Experiment:
         positive_float("warmup", self.warmup, strict=False)
         if self.rate is not None:
             positive_float("rate", self.rate)
+        self.scenario(id_max=1)  # validates ids, zipf_s and seed
+
+    def scenario(self, *, id_max: int) -> Scenario:
+        """The requests of this point: GET of `path`, `{id}` drawn over 1..id_max."""
+        return dataclasses.replace(
+            Scenario.default(self.path, id_max=id_max),
+            ids=self.ids,
+            zipf_s=self.zipf_s,
+            seed=self.seed,
+        )
 
     def profile(self) -> dict[str, Any]:
         """The load profile as a JSON-able dict."""
@@ -115,7 +130,7 @@ class Experiment:
                 arrival=self.arrival,
                 warmup=self.warmup,
                 processes=self.processes,
-                ids=stack.users,
+                scenario=self.scenario(id_max=stack.users),
                 progress=progress,
             )
             timings["load_s"] = time.monotonic() - t1
@@ -154,6 +169,9 @@ def load_profile(point: Any) -> dict[str, Any]:
         "arrival": point.arrival if point.rate else None,
         "warmup": point.warmup,
         "processes": point.processes,
+        "ids": getattr(point, "ids", "uniform"),
+        "zipf_s": getattr(point, "zipf_s", None) if getattr(point, "ids", "") == "zipf" else None,
+        "seed": getattr(point, "seed", 0),
     }
 
 

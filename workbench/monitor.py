@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -119,6 +120,8 @@ class Monitor:
 
     def _loop(self) -> None:
         cache: dict[int, psutil.Process] = {}
+        ours: dict[int, psutil.Process] = {}  # a second set: cpu_percent() is stateful per object
+        cores = psutil.cpu_count() or 1
         before: Sample | None = None
         last = time.time()
         stopping = False
@@ -136,10 +139,15 @@ class Monitor:
                             row.update(derive(scraped, before, now_wall - last))
                         before = scraped
                 row["machine_cpu_pct"] = psutil.cpu_percent(None)
-                for name, pids in self.processes().items():
+                named = self.processes()
+                for name, pids in named.items():
                     cpu, rss = _usage(pids, cache)
                     row[f"{name}_cpu_pct"] = cpu
                     row[f"{name}_rss_mib"] = rss
+                # CPU of processes that are not part of the run (this process's tree, load
+                # workers included, and the named ones): a neighbour disturbing the measurement.
+                mine, _ = _usage([os.getpid(), *(p for pids in named.values() for p in pids)], ours)
+                row["other_cpu_pct"] = max(0.0, row["machine_cpu_pct"] * cores - mine)
                 if len(row) > 1:
                     self.rows.append(row)
                 last = now_wall
