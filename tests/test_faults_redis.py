@@ -58,6 +58,7 @@ def test_redis_outage_degrades_to_the_database_and_pubsub_resubscribes(
         else:  # a frozen Redis keeps its connections: L2 was skipped, not waited on
             assert parse_metrics(service.metrics()).get("cache_l2_pauses_total", 0) >= 1
         _invalidation_reaches_every_worker(service)
+        _l2_hits_again(service, stack)
     assert descendants() - set(stack.pids().values()) <= before  # Redis has a new pid
     down, up = outage.seconds(run.manifest["window_started_at"])
     assert down > 0 and up < 6, (down, up)
@@ -78,6 +79,18 @@ def test_redis_outage_degrades_to_the_database_and_pubsub_resubscribes(
     # themselves depend on ids repeating across workers within seconds, so they are not asserted.
     assert frame.loc[int(up) + 1 :, "l2_hit_ratio"].notna().any(), frame.to_string()
     assert (frame.loc[int(up) + 1 :, "errors"] == 0).all()
+
+
+def _l2_hits_again(service: ServiceProcess, stack: Stack) -> None:
+    """After the outage Redis serves hits again: ids read once, pushed out of the L1s, read again."""
+    ids = range(stack.users - 199, stack.users + 1)
+    with httpx.Client(timeout=5) as client:
+        for i in ids:  # L1 holds 50 per worker: most of the first ids leave it
+            assert client.get(f"{service.url}/users/{i}").status_code == 200
+    hits = parse_metrics(service.metrics()).get("cache_hits_total{level=l2}", 0.0)
+    for i in ids[:20]:  # new connections: spread over both workers
+        httpx.get(f"{service.url}/users/{i}", timeout=5, headers={"Connection": "close"})
+    assert parse_metrics(service.metrics()).get("cache_hits_total{level=l2}", 0.0) > hits
 
 
 def _invalidation_reaches_every_worker(service: ServiceProcess) -> None:
