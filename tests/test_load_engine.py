@@ -11,7 +11,7 @@ import pytest
 
 from workbench import hdr as hist
 from workbench._errors import InputError
-from workbench.load import Endpoint, Scenario, run_load
+from workbench.load import Endpoint, Generators, Scenario, run_load
 
 from .conftest import descendants
 from .load_servers import Behaviour, free_port, serve
@@ -171,6 +171,22 @@ def test_two_processes_merge_counts_and_histograms() -> None:
     assert result.requests == pytest.approx(600, rel=0.2)
     assert behaviour.requests >= result.requests  # warm-up requests reach the server too
     assert result.connections_used <= 8
+    assert descendants() <= before
+
+
+def test_pooled_generators_serve_run_after_run_and_stop_on_close() -> None:
+    before = descendants()
+    with serve() as (url, _), Generators() as pool:
+        pool.prepare(2)  # starts them in the background
+        pids = {p.pid for p in pool._procs}
+        first = run_load(url + "/", duration=0.5, warmup=0, connections=4, processes=2,
+                         progress=False, generators=pool)  # fmt: skip
+        assert len(pool) == 2 and {p.pid for p in pool._procs} == pids  # given back, idle
+        second = run_load(url + "/", duration=0.5, warmup=0, connections=2, processes=1,
+                          progress=False, generators=pool)  # fmt: skip
+        assert len(pool) == 2 and {p.pid for p in pool._procs} == pids  # the same processes
+        assert first.requests > 0 and second.requests > 0
+        assert first.processes == 2 and second.processes == 1
     assert descendants() <= before
 
 

@@ -8,7 +8,7 @@ are not recorded; requests intended in the window but answered after it (the dra
 min(timeout, 2 s)) count in the histograms and in `late`, not in throughput.
 """
 
-from workbench.load._engine import plan_load, run_load
+from workbench.load._engine import Generators, plan_load, run_load
 from workbench.load._profile import LoadProfile, Stage
 from workbench.load._result import ERROR_CLASSES, LoadInterrupted, LoadResult
 from workbench.load._scenario import Endpoint, Scenario
@@ -18,6 +18,7 @@ __all__ = [
     "ERROR_CLASSES",
     "SLO",
     "Endpoint",
+    "Generators",
     "LoadInterrupted",
     "LoadProfile",
     "LoadResult",

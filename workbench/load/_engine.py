@@ -51,6 +51,7 @@ RATE_SHORTFALL = 0.95
 CPU_PINNED = 0.95
 CPU_BUSY = 0.8  # worth naming as a cause when the rate falls short
 START_DELAY_S = 0.1
+IDLE_TIMEOUT_S = 5.0  # how long a pooled worker may take to close its connections after a run
 
 
 @dataclass(frozen=True)
@@ -429,19 +430,50 @@ class _Driver:
         self._new_second()
 
 
-def _worker_main(spec: WorkerSpec, pipe: multiprocessing.connection.Connection) -> None:
-    """Entry point of a worker process: run the driver on a fresh uvloop loop."""
+def _worker_main(spec: WorkerSpec | None, pipe: multiprocessing.connection.Connection) -> None:
+    """Entry point of a worker process: run the driver on a fresh uvloop loop.
+
+    A pooled worker (spec None) imports everything first, then runs one spec after another as
+    ("spec", spec) messages come, answering ("idle", index, None) after each; it exits on EOF.
+    """
     # Ctrl-C reaches the whole process group; only the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import uvloop
 
-    loop = uvloop.new_event_loop()
+    pooled = spec is None
+    try:
+        while True:
+            if spec is None:
+                try:
+                    message = pipe.recv()  # EOF when the parent closes its end or dies
+                except (EOFError, OSError):
+                    return
+                if message[0] != "spec":
+                    return
+                spec = message[1]
+                assert isinstance(spec, WorkerSpec)
+            if not _drive(spec, pipe, uvloop.new_event_loop()) or not pooled:
+                return
+            gc.unfreeze()  # the last run's pool and connections are garbage now
+            gc.collect()
+            pipe.send(("idle", spec.index, None))
+            spec = None
+    except OSError:
+        return  # the parent went away
+    finally:
+        pipe.close()
+
+
+def _drive(spec: WorkerSpec, pipe: multiprocessing.connection.Connection, loop: Any) -> bool:
+    """Run one spec's driver on loop, then close it; False when it failed (the parent is told)."""
     asyncio.set_event_loop(loop)
     try:
         loop.run_until_complete(_Driver(spec, pipe).run())
+        return True
     except BaseException:
         with contextlib.suppress(OSError):
             pipe.send(("error", spec.index, traceback.format_exc()))
+        return False
     finally:
         pending = asyncio.all_tasks(loop)
         for task in pending:
@@ -449,7 +481,7 @@ def _worker_main(spec: WorkerSpec, pipe: multiprocessing.connection.Connection) 
         with contextlib.suppress(BaseException):
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.close()
-        pipe.close()
+        asyncio.set_event_loop(None)
 
 
 # ----------------------------------------------------------------------------- parent side
@@ -591,12 +623,20 @@ def run_load(
     allow_remote: bool = False,
     progress: bool = True,
     cluster: object = None,
+    generators: Generators | None = None,
 ) -> LoadResult:
-    """Load an HTTP service (on Dask workers when cluster is given); safe inside a running event loop."""
+    """Load an HTTP service (on Dask workers when cluster is given); safe inside a running event loop.
+
+    generators: a pool of worker processes (Generators) to use, and give back, instead of new ones.
+    """
     if cluster is not None:
         from workbench.load._distributed import check_cluster
 
         check_cluster(cluster)
+        if generators is not None:
+            raise InputError("generators", "are local processes; a cluster run starts its own")
+    if generators is not None and not isinstance(generators, Generators):
+        raise InputError("generators", f"must be a Generators, got {generators!r}")
     plan = plan_load(
         url,
         connections=connections,
@@ -620,7 +660,7 @@ def run_load(
         from workbench.load._distributed import run_distributed
 
         return run_distributed(plan, cluster=cluster, processes=processes)
-    return _execute(plan)
+    return _execute(plan, generators)
 
 
 def _say(plan: _Plan, text: str) -> None:
@@ -649,8 +689,86 @@ def worker_specs(plan: _Plan) -> list[WorkerSpec]:
     ]
 
 
-def _execute(plan: _Plan) -> LoadResult:
-    """Start the workers, hand them a common start time, merge what they report."""
+def _spawn(
+    index: int,
+    spec: WorkerSpec | None,
+    procs: list[Any],
+    pipes: list[multiprocessing.connection.Connection],
+) -> None:
+    """Start one worker process (spawn: nothing of this process is inherited), appending it."""
+    ctx = multiprocessing.get_context("spawn")
+    parent_end, child_end = ctx.Pipe(duplex=True)
+    proc = ctx.Process(
+        target=_worker_main, args=(spec, child_end), daemon=True, name=f"load-{index}"
+    )
+    proc.start()
+    child_end.close()
+    procs.append(proc)
+    pipes.append(parent_end)
+
+
+class Generators:
+    """Load worker processes kept ready between runs (a sweep's points), or started ahead of one.
+
+    Starting a worker, a fresh interpreter importing the engine, takes most of a second.
+    prepare(n) starts the missing ones without waiting for them (say, while the service under test
+    boots); run_load(generators=...) takes n, and gives them back when the run ended cleanly
+    (otherwise it stops them). close() stops the rest; use the pool in a `with` block.
+    """
+
+    def __init__(self) -> None:
+        self._procs: list[Any] = []
+        self._pipes: list[multiprocessing.connection.Connection] = []
+        self._spawned = 0
+
+    def __len__(self) -> int:
+        return len(self._procs)
+
+    def prepare(self, processes: int) -> Generators:
+        """Start workers (in the background) until `processes` are ready or coming up."""
+        processes = positive_int("processes", processes)
+        if processes > MAX_PROCESSES:
+            raise InputError("processes", f"must be at most {MAX_PROCESSES}, got {processes}")
+        for i in reversed(range(len(self._procs))):
+            if not self._procs[i].is_alive():  # died while idle: replace it
+                self._pipes.pop(i).close()
+                _stop([self._procs.pop(i)])
+        while len(self._procs) < processes:
+            _spawn(self._spawned, None, self._procs, self._pipes)
+            self._spawned += 1
+        return self
+
+    def take(self, processes: int) -> tuple[list[Any], list[multiprocessing.connection.Connection]]:
+        """`processes` workers and their pipes, no longer in the pool (the taker stops them)."""
+        self.prepare(processes)
+        procs, pipes = self._procs[:processes], self._pipes[:processes]
+        del self._procs[:processes], self._pipes[:processes]
+        return procs, pipes
+
+    def give_back(
+        self, procs: list[Any], pipes: list[multiprocessing.connection.Connection]
+    ) -> None:
+        """Return idle workers to the pool."""
+        self._procs.extend(procs)
+        self._pipes.extend(pipes)
+
+    def close(self) -> None:
+        """Stop every worker in the pool."""
+        procs, pipes = self._procs, self._pipes
+        self._procs, self._pipes = [], []
+        for pipe in pipes:
+            pipe.close()  # an idle worker sees EOF and exits
+        _stop(procs)
+
+    def __enter__(self) -> Generators:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _execute(plan: _Plan, generators: Generators | None = None) -> LoadResult:
+    """Start the workers (or use prestarted ones), hand them a common start time, merge results."""
     profile = plan.profile
     drain = min(plan.timeout, MAX_DRAIN_S)
     specs = worker_specs(plan)
@@ -671,20 +789,18 @@ def _execute(plan: _Plan) -> LoadResult:
             f"httpx transport: measured ceiling ~{HTTPX_CEILING_RPS:,.0f} req/s per process "
             "on the reference machine; above it the client is what you measure",
         )
-    ctx = multiprocessing.get_context("spawn")
     procs: list[Any] = []
     pipes: list[multiprocessing.connection.Connection] = []
     collector: _Collector | None = None
     try:
-        for spec in specs:
-            parent_end, child_end = ctx.Pipe(duplex=True)
-            proc = ctx.Process(
-                target=_worker_main, args=(spec, child_end), daemon=True, name=f"load-{spec.index}"
-            )
-            proc.start()
-            child_end.close()
-            procs.append(proc)
-            pipes.append(parent_end)
+        if generators is not None:
+            procs, pipes = generators.take(len(specs))
+            for spec, pipe in zip(specs, pipes, strict=True):
+                with contextlib.suppress(OSError):  # a dead worker is reported by _receive
+                    pipe.send(("spec", spec))
+        else:
+            for spec in specs:
+                _spawn(spec.index, spec, procs, pipes)
         collector = _Collector(plan, specs)
         ready: set[int] = set()
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -699,11 +815,29 @@ def _execute(plan: _Plan) -> LoadResult:
             pipe.send(("start", start_at))
         deadline = start_at + profile.warmup + profile.duration + drain + DEADLINE_MARGIN_S
         finished: set[int] = set()
+        idle: set[int] = set()
         while not collector.complete():
             for message in _receive(pipes, procs, deadline, finished):
-                collector.add(message)
-        for proc in procs:
-            proc.join(5.0)
+                if message[0] == "idle":
+                    idle.add(message[1])
+                else:
+                    collector.add(message)
+        if generators is None:
+            for proc in procs:
+                proc.join(5.0)
+        else:  # workers that close their connections in time go back to the pool
+            until = time.monotonic() + IDLE_TIMEOUT_S
+            while time.monotonic() < until and any(
+                spec.index not in idle and not pipe.closed
+                for spec, pipe in zip(specs, pipes, strict=True)
+            ):
+                for message in _receive(pipes, procs, deadline, finished):
+                    if message[0] == "idle":
+                        idle.add(message[1])
+            back = [i for i, spec in enumerate(specs) if spec.index in idle]
+            generators.give_back([procs[i] for i in back], [pipes[i] for i in back])
+            procs = [p for i, p in enumerate(procs) if i not in back]
+            pipes = [p for i, p in enumerate(pipes) if i not in back]
         return collector.result()
     except KeyboardInterrupt as exc:
         if isinstance(exc, LoadInterrupted) or collector is None:
