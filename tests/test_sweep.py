@@ -17,13 +17,14 @@ from workbench.stack import Stack
 from workbench.store import Store
 from workbench.sweep import NotebookSweep, Sweep, parse_grid
 
-from .conftest import processes_under
+from .conftest import descendants, processes_under
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = str(ROOT / "notebooks" / "01_quickstart.ipynb")
 
 
 def test_in_process_sweep_runs_each_point_once(stack: Stack, tmp_path: Path) -> None:
+    before = descendants()
     store = Store(tmp_path)
     sweep = Sweep({"pool_size": [5, 10]}, base=Experiment(connections=4, duration=1, warmup=0.3))
     first = sweep.run(stack, store=store, progress=False)
@@ -32,6 +33,7 @@ def test_in_process_sweep_runs_each_point_once(stack: Stack, tmp_path: Path) -> 
     again = sweep.run(stack, store=store, progress=False)
     assert len(store.ids()) == 2  # nothing re-measured
     assert sorted(again["run_id"]) == sorted(first["run_id"])
+    assert descendants() <= before  # load workers and background-stopped services are gone
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -15,10 +16,18 @@ import pandas as pd
 from service.settings import ServiceSettings
 from workbench import _process
 from workbench._errors import InputError, positive_float, positive_int
+from workbench._net import free_port
 from workbench.bottleneck import attribute
 from workbench.fingerprint import fingerprint
 from workbench.launcher import ServiceProcess
-from workbench.load import LoadInterrupted, LoadResult, Scenario, run_load
+from workbench.load import (
+    Generators,
+    LoadInterrupted,
+    LoadResult,
+    Scenario,
+    plan_load,
+    run_load,
+)
 from workbench.monitor import Monitor
 from workbench.run import RunResult
 from workbench.stack import Stack
@@ -76,17 +85,28 @@ class Experiment:
         store: Store | None = None,
         progress: bool = True,
         service: ServiceProcess | None = None,
+        session: Session | None = None,
     ) -> RunResult:
         """Start the service (unless given), load it, sample the server, attribute and store the run.
 
         Ctrl-C or SIGTERM stops everything the run started and stores what was measured, marked
         interrupted, then raises KeyboardInterrupt (LoadInterrupted when the load had begun).
+        Within a Session, the load's workers are kept for the next run and the service, when the
+        run finished, stops in the background.
         """
         with _process.sigterm_interrupts():
-            return self._run(stack, store=store, progress=progress, service=service)
+            return self._run(
+                stack, store=store, progress=progress, service=service, session=session
+            )
 
     def _run(
-        self, stack: Stack, *, store: Store | None, progress: bool, service: ServiceProcess | None
+        self,
+        stack: Stack,
+        *,
+        store: Store | None,
+        progress: bool,
+        service: ServiceProcess | None,
+        session: Session | None,
     ) -> RunResult:
         run_id = new_run_id(self.name or self.path)
         store = store if store is not None else Store()
@@ -108,11 +128,31 @@ class Experiment:
         monitor: Monitor | None = None
         status = "crashed"
         timings: dict[str, float] = {}
+        generators = session.generators if session is not None else Generators()
+        load_options: dict[str, Any] = {
+            "connections": self.connections,
+            "duration": self.duration,
+            "rate": self.rate,
+            "arrival": self.arrival,
+            "warmup": self.warmup,
+            "processes": self.processes,
+            "scenario": self.scenario(id_max=stack.users),
+            "progress": progress,
+        }
         try:
             t0 = time.monotonic()
+            if own and svc.port is None:
+                svc.port = free_port()  # the load's URL is known before the service starts
+            # The load's worker processes start while the service boots (each takes most of a
+            # second to import), so that neither waits for the other.
+            generators.prepare(plan_load(svc.url + self.path, **load_options).processes)
             if own:
                 svc.start()
             timings["service_start_s"] = time.monotonic() - t0
+            if session is not None:  # the previous run's service is gone before this load starts
+                t1 = time.monotonic()
+                session.settle()
+                timings["previous_stop_wait_s"] = time.monotonic() - t1
 
             def pids() -> dict[str, list[int]]:
                 return {
@@ -122,17 +162,7 @@ class Experiment:
 
             monitor = Monitor(metrics_url=svc.url + "/metrics", processes=pids).start()
             t1 = time.monotonic()
-            load = run_load(
-                svc.url + self.path,
-                connections=self.connections,
-                duration=self.duration,
-                rate=self.rate,
-                arrival=self.arrival,
-                warmup=self.warmup,
-                processes=self.processes,
-                scenario=self.scenario(id_max=stack.users),
-                progress=progress,
-            )
+            load = run_load(svc.url + self.path, generators=generators, **load_options)
             timings["load_s"] = time.monotonic() - t1
             status = "finished"
         except LoadInterrupted as exc:
@@ -143,9 +173,15 @@ class Experiment:
             status = "interrupted"
             raise
         finally:
+            if session is None:
+                generators.close()
             server = monitor.stop() if monitor is not None else pd.DataFrame()
-            if own:
+            if own and session is not None and status == "finished":
+                session.stop_later(svc)
+            elif own:
+                t2 = time.monotonic()
                 svc.stop()
+                timings["service_stop_s"] = time.monotonic() - t2
             manifest.update(
                 status=status, finished_at=datetime.now(UTC).isoformat(), timings=timings
             )
@@ -157,6 +193,44 @@ class Experiment:
             log = svc.log if isinstance(svc.log, Path) else None
             store.save(result, files={"service.log": log} if log else None)
         return result
+
+
+class Session:
+    """What consecutive runs (a sweep's points) share, so that a run costs little beyond its load.
+
+    The load's worker processes stay up from one run to the next, and a finished run's service
+    stops in the background while the next run's service boots; that next run's load starts only
+    once the previous service is gone. Leaving the `with` block (Ctrl-C too) stops everything.
+    """
+
+    def __init__(self) -> None:
+        self.generators = Generators()
+        self._stopping: list[threading.Thread] = []
+
+    def stop_later(self, service: ServiceProcess) -> None:
+        """Stop a service in the background; settle() waits for it."""
+        thread = threading.Thread(target=service.stop, name="workbench-service-stop", daemon=True)
+        thread.start()
+        self._stopping.append(thread)
+
+    def settle(self) -> None:
+        """Wait until every service stopping in the background is gone."""
+        while self._stopping:
+            self._stopping[0].join()
+            self._stopping.pop(0)
+
+    def close(self) -> None:
+        """Wait for the services being stopped and stop the load workers."""
+        try:
+            self.settle()
+        finally:
+            self.generators.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def load_profile(point: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from service.settings import ServiceSettings, SettingsError
 from workbench._errors import InputError
-from workbench.experiment import Experiment
+from workbench.experiment import Experiment, Session
 from workbench.stack import DEFAULT_USERS, Stack
 from workbench.store import Store
 
@@ -120,13 +120,16 @@ class Sweep:
         bar = tqdm(
             total=len(points), desc=self.sweep_id, file=sys.stdout, ascii=True, disable=not progress
         )
-        with bar:
+        # One session: load workers kept across points, each service stopped during the next boot.
+        with bar, Session() as session:
             for point in points:
                 if point_key(point) in finished:
                     if progress:
                         bar.write(f"skip (done): {point_key(point)}")
                 else:
-                    run = self.experiment(point).run(stack, store=store, progress=False)
+                    run = self.experiment(point).run(
+                        stack, store=store, progress=False, session=session
+                    )
                     row = run.summary()
                     if progress:
                         bar.write(
