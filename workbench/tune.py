@@ -13,7 +13,7 @@ import pandas as pd
 from service.settings import ServiceSettings
 from workbench._errors import InputError, positive_int
 from workbench.capacity import breaks
-from workbench.experiment import Experiment
+from workbench.experiment import Experiment, Session
 from workbench.load import SLO
 from workbench.run import RunResult
 from workbench.stack import Stack
@@ -136,7 +136,7 @@ def tune(
         run = Experiment(
             settings=settings, path=path, connections=connections, duration=duration, warmup=warmup,
             name="tune", labels={"tune": study_id, "trial": trial.number},
-        ).run(stack, store=store, progress=False)  # fmt: skip
+        ).run(stack, store=store, progress=False, session=session)  # fmt: skip
         broken = breaks(run, slo)
         rps = float(run.summary().get("throughput_rps") or 0.0)
         trial.set_user_attr("run_id", run.run_id)
@@ -147,14 +147,16 @@ def tune(
             print(f"trial {trial.number:>3}: {rps:>9,.0f} req/s, {verdict}", flush=True)
         return 0.0 if broken else rps
 
-    study.optimize(objective, n_trials=trials)
-    best = base.replace(**{k: v for k, v in study.best_params.items()})
-    again = None
-    if confirm and study.best_value > 0:
-        again = Experiment(
-            settings=best, path=path, connections=connections, duration=duration, warmup=warmup,
-            name="tune-confirm", labels={"tune": study_id, "trial": "confirm"},
-        ).run(stack, store=store, progress=False)  # fmt: skip
+    # One session: load workers kept across trials, each service stopped during the next boot.
+    with Session() as session:
+        study.optimize(objective, n_trials=trials)
+        best = base.replace(**{k: v for k, v in study.best_params.items()})
+        again = None
+        if confirm and study.best_value > 0:
+            again = Experiment(
+                settings=best, path=path, connections=connections, duration=duration,
+                warmup=warmup, name="tune-confirm", labels={"tune": study_id, "trial": "confirm"},
+            ).run(stack, store=store, progress=False, session=session)  # fmt: skip
     return Tuning(
         study=study,
         base=base,
