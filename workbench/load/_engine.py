@@ -454,9 +454,9 @@ def _worker_main(spec: WorkerSpec | None, pipe: multiprocessing.connection.Conne
                 assert isinstance(spec, WorkerSpec)
             if not _drive(spec, pipe, uvloop.new_event_loop()) or not pooled:
                 return
-            gc.unfreeze()  # the last run's pool and connections are garbage now
-            gc.collect()
             pipe.send(("idle", spec.index, None))
+            gc.unfreeze()  # the last run's pool and connections are garbage now: collect them
+            gc.collect()  # while the parent sets up the next run
             spec = None
     except OSError:
         return  # the parent went away
