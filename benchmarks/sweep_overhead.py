@@ -62,14 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         ("service stop (in foreground)", stop),
         ("sampling, store, last stop (spread)", rest),
     ]
-    print(f"points                               {args.points}")
-    print(f"measured seconds per point           {args.duration:.2f}")
-    print(f"wall seconds per point               {per_point:.2f}")
+    print(f"points                                 {args.points}")
+    print(f"measured seconds per point             {args.duration:.2f}")
+    print(f"wall seconds per point                 {per_point:.2f}")
     for label, seconds in rows:
-        print(f"  {label:<34} {seconds:5.2f}")
+        print(f"  {label:<36} {seconds:5.2f}")
     verdict = "met" if overhead <= GOAL_S else "NOT met"
     print(
-        f"overhead per point                   {overhead:.2f} s  (goal <= {GOAL_S:g} s: {verdict})"
+        f"overhead per point                     {overhead:.2f} s  (goal <= {GOAL_S:g} s: {verdict})"
     )
     return 0
 
