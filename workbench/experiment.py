@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -49,7 +50,9 @@ class Experiment:
     # Which ids `{id}` takes: uniform over the seeded users, or zipf (a few hot ids, as caches see).
     ids: str = "uniform"
     zipf_s: float = 1.1
-    seed: int = 0
+    # None: a fresh seed per run (recorded in the manifest), so runs do not replay each other's ids
+    # into warm caches; an int repeats a run's ids exactly.
+    seed: int | None = None
     name: str = ""
     labels: dict[str, Any] = field(default_factory=dict)
 
@@ -63,15 +66,17 @@ class Experiment:
         positive_float("warmup", self.warmup, strict=False)
         if self.rate is not None:
             positive_float("rate", self.rate)
-        self.scenario(id_max=1)  # validates ids, zipf_s and seed
+        self.scenario(id_max=1, seed=0)  # validates ids, zipf_s and seed
 
-    def scenario(self, *, id_max: int) -> Scenario:
+    def scenario(self, *, id_max: int, seed: int | None = None) -> Scenario:
         """The requests of this point: GET of `path`, `{id}` drawn over 1..id_max."""
+        if seed is None:
+            seed = self.seed if self.seed is not None else random.SystemRandom().randrange(2**31)
         return dataclasses.replace(
             Scenario.default(self.path, id_max=id_max),
             ids=self.ids,
             zipf_s=self.zipf_s,
-            seed=self.seed,
+            seed=seed,
         )
 
     def profile(self) -> dict[str, Any]:
@@ -110,12 +115,14 @@ class Experiment:
     ) -> RunResult:
         run_id = new_run_id(self.name or self.path)
         store = store if store is not None else Store()
+        scenario = self.scenario(id_max=stack.users)
+        profile = {**self.profile(), "seed": scenario.seed}
         manifest: dict[str, Any] = {
             "run_id": run_id,
             "name": self.name,
             "labels": self.labels,
             "settings": self.settings.to_dict(),
-            "profile": self.profile(),
+            "profile": profile,
             "environment": fingerprint(),
             "started_at": datetime.now(UTC).isoformat(),
             "status": "running",
@@ -136,7 +143,7 @@ class Experiment:
             "arrival": self.arrival,
             "warmup": self.warmup,
             "processes": self.processes,
-            "scenario": self.scenario(id_max=stack.users),
+            "scenario": scenario,
             "progress": progress,
         }
         try:
@@ -187,7 +194,7 @@ class Experiment:
             )
             result = assemble(
                 run_id, manifest, name=self.name, labels=self.labels,
-                described=self.settings.to_dict(), profile=self.profile(), load=load,
+                described=self.settings.to_dict(), profile=profile, load=load,
                 server=server, settings=self.settings,
             )  # fmt: skip
             log = svc.log if isinstance(svc.log, Path) else None
@@ -245,7 +252,7 @@ def load_profile(point: Any) -> dict[str, Any]:
         "processes": point.processes,
         "ids": getattr(point, "ids", "uniform"),
         "zipf_s": getattr(point, "zipf_s", None) if getattr(point, "ids", "") == "zipf" else None,
-        "seed": getattr(point, "seed", 0),
+        "seed": getattr(point, "seed", None),
     }
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import ipaddress
 import math
 import multiprocessing
 import multiprocessing.connection
 import os
+import random
 import signal
 import socket
 import ssl
@@ -574,7 +576,12 @@ def plan_load(
     if scenario is None:
         # httpx percent-encodes the braces of a "{id}" placeholder in the URL; undo that.
         path = parsed.raw_path.decode("ascii", "replace").replace("%7Bid%7D", "{id}") or "/"
-        scenario = Scenario.default(path, id_max=ids or DEFAULT_ID_MAX)
+        # A fresh seed per run, like wrk's scripts: back-to-back runs must not replay the same
+        # ids into caches the previous run warmed (a scenario given explicitly keeps its seed).
+        scenario = dataclasses.replace(
+            Scenario.default(path, id_max=ids or DEFAULT_ID_MAX),
+            seed=random.SystemRandom().randrange(2**31),
+        )
     elif isinstance(scenario, str | Path):
         scenario = Scenario.from_file(scenario)
     elif not isinstance(scenario, Scenario):
