@@ -190,6 +190,10 @@ def _instrument(engine: AsyncEngine, name: str) -> None:
     overflow = metrics.POOL_OVERFLOW.labels(name)
 
     hold = metrics.POOL_HOLD.labels(name)
+    opened = metrics.DB_CONNECTS.labels(name)
+
+    def on_connect(*_: Any) -> None:
+        opened.inc()
 
     def on_checkout(_dbapi: Any, record: Any, *_: Any) -> None:
         checked_out.inc()
@@ -204,5 +208,6 @@ def _instrument(engine: AsyncEngine, name: str) -> None:
             hold.observe(time.perf_counter() - started)
 
     event.listen(engine.sync_engine, "before_cursor_execute", on_execute)
+    event.listen(pool, "connect", on_connect)
     event.listen(pool, "checkout", on_checkout)
     event.listen(pool, "checkin", on_checkin)

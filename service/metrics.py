@@ -31,6 +31,9 @@ POOL_CHECKED_OUT = Gauge(
 POOL_OVERFLOW = Gauge(
     "db_pool_overflow", "Overflow connections by engine", ["engine"], multiprocess_mode="livesum"
 )
+DB_CONNECTS = Counter(
+    "db_connections_opened_total", "New database connections opened by engine", ["engine"]
+)
 POOL_HOLD = Histogram(
     "db_connection_hold_seconds",
     "How long a request holds a pooled connection (checkout to checkin)",

@@ -16,6 +16,8 @@ from workbench.bottleneck import attribute
         ({}, {"pool_wait_ms": [5.0, 8.0], "pool_checked_out": [15, 14]}, ServiceSettings(), "database pool exhausted"),
         # the naive pool (5 + 10): overflow connections opened and waited for, CPU not pinned
         ({}, {"pool_wait_ms": [2.0, 21.7], "pool_checked_out": [1, 7], "pool_overflow": [0, 9], "service_cpu_pct": [80.0, 75.0]}, ServiceSettings(), "database pool exhausted"),
+        # pool churn: 12 connections opened where the pool keeps 5, short waits on each
+        ({}, {"pool_wait_ms": [5.4, 0.1, 4.1], "connects_per_s": [6, 1, 5], "pool_overflow": [0, 1, 0], "service_cpu_pct": [85.0, 69.0, 58.0]}, ServiceSettings(), "database pool exhausted"),
         ({}, {"pool_wait_ms": [0.5, 1.0], "pool_checked_out": [1, 7], "pool_overflow": [0, 2], "service_cpu_pct": [30.0, 30.0]}, ServiceSettings(), "none found"),
         ({}, {"loop_lag_ms": [80.0, 90.0], "service_cpu_pct": [30.0, 30.0]}, ServiceSettings(), "event loop blocked"),
         ({}, {"postgres_cpu_pct": [90.0, 95.0], "service_cpu_pct": [50.0, 40.0]}, ServiceSettings(), "database CPU"),

@@ -104,3 +104,17 @@ def test_autocommit_reads_skip_begin_and_rollback(stack: Stack) -> None:
     autocommit = _statement_calls(stack, "BEGIN") - before
     assert with_transactions >= 20
     assert autocommit == 0
+
+
+def test_overflow_connections_are_opened_again_for_every_burst(stack: Stack) -> None:
+    def opened() -> float:
+        return REGISTRY.get_sample_value("db_connections_opened_total", {"engine": "write"}) or 0.0
+
+    async def bursts(db: Database) -> None:
+        for _ in range(3):  # 4 at once on a pool that keeps 1: 3 overflow connections each time
+            await asyncio.gather(*(db.get_user(i) for i in range(1, 5)))
+
+    before = opened()
+    _with_db(stack, ServiceSettings(pool_size=1, max_overflow=3), bursts)
+    # the kept connection once, then the overflow ones for each burst (closed on return)
+    assert opened() - before >= 1 + 3 * 3

@@ -85,6 +85,22 @@ def attribute(
             + (f", {overflow:.0f} of them opened beyond pool_size" if overflow > 0 else "")
             + ".",
         )
+    # More connections opened than the pools keep: overflow connections are opened for a burst
+    # and closed on return, each a new database backend and handshake (pool churn).
+    opened = float(server["connects_per_s"].sum()) if "connects_per_s" in server else 0.0
+    kept = math.nan
+    if settings is not None:
+        kept = workers * (
+            settings.pool_size + (settings.read_pool_size if settings.read_split else 0)
+        )
+    if opened > kept and wait > 1.0:
+        return Bottleneck(
+            "database pool exhausted",
+            f"The pools opened {opened:.0f} new database connections during the run, more than "
+            f"the {kept:.0f} they keep: bursts overflowed pool_size and each overflow "
+            f"connection was opened and closed again; requests waited {wait:.1f} ms on average "
+            "for a connection.",
+        )
     lag = _high(server, "loop_lag_ms")
     service_cpu = _mean(server, "service_cpu_pct")
     if lag > 20 and (service_cpu != service_cpu or service_cpu < 80 * workers):

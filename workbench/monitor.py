@@ -49,6 +49,9 @@ def derive(now: Sample, before: Sample, seconds: float) -> dict[str, float]:
     row["pool_wait_ms"] = (
         1000 * _delta(now, before, "db_pool_checkout_seconds_sum") / waits if waits else 0.0
     )
+    row["connects_per_s"] = (
+        _delta(now, before, "db_connections_opened_total") / seconds if seconds > 0 else 0.0
+    )
     holds = _delta(now, before, "db_connection_hold_seconds_count")
     row["checkouts_per_s"] = holds / seconds if seconds > 0 else 0.0
     row["hold_ms"] = (
