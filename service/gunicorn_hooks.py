@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# gunicorn 27's control socket has one path per user (~/.gunicorn/gunicorn.ctl): every service
+# the workbench starts would share it, and the first to stop deletes it. Older versions ignore this.
+control_socket_disable = True
+
 
 def child_exit(server: Any, worker: Any) -> None:
     """Mark a dead worker's live gauges as gone."""
