@@ -197,7 +197,7 @@ def bars(
         x=frame[x],
         y=frame[y],
         name="measured here",
-        text=[f"{v:,.0f}" for v in frame[y]],
+        text=[_label(v) for v in frame[y]],
         textposition="outside",
     )
     if reference is not None:
@@ -226,3 +226,14 @@ def comparison(table: pd.DataFrame, *, title: str = "b against a (95% CI)") -> g
         )
     )  # fmt: skip
     return _layout(fig, title, "metric", "change (%)")
+
+
+def _label(value: float) -> str:
+    """A bar's label: whole numbers for rates, one decimal for ratios (3.5x, not 4x)."""
+    return (
+        f"{value:,.0f}"
+        if abs(value) >= 100
+        else f"{value:.2g}"
+        if abs(value) < 1
+        else f"{value:.1f}"
+    )
