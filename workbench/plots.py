@@ -197,7 +197,7 @@ def bars(
         x=frame[x],
         y=frame[y],
         name="measured here",
-        text=[_label(v) for v in frame[y]],
+        text=[_bar_text(v) for v in frame[y]],
         textposition="outside",
     )
     if reference is not None:
@@ -228,7 +228,7 @@ def comparison(table: pd.DataFrame, *, title: str = "b against a (95% CI)") -> g
     return _layout(fig, title, "metric", "change (%)")
 
 
-def _label(value: float) -> str:
+def _bar_text(value: float) -> str:
     """A bar's label: whole numbers for rates, one decimal for ratios (3.5x, not 4x)."""
     return (
         f"{value:,.0f}"
