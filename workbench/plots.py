@@ -57,6 +57,10 @@ def latency_over_time(result: HasSeries, *, title: str = "Latency percentiles") 
     return _layout(fig, title, "second of the run", "latency (ms)")
 
 
+# Log-axis ticks for milliseconds, every label a full number (plotly's default writes 500 as "5").
+LOG_MS_TICKS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 60000]
+
+
 def percentile_spectrum(
     results: dict[str, HasSeries] | HasSeries, *, title: str = "Latency by percentile"
 ) -> go.Figure:
@@ -166,7 +170,7 @@ def latency_vs_load(
             x=[frame[x].min(), frame[x].max()], y=[slo_ms, slo_ms], mode="lines",
             name=f"SLO {slo_ms:g} ms", line={"dash": "dash", "color": "red"},
         )  # fmt: skip
-    fig.update_yaxes(type="log")
+    fig.update_yaxes(type="log", tickvals=LOG_MS_TICKS, ticktext=[f"{t:g}" for t in LOG_MS_TICKS])
     return _layout(fig, title, x.replace("_", " "), "latency (ms, log)")
 
 
