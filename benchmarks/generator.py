@@ -165,12 +165,12 @@ def run_plain_httpx(url: str, *, connections: int, duration: float) -> tuple[flo
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=64, help="connections for every tool")
     parser.add_argument("--server-core", type=int, default=0, help="core for the server")
     parser.add_argument("--client-core", type=int, default=1, help="core for the generators")
     parser.add_argument(
-        "--repeat", type=int, default=5, help="alternating pairs; median of the pairs' ratios"
+        "--repeat", type=int, default=9, help="alternating pairs; median of the pairs' ratios"
     )
     parser.add_argument("--skip-httpx", action="store_true", help="skip the plain httpx rows")
     args = parser.parse_args()
@@ -206,6 +206,12 @@ def main() -> int:
                 ratios.append(eng / wrk)
                 print(f"  pair {i + 1}: engine {eng:,.0f}, wrk {wrk:,.0f} req/s -> {eng / wrk:.3f}")
             pair_ratio = median(ratios)
+            spread = sorted(ratios)
+            print(
+                f"  pairs' ratio: median {pair_ratio:.3f}, middle half "
+                f"{spread[len(spread) // 4]:.3f}-{spread[(3 * len(spread)) // 4]:.3f}, "
+                f"range {spread[0]:.3f}-{spread[-1]:.3f}"
+            )
             rows.append(
                 (
                     "max throughput vs FastAPI (req/s)",
