@@ -305,3 +305,23 @@ def test_open_loop_pacing_leaves_the_cpu_to_the_service() -> None:
     assert not result.generator_saturated
     assert result.series()["generator_cpu_pct"].mean() < 50
     assert result.percentiles_ms("latency")["p50"] < 2
+
+
+def test_a_script_without_a_main_guard_runs_once(tmp_path: Path) -> None:
+    # spawn re-imports the parent's __main__ in each worker: the engine must not let it
+    with serve() as (url, _):
+        script = tmp_path / "unguarded.py"
+        script.write_text(
+            "from workbench.load import run_load\n"
+            "print('script body ran', flush=True)\n"
+            f"result = run_load({url + '/'!r}, connections=2, duration=0.5, warmup=0, "
+            "processes=2, progress=False)\n"
+            "print('requests', result.requests, flush=True)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+            cwd=Path(__file__).parent.parent,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("script body ran") == 1, done.stdout
+    assert "requests" in done.stdout

@@ -15,6 +15,7 @@ import random
 import signal
 import socket
 import ssl
+import sys
 import time
 import traceback
 from collections import deque
@@ -696,6 +697,30 @@ def worker_specs(plan: _Plan) -> list[WorkerSpec]:
     ]
 
 
+@contextlib.contextmanager
+def _main_hidden() -> Iterator[None]:
+    """Start spawned workers without re-running the caller's script in them.
+
+    multiprocessing's spawn imports the parent's __main__ in every child, so a script that loads
+    a service without an `if __name__ == "__main__":` guard would start its stack again in each
+    load worker (and pay its imports). The workers only need this package: while a worker starts,
+    __main__ shows neither a file nor a module spec, and spawn has nothing to re-import.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    names = ("__file__", "__spec__")
+    saved: dict[str, Any] = {k: main.__dict__[k] for k in names if k in main.__dict__}
+    try:
+        main.__dict__.pop("__file__", None)
+        if "__spec__" in saved:
+            main.__dict__["__spec__"] = None
+        yield
+    finally:
+        main.__dict__.update(saved)
+
+
 def _spawn(
     index: int,
     spec: WorkerSpec | None,
@@ -708,7 +733,8 @@ def _spawn(
     proc = ctx.Process(
         target=_worker_main, args=(spec, child_end), daemon=True, name=f"load-{index}"
     )
-    proc.start()
+    with _main_hidden():
+        proc.start()
     child_end.close()
     procs.append(proc)
     pipes.append(parent_end)
