@@ -45,6 +45,8 @@ users = 100_000  # users seeded into the database
 preset = "optimized"  # "naive" or "optimized"
 settings = {}  # ServiceSettings overrides, e.g. {"pool_size": 20, "workers": 2}
 endpoint = "/users/{id}"  # path under load; {id} is a random seeded user id
+ids = "uniform"  # how {id} is drawn: "uniform" over the users, or "zipf" (a few hot users, as caches see)
+zipf_s = 1.1  # zipf exponent when ids = "zipf": larger, hotter head
 database_url = ""  # an existing PostgreSQL (postgresql://...) instead of the embedded one
 redis_url = ""  # an existing Redis (redis://...) instead of the embedded one
 labels = {}  # extra columns for this run in the results store (sweeps set them)
@@ -55,6 +57,7 @@ import workbench as wb
 params = wb.check_params(
     duration=duration, connections=connections, rate=rate, users=users, preset=preset,
     settings=settings, endpoint=endpoint, database_url=database_url, redis_url=redis_url,
+    ids=ids, zipf_s=zipf_s,
 )
 wb.setup()
 params.settings.diff()  # what differs from the naive baseline
@@ -64,7 +67,7 @@ params.settings.diff()  # what differs from the naive baseline
 experiment = wb.Experiment(
     settings=params.settings, path=params.endpoint,
     connections=params.connections, duration=params.duration, rate=params.rate, name="quickstart",
-    labels=labels,
+    ids=params.ids, zipf_s=params.zipf_s, labels=labels,
 )
 with wb.Stack(users=params.users, database_url=params.database_url, redis_url=params.redis_url) as stack:
     run = experiment.run(stack)
@@ -268,18 +271,22 @@ duration = 3.0  # measured seconds per step
 bisections = 3
 endpoint = "/users/{id}"
 users = 100_000
+ids = "uniform"  # "uniform" over the users, or "zipf" (a few hot users: what caches are for)
+zipf_s = 1.1  # zipf exponent when ids = "zipf"
 """),
     ("code", """
 import workbench as wb
 
-params = wb.check_params(duration=duration, users=users, preset=preset, settings=settings, endpoint=endpoint, rate=start)
+params = wb.check_params(duration=duration, users=users, preset=preset, settings=settings, endpoint=endpoint, rate=start,
+                         ids=ids, zipf_s=zipf_s)
 slo_checked = wb.params.slo_from(p95_ms=slo_p95_ms, p99_ms=slo_p99_ms, errors_pct=slo_errors_pct)
 wb.setup()
 """),
     ("code", """
 with wb.Stack(users=params.users) as stack:
     found = wb.capacity.search(stack, settings=params.settings, slo=slo_checked, path=endpoint, start=start,
-                               limit=limit, duration=duration, bisections=bisections)
+                               limit=limit, duration=duration, bisections=bisections, ids=params.ids,
+                               zipf_s=params.zipf_s)
 print(found.sentence())
 found.points
 """),

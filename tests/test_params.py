@@ -26,6 +26,8 @@ def test_defaults_pass_and_build_the_preset() -> None:
         ({"settings": [1]}, "settings", "dict"),
         ({"endpoint": "users"}, "endpoint", "'/'"),
         ({"database_url": "mysql://h/db"}, "database_url", "postgresql://"),
+        ({"ids": "zip"}, "ids", "'uniform', 'zipf'"),
+        ({"ids": "zipf", "zipf_s": 0}, "zipf_s", "> 0"),
     ],
 )
 def test_bad_parameter_is_named(kwargs: dict[str, object], name: str, allowed: str) -> None:

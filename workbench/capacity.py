@@ -104,6 +104,8 @@ def search(
     duration: float = 3.0,
     warmup: float = 1.0,
     connections: int = 256,
+    ids: str = "uniform",
+    zipf_s: float = 1.1,
     store: Store | None = None,
     progress: bool = True,
 ) -> Capacity:
@@ -122,7 +124,7 @@ def search(
         # Fresh ids each step (a random seed): replaying the last step's ids would find them cached.
         experiment = Experiment(
             settings=settings, path=path, connections=connections, duration=duration,
-            warmup=warmup, rate=rate, name="capacity",
+            warmup=warmup, rate=rate, ids=ids, zipf_s=zipf_s, name="capacity",
             labels={"capacity": search_id},
         )  # fmt: skip
         run = experiment.run(stack, store=store, progress=False, service=svc)

@@ -9,6 +9,7 @@ from typing import Any
 from service.settings import ServiceSettings, SettingsError
 from workbench._errors import InputError, positive_float, positive_int
 from workbench._net import check_url
+from workbench.load._scenario import Scenario
 
 PRESETS = ("naive", "optimized")
 MAX_DURATION = 3600.0
@@ -42,6 +43,8 @@ class Params:
     endpoint: str
     database_url: str | None
     redis_url: str | None
+    ids: str = "uniform"
+    zipf_s: float = 1.1
 
 
 def check_params(
@@ -55,6 +58,8 @@ def check_params(
     endpoint: Any = "/users/{id}",
     database_url: Any = "",
     redis_url: Any = "",
+    ids: Any = "uniform",
+    zipf_s: Any = 1.1,
 ) -> Params:
     """Check a notebook's parameters; raise InputError naming the first bad one."""
     duration = positive_float("duration", duration)
@@ -71,6 +76,7 @@ def check_params(
         check_url("database_url", database_url, schemes=("postgresql", "postgres"))
     if redis_url:
         check_url("redis_url", redis_url, schemes=("redis",))
+    scenario = Scenario(ids=ids, zipf_s=zipf_s)  # InputError names ids or zipf_s
     return Params(
         duration=duration,
         connections=connections,
@@ -80,6 +86,8 @@ def check_params(
         endpoint=endpoint,
         database_url=database_url or None,
         redis_url=redis_url or None,
+        ids=scenario.ids,
+        zipf_s=scenario.zipf_s,
     )
 
 
