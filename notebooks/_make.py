@@ -22,7 +22,13 @@ def notebook(name: str, cells: list[tuple[str, str]]) -> None:
             cell = new_code_cell(source)
             if kind == "params":
                 cell.metadata["tags"] = ["parameters"]
+                # papermill's parser skips a line holding two "=": it could not be overridden
+                bad = [line for line in source.splitlines() if line.count("=") > 1]
+                if bad:
+                    raise ValueError(f"{name}: parameter lines with two '=': {bad}")
             out.append(cell)
+    for i, cell in enumerate(out):  # stable ids: regenerating leaves unchanged notebooks alone
+        cell["id"] = f"cell-{i}"
     nb = new_notebook(cells=out, metadata={"kernelspec": KERNEL, "language_info": {"name": "python"}})
     nbformat.write(nb, HERE / f"{name}.ipynb")
 
@@ -46,7 +52,7 @@ preset = "optimized"  # "naive" or "optimized"
 settings = {}  # ServiceSettings overrides, e.g. {"pool_size": 20, "workers": 2}
 endpoint = "/users/{id}"  # path under load; {id} is a random seeded user id
 ids = "uniform"  # how {id} is drawn: "uniform" over the users, or "zipf" (a few hot users, as caches see)
-zipf_s = 1.1  # zipf exponent when ids = "zipf": larger, hotter head
+zipf_s = 1.1  # zipf exponent (with ids "zipf"): larger, hotter head
 database_url = ""  # an existing PostgreSQL (postgresql://...) instead of the embedded one
 redis_url = ""  # an existing Redis (redis://...) instead of the embedded one
 labels = {}  # extra columns for this run in the results store (sweeps set them)
@@ -272,7 +278,7 @@ bisections = 3
 endpoint = "/users/{id}"
 users = 100_000
 ids = "uniform"  # "uniform" over the users, or "zipf" (a few hot users: what caches are for)
-zipf_s = 1.1  # zipf exponent when ids = "zipf"
+zipf_s = 1.1  # zipf exponent (with ids "zipf")
 """),
     ("code", """
 import workbench as wb
