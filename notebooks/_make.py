@@ -227,11 +227,13 @@ bisections = 2  # refinement steps after the first break
 endpoint = "/users/{id}"
 users = 100_000
 steps = []  # a subset of steps, e.g. ["naive", "+cache"], or all
+ids = "uniform"  # "uniform" over the users, or "zipf" (a few hot users: where +cache pays)
+zipf_s = 1.1  # zipf exponent (with ids "zipf")
 """),
     ("code", """
 import workbench as wb
 
-params = wb.check_params(duration=duration, users=users, endpoint=endpoint, rate=fixed_rate)
+params = wb.check_params(duration=duration, users=users, endpoint=endpoint, rate=fixed_rate, ids=ids, zipf_s=zipf_s)
 slo_checked = wb.params.slo_from(p95_ms=slo_p95_ms, p99_ms=slo_p99_ms, errors_pct=slo_errors_pct)
 wb.params.check_ints("bisections", bisections, minimum=0)
 known = [name for name, _ in wb.ladder()]
@@ -243,7 +245,8 @@ wb.setup()
     ("code", """
 with wb.Stack(users=params.users) as stack:
     table = wb.ladder_climb(stack, slo=slo_checked, path=endpoint, fixed_rate=fixed_rate, duration=duration,
-                            start=start, bisections=bisections, steps=steps or None)
+                            start=start, bisections=bisections, steps=steps or None, ids=params.ids,
+                            zipf_s=params.zipf_s)
 table
 """),
     ("code", """

@@ -36,6 +36,8 @@ def climb(
     start: float = 250.0,
     bisections: int = 2,
     steps: list[str] | None = None,
+    ids: str = "uniform",
+    zipf_s: float = 1.1,
     store: Store | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -48,11 +50,11 @@ def climb(
             print(f"--- {name}", flush=True)
         fixed = Experiment(
             settings=settings, path=path, rate=fixed_rate, duration=duration, connections=256,
-            name=f"ladder {name}", labels={"ladder_step": name},
+            ids=ids, zipf_s=zipf_s, name=f"ladder {name}", labels={"ladder_step": name},
         ).run(stack, store=store, progress=False)  # fmt: skip
         capacity = search(
             stack, settings=settings, slo=slo, path=path, start=start, duration=duration,
-            bisections=bisections, store=store, progress=progress,
+            bisections=bisections, ids=ids, zipf_s=zipf_s, store=store, progress=progress,
         )  # fmt: skip
         row = fixed.summary()
         rows.append(
