@@ -81,7 +81,12 @@ class Experiment:
 
     def profile(self) -> dict[str, Any]:
         """The load profile as a JSON-able dict."""
-        return load_profile(self)
+        return {
+            **load_profile(self),
+            "ids": self.ids,
+            "zipf_s": self.zipf_s if self.ids == "zipf" else None,
+            "seed": self.seed,
+        }
 
     def run(
         self,
@@ -250,9 +255,6 @@ def load_profile(point: Any) -> dict[str, Any]:
         "arrival": point.arrival if point.rate else None,
         "warmup": point.warmup,
         "processes": point.processes,
-        "ids": getattr(point, "ids", "uniform"),
-        "zipf_s": getattr(point, "zipf_s", None) if getattr(point, "ids", "") == "zipf" else None,
-        "seed": getattr(point, "seed", None),
     }
 
 

@@ -74,6 +74,7 @@ class ExternalExperiment:
         """The load profile as a JSON-able dict."""
         return {
             **load_profile(self),
+            "id_max": self.ids,  # here `ids` is the id range, not a distribution
             "transport": self.transport,
             "cluster": _cluster_name(self.cluster),
         }

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, cast
 
+from workbench._aio import close_loop
 from workbench._errors import InputError, positive_int
 from workbench.load._engine import (
     DEADLINE_MARGIN_S,
@@ -208,13 +209,7 @@ def _generate(
         if pipe.live is not None and forwarder is not None:
             pipe.live.put(None)
             forwarder.join(FORWARD_JOIN_S)
-        pending = asyncio.all_tasks(loop)
-        for task in pending:
-            task.cancel()
-        with contextlib.suppress(BaseException):
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.close()
-        asyncio.set_event_loop(None)
+        close_loop(loop)
         gc.unfreeze()  # the driver froze the heap; this process lives on as a Dask worker
     return {
         "index": spec.index,

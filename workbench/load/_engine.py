@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from workbench import hdr as hist
+from workbench._aio import close_loop
 from workbench._errors import InputError, allowed, positive_float, positive_int
 from workbench.load._profile import LoadProfile, default_processes, split_evenly
 from workbench.load._result import ERROR_CLASSES, LoadInterrupted, LoadResult
@@ -478,13 +479,7 @@ def _drive(spec: WorkerSpec, pipe: multiprocessing.connection.Connection, loop: 
             pipe.send(("error", spec.index, traceback.format_exc()))
         return False
     finally:
-        pending = asyncio.all_tasks(loop)
-        for task in pending:
-            task.cancel()
-        with contextlib.suppress(BaseException):
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.close()
-        asyncio.set_event_loop(None)
+        close_loop(loop)
 
 
 # ----------------------------------------------------------------------------- parent side
