@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
 
 import httpx
 import psutil
@@ -10,6 +12,7 @@ import pytest
 
 from service.settings import ServiceSettings, SettingsError
 from workbench._errors import InputError
+from workbench.faults import Outage
 from workbench.launcher import ServiceProcess
 from workbench.seed import user_row
 from workbench.stack import Stack
@@ -56,3 +59,20 @@ def test_busy_port_is_a_clear_error(stack: Stack) -> None:
         port = busy.getsockname()[1]
         with pytest.raises(InputError, match=f"port {port} .* already in use"):
             ServiceProcess(ServiceSettings(), stack, port=port)
+
+
+def test_wait_idle_waits_out_a_request_in_flight(stack: Stack) -> None:
+    # a frozen upstream holds /profile for upstream_timeout while the event loop stays free
+    settings = ServiceSettings(upstream_mode="shared", upstream_timeout=2.0)
+    with ServiceProcess(settings, stack) as svc:
+        assert svc.wait_idle(timeout=5)
+        with Outage(stack, "upstream", at=0, duration=3.0, mode="freeze"):
+            time.sleep(0.2)
+            slow = threading.Thread(
+                target=httpx.get, args=(svc.url + "/users/3/profile",), kwargs={"timeout": 30}
+            )
+            slow.start()
+            time.sleep(0.2)
+            assert not svc.wait_idle(timeout=0.3)  # the profile request is still waiting
+            assert svc.wait_idle(timeout=10)  # the upstream timeout ended it
+            slow.join()

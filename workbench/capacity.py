@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pandas as pd
 
 from service.settings import ServiceSettings
@@ -14,29 +12,12 @@ from workbench._errors import InputError, StackError, positive_float, positive_i
 from workbench.experiment import Experiment
 from workbench.launcher import ServiceProcess
 from workbench.load import SLO
-from workbench.monitor import parse_metrics
 from workbench.run import RunResult
 from workbench.stack import Stack
 from workbench.store import Store, new_run_id
 
 # An offered rate the service answers less than this share of is not held, whatever the latency.
 MIN_DELIVERED = 0.9
-# After an overloaded step the service may still work off queued requests; wait this long at most.
-IDLE_TIMEOUT_S = 30.0
-
-
-def wait_idle(svc: ServiceProcess, *, timeout: float = IDLE_TIMEOUT_S) -> bool:
-    """Wait until the service has no request in flight but the scrape itself; False on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if parse_metrics(svc.metrics()).get("http_requests_in_flight", 0.0) <= 1:
-                return True
-        except httpx.HTTPError:
-            pass  # too busy to answer a scrape: not idle
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)
 
 
 def breaks(run: RunResult, slo: SLO) -> list[str]:
@@ -128,10 +109,11 @@ def search(
             labels={"capacity": search_id},
         )  # fmt: skip
         run = experiment.run(stack, store=store, progress=False, service=svc)
-        if not wait_idle(svc):
+        # an overloaded step leaves queued requests: the next step starts on an idle service
+        if not svc.wait_idle():
             raise StackError(
-                f"the service still had requests in flight {IDLE_TIMEOUT_S:g} s after the "
-                f"step at {rate:,.0f} req/s; log {svc.log}"
+                f"the service still had requests in flight after the step at {rate:,.0f} req/s; "
+                f"log {svc.log}"
             )
         broken = breaks(run, slo)
         verdicts[rate] = (broken, run)

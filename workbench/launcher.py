@@ -16,6 +16,7 @@ from service.settings import ServiceSettings
 from workbench import _process
 from workbench._errors import StackError
 from workbench._net import check_port, free_port
+from workbench.monitor import parse_metrics
 from workbench.stack import Stack
 
 HEALTH_POLL_S = 0.02  # a refused connection costs well under a millisecond
@@ -97,6 +98,19 @@ class ServiceProcess(_process.Managed):
     def metrics(self) -> str:
         """The service's /metrics page (Prometheus text)."""
         return httpx.get(self.url + "/metrics", timeout=5).text
+
+    def wait_idle(self, *, timeout: float = 30.0) -> bool:
+        """Wait until no request is in flight but the scrape itself; False after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if parse_metrics(self.metrics()).get("http_requests_in_flight", 0.0) <= 1:
+                    return True
+            except httpx.HTTPError:
+                pass  # too busy to answer a scrape: not idle
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
 
     def pids(self) -> list[int]:
         """The service's process ids (master and workers)."""
