@@ -123,9 +123,22 @@ def kill_worker(service: ServiceProcess, *, sig: int = signal.SIGKILL) -> int:
     workers = [p for p in master.children() if "resource_tracker" not in " ".join(p.cmdline())]
     if not workers:
         raise InputError("service", "has no worker processes to kill")
-    victim = workers[0]
+    # The worker holding the most client connections: the kernel may have handed a worker none
+    # (one accept()-ing worker can take every connection), and killing that one breaks nothing.
+    victim = max(workers, key=lambda proc: _clients(proc, service.port))
     victim.send_signal(sig)
     return victim.pid
+
+
+def _clients(proc: psutil.Process, port: int | None) -> int:
+    """Client connections a worker holds on the service's port (not its database/Redis ones)."""
+    try:
+        return sum(
+            c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port
+            for c in proc.net_connections(kind="tcp")
+        )
+    except psutil.Error:
+        return 0
 
 
 def workers(service: ServiceProcess) -> list[int]:
