@@ -61,7 +61,8 @@ def main() -> int:
     if settings.server == "gunicorn":
         argv = [
             sys.executable, "-m", "gunicorn", "service.asgi:app",
-            "--worker-class", "uvicorn_worker.UvicornWorker",
+            "--worker-class",
+            "service.protocol.StampingWorker" if settings.anatomy else "uvicorn_worker.UvicornWorker",
             "--bind", f"{host}:{port}",
             "--workers", str(settings.workers),
             "--worker-connections", str(settings.worker_connections),
@@ -79,6 +80,8 @@ def main() -> int:
         os.execv(sys.executable, argv)
     import uvicorn
 
+    from service.protocol import StampingProtocol
+
     uvicorn.run(
         "service.asgi:app",
         host=host,
@@ -90,7 +93,7 @@ def main() -> int:
         log_level=settings.log_level,
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        http=StampingProtocol if settings.anatomy else "httptools",
     )
     return 0
 

@@ -16,7 +16,7 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from service import metrics
+from service import anatomy, metrics
 from service.batcher import Batcher
 from service.cache import L1Cache, MultiLevelCache
 from service.db import Database
@@ -56,6 +56,8 @@ def create_app(
         )
         res = Resources(settings=settings, db=db, redis=aioredis.Redis(connection_pool=pool))
         watchers = [asyncio.create_task(_watch_loop_lag()), asyncio.create_task(_watch_pools(db))]
+        if settings.anatomy:
+            watchers.append(asyncio.create_task(anatomy.RECORDER.flush_forever()))
         watchers.append(asyncio.create_task(_watch_bounds(res)))
         subscriber: aioredis.Redis | None = None
         if settings.cache:
@@ -109,7 +111,7 @@ def create_app(
 
     app = FastAPI(title="FastAPI tuning workbench: bundled service", lifespan=lifespan)
     app.add_middleware(_BodyLimitMiddleware, limit=MAX_BODY_BYTES)
-    app.add_middleware(_MetricsMiddleware)
+    app.add_middleware(_MetricsMiddleware, anatomy=settings.anatomy)
     for kind in DATABASE_UNAVAILABLE:
         app.add_exception_handler(kind, _database_unavailable)
     app.include_router(router)
@@ -156,11 +158,18 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
+# Requests of the workbench itself, kept out of the anatomy of the load.
+_UNTIMED = frozenset(("/metrics", "/health"))
+
+
 class _MetricsMiddleware:
     """Counts requests by route and status and times them (pure ASGI, no per-request task)."""
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+    def __init__(
+        self, app: Callable[[Scope, Receive, Send], Awaitable[None]], *, anatomy: bool = True
+    ) -> None:
         self.app = app
+        self.anatomy = anatomy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -168,6 +177,7 @@ class _MetricsMiddleware:
             return
         status = 500
         start = time.perf_counter()
+        timings = anatomy.begin() if self.anatomy else None
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -182,8 +192,12 @@ class _MetricsMiddleware:
             metrics.IN_FLIGHT.dec()
             route = scope.get("route")
             label = getattr(route, "path", "unmatched")
+            ended = time.perf_counter()
             metrics.REQUESTS.labels(label, str(status)).inc()
-            metrics.LATENCY.labels(label).observe(time.perf_counter() - start)
+            metrics.LATENCY.labels(label).observe(ended - start)
+            if timings is not None and label not in _UNTIMED:
+                received = scope.get(anatomy.RECEIVED_KEY, 0.0)
+                anatomy.RECORDER.finish(timings, received=received, started=start, ended=ended)
 
 
 MAX_BODY_BYTES = 64 * 1024

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from service import metrics
+from service.anatomy import Stage, timed
 
 KEY_PREFIX = "cache:"
 CHANNEL = "cache:invalidations"
@@ -125,7 +126,8 @@ class MultiLevelCache:
 
     async def get(self, key: str) -> bytes | None:
         """L1, then L2 (copying a hit into L1); None on a miss or when Redis is down."""
-        value = self.l1.get(key)
+        with timed(Stage.L1):
+            value = self.l1.get(key)
         if value is not None:
             metrics.CACHE_HITS.labels("l1").inc()
             return value
@@ -133,7 +135,8 @@ class MultiLevelCache:
         raw = None
         if self._l2_available():
             try:
-                raw = await self.redis.get(KEY_PREFIX + key)
+                with timed(Stage.L2):
+                    raw = await self.redis.get(KEY_PREFIX + key)
             except RedisError:
                 # A cache that is down is a miss, never an error for the client.
                 self._l2_failed()
@@ -156,7 +159,8 @@ class MultiLevelCache:
         if not self._l2_available():
             return
         try:
-            await self.redis.set(KEY_PREFIX + key, value, ex=max(1, int(seconds)))
+            with timed(Stage.L2):
+                await self.redis.set(KEY_PREFIX + key, value, ex=max(1, int(seconds)))
         except RedisError:
             log.warning("L2 set failed for %s; skipping L2 for %g s", key, L2_PAUSE)
             self._l2_failed()

@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from service import metrics
+from service import anatomy, metrics
+from service.anatomy import Stage
 from service.schema import profiles, users
 from service.schema import settings as user_settings
 from service.settings import ServiceSettings
@@ -107,10 +108,16 @@ class Database:
     async def connect(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
         """A pooled connection (write or read engine), timing the wait for it."""
         engine = self.write if write else self.read
+        timings = anatomy.current()
         start = time.perf_counter()
         async with engine.connect() as conn:
-            metrics.POOL_WAIT.labels(self._name(engine)).observe(time.perf_counter() - start)
+            got = time.perf_counter()
+            metrics.POOL_WAIT.labels(self._name(engine)).observe(got - start)
             yield conn
+        # Closing returns the connection (a ROLLBACK outside autocommit): part of the query's cost.
+        if timings is not None:
+            timings.add(Stage.POOL, got - start)
+            timings.add(Stage.QUERY, time.perf_counter() - got)
 
     async def get_user(self, user_id: int) -> dict[str, Any] | None:
         """One user row by id from the read engine, or None."""

@@ -9,8 +9,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 
 from service import metrics
+from service.anatomy import Stage, handler, timed
 from service.cache import HasCache, cached_endpoint, user_keys
 from service.resources import Resources
 from service.serializers import UserUpdate, dumps_orjson, dumps_pydantic, user_dict
@@ -20,7 +22,16 @@ MAX_USER_ID = 2**62
 UserId = Annotated[int, Path(ge=1, le=MAX_USER_ID, description="User id")]
 JSON = "application/json"
 
-router = APIRouter()
+
+
+class _TimedRoute(APIRoute):
+    """A route whose endpoint notes when it is entered and left, for the latency anatomy."""
+
+    def __init__(self, path: str, endpoint: Any, **kwargs: Any) -> None:
+        super().__init__(path, handler(endpoint), **kwargs)
+
+
+router = APIRouter(route_class=_TimedRoute)
 
 
 def _res(request: Request) -> Resources:
@@ -64,6 +75,11 @@ async def _load_user(res: Resources, user_id: int) -> dict[str, Any] | None:
 
 def _render_user(res: Resources, row: Mapping[str, Any]) -> bytes:
     """The user's JSON by the configured serializer, through the TTL object cache when on."""
+    with timed(Stage.SERIALIZE):
+        return _render_user_untimed(res, row)
+
+
+def _render_user_untimed(res: Resources, row: Mapping[str, Any]) -> bytes:
     render = dumps_pydantic if res.settings.serializer == "pydantic" else _dumps_user_orjson
     if res.model_cache is None:
         return render(row)
@@ -105,7 +121,8 @@ async def get_user_fast(user_id: UserId, request: Request) -> Response:
     row = await _load_user(_res(request), user_id)
     if row is None:
         raise HTTPException(404, f"user {user_id} not found")
-    return _json(_dumps_user_orjson(row))
+    with timed(Stage.SERIALIZE):
+        return _json(_dumps_user_orjson(row))
 
 
 @router.get("/users/{user_id}/profile")
@@ -118,10 +135,12 @@ async def get_user_profile(user_id: UserId, request: Request) -> Response:
     if row is None:
         raise HTTPException(404, f"user {user_id} not found")
     try:
-        external = await res.upstream.get_user(user_id)
+        with timed(Stage.UPSTREAM):
+            external = await res.upstream.get_user(user_id)
     except UpstreamError as exc:
         raise HTTPException(504 if exc.kind == "timeout" else 502, str(exc)) from None
-    return _json(dumps_orjson({"user": user_dict(row), "external": external}))
+    with timed(Stage.SERIALIZE):
+        return _json(dumps_orjson({"user": user_dict(row), "external": external}))
 
 
 def compute_score(detail: Mapping[str, Any], *, rounds: int) -> str:
@@ -138,13 +157,16 @@ async def _computation_body(holder: HasCache, user_id: int) -> bytes | None:
     detail = await holder.db.get_user_detail(user_id)
     if detail is None:
         return None
-    result = {
-        "user": user_dict(detail),
-        "profile": {k: detail[k] for k in ("bio", "country", "score")},
-        "settings": {k: detail[k] for k in ("theme", "language", "notifications")},
-        "digest": compute_score(detail, rounds=holder.settings.compute_cost),
-    }
-    return dumps_orjson(result)
+    with timed(Stage.COMPUTE):
+        digest = compute_score(detail, rounds=holder.settings.compute_cost)
+    with timed(Stage.SERIALIZE):
+        result = {
+            "user": user_dict(detail),
+            "profile": {k: detail[k] for k in ("bio", "country", "score")},
+            "settings": {k: detail[k] for k in ("theme", "language", "notifications")},
+            "digest": digest,
+        }
+        return dumps_orjson(result)
 
 
 @router.get("/users/{user_id}/expensive-computation")

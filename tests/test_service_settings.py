@@ -34,7 +34,7 @@ def test_strings_from_env_are_coerced() -> None:
         ({"pool_size": 2.5}, "pool_size"),
         ({"cache": "maybe"}, "cache"),
         ({"l1_size": 0}, "l1_size"),
-        ({"batch_flush_interval": 0}, "batch_flush_interval"),
+        ({"batch_flush_interval": -0.001}, "batch_flush_interval"),
         ({"batch_size": 100, "batch_max_pending": 10}, "batch_size"),
         ({"max_requests": 10, "max_requests_jitter": 20}, "max_requests_jitter"),
         ({"workers": 2, "preload": True}, "preload"),
