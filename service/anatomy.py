@@ -178,12 +178,12 @@ class Recorder:
                 continue
             # prometheus_client keeps one (non-cumulative) value per bucket and a sum; adding
             # to them in bulk is what observe() does one value at a time.
-            buckets: Any = child._buckets  # type: ignore[attr-defined]
+            buckets: Any = child._buckets
             for j, count in enumerate(row):
                 if count:
                     buckets[j].inc(count)
                     row[j] = 0
-            child._sum.inc(self._sums[i])  # type: ignore[attr-defined]
+            child._sum.inc(self._sums[i])
             self._sums[i] = 0.0
 
     async def flush_forever(self, interval: float = FLUSH_INTERVAL) -> None:

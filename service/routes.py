@@ -23,7 +23,6 @@ UserId = Annotated[int, Path(ge=1, le=MAX_USER_ID, description="User id")]
 JSON = "application/json"
 
 
-
 class _TimedRoute(APIRoute):
     """A route whose endpoint notes when it is entered and left, for the latency anatomy."""
 

@@ -8,7 +8,9 @@ from typing import Any
 
 import pandas as pd
 
+from service.anatomy import Stage
 from service.settings import ServiceSettings
+from workbench import anatomy as _anatomy
 
 KINDS = (
     "generator saturated",
@@ -48,9 +50,33 @@ def _high(frame: pd.DataFrame, column: str, q: float = 0.9) -> float:
 
 
 def attribute(
+    summary: dict[str, Any],
+    server: pd.DataFrame,
+    settings: ServiceSettings | None,
+    *,
+    anatomy: pd.DataFrame | None = None,
+) -> Bottleneck:
+    """Name the bottleneck of a run, citing where a request's time went when the anatomy is known."""
+    verdict = _attribute(summary, server, settings)
+    if anatomy is None or anatomy.empty or verdict.kind == "generator saturated":
+        return verdict
+    stage = _EVIDENCE.get(verdict.kind)
+    cited = _anatomy.sentence(anatomy, stage=stage)
+    return Bottleneck(verdict.kind, f"{verdict.sentence} {cited}".strip())
+
+
+# The anatomy stage that is the evidence for a kind (else the biggest stage is cited).
+_EVIDENCE: dict[str, str] = {
+    "database pool exhausted": Stage.POOL,
+    "event loop blocked": Stage.QUEUE,
+    "cache misses": Stage.L2,
+}
+
+
+def _attribute(
     summary: dict[str, Any], server: pd.DataFrame, settings: ServiceSettings | None
 ) -> Bottleneck:
-    """Name the bottleneck of a run from its summary and server series (first rule that holds)."""
+    """The first rule that holds, from a run's summary and server series."""
     reason = str(summary.get("saturation_reason") or "")
     # "All connections busy" alone means the service answered slower than the asked rate needs
     # (Little's law): that is the service's doing, so look for the cause on the server first.

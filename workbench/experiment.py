@@ -7,6 +7,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from service.settings import ServiceSettings
-from workbench import _process
+from workbench import _process, anatomy
 from workbench._errors import InputError, positive_float, positive_int
 from workbench._net import free_port
 from workbench.bottleneck import attribute
@@ -201,6 +202,7 @@ class Experiment:
                 run_id, manifest, name=self.name, labels=self.labels,
                 described=self.settings.to_dict(), profile=profile, load=load,
                 server=server, settings=self.settings,
+                snapshots=monitor.snapshots if monitor is not None else [],
             )  # fmt: skip
             log = svc.log if isinstance(svc.log, Path) else None
             store.save(result, files={"service.log": log} if log else None)
@@ -288,12 +290,18 @@ def assemble(
     load: LoadResult | None,
     server: pd.DataFrame,
     settings: ServiceSettings | None,
+    snapshots: Sequence[tuple[float, anatomy.Snapshot]] = (),
 ) -> RunResult:
     """A RunResult from what a run measured: server samples aligned, bottleneck named, one summary row."""
     aligned = _align(server, load, time.time())
     if load is not None:  # epoch seconds of the client's second 0, to place outside events
         manifest["window_started_at"] = load.started_at
-    verdict = attribute(load.summary() if load is not None else {}, aligned, settings)
+    table = anatomy.frame(
+        anatomy.between(snapshots, start=load.started_at if load is not None else None)
+    )
+    verdict = attribute(
+        load.summary() if load is not None else {}, aligned, settings, anatomy=table
+    )
     manifest["bottleneck"] = asdict(verdict)
     row: dict[str, Any] = {
         "run_id": run_id,
@@ -323,6 +331,10 @@ def assemble(
         if column in aligned:
             row[f"mean_{column}"] = float(aligned[column].mean())
     row["bottleneck"] = verdict.kind
+    for stage, ms in anatomy.stages(table)["mean_ms"].items():
+        row[f"anatomy_{stage}_ms"] = float(ms)
+    if anatomy.TOTAL in table.index:
+        row["anatomy_total_ms"] = float(table["mean_ms"][anatomy.TOTAL])
     return RunResult(
         run_id=run_id,
         manifest=manifest,
@@ -331,4 +343,5 @@ def assemble(
         server=aligned,
         hdr_latency=load.hdr_latency if load is not None else b"",
         hdr_service=load.hdr_service if load is not None else b"",
+        anatomy_table=table,
     )

@@ -6,22 +6,29 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pandas as pd
 import psutil
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+
+from workbench import anatomy
 
 Sample = dict[str, float]
 
 
 def parse_metrics(text: str) -> Sample:
     """Prometheus text → {name: value}, summed over labels, plus {name{k=v}: value} per label set."""
+    return _sample(text_string_to_metric_families(text))
+
+
+def _sample(families: Iterable[Metric]) -> Sample:
     out: Sample = {}
-    for family in text_string_to_metric_families(text):
+    for family in families:
         for sample in family.samples:
             out[sample.name] = out.get(sample.name, 0.0) + sample.value
             if sample.labels:
@@ -137,6 +144,8 @@ class Monitor:
     processes: Callable[[], dict[str, list[int]]]
     interval: float = 1.0
     rows: list[dict[str, Any]] = field(default_factory=list, init=False)
+    # (epoch s, the service's anatomy histograms) at each scrape, for the run's window
+    snapshots: list[tuple[float, anatomy.Snapshot]] = field(default_factory=list, init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _thread: threading.Thread | None = field(default=None, init=False, repr=False)
 
@@ -172,7 +181,13 @@ class Monitor:
                 row: dict[str, Any] = {"time": now_wall, "since": last}
                 if self.metrics_url:
                     try:
-                        scraped = parse_metrics(client.get(self.metrics_url).text)
+                        families = list(
+                            text_string_to_metric_families(client.get(self.metrics_url).text)
+                        )
+                        scraped = _sample(families)
+                        snap = anatomy.snapshot(families)
+                        if snap is not None:
+                            self.snapshots.append((now_wall, snap))
                     except (httpx.HTTPError, ValueError):
                         scraped = None
                     if scraped is not None:

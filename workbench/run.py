@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from workbench import hdr
+from workbench import anatomy, hdr
 
 STATUSES = ("finished", "interrupted", "crashed")
 
@@ -23,6 +23,7 @@ class RunResult:
     server: pd.DataFrame
     hdr_latency: bytes
     hdr_service: bytes = field(default=b"")
+    anatomy_table: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def status(self) -> str:
@@ -37,6 +38,25 @@ class RunResult:
         """Percentile spectrum of latency (from the intended send) or service time."""
         blob = self.hdr_service if kind == "service" and self.hdr_service else self.hdr_latency
         return hdr.spectrum(blob)
+
+    def anatomy(self) -> pd.DataFrame:
+        """Where a request's time went in the service: one row per stage (and `other`), with
+        mean ms per request, P50/P95 ms among requests through it, share, % of requests."""
+        return anatomy.stages(self.anatomy_table)
+
+    def anatomy_ms(self) -> dict[str, float]:
+        """Mean ms per request by stage (they add up to the mean service time)."""
+        return {str(k): float(v) for k, v in self.anatomy()["mean_ms"].items()}
+
+    def service_time_ms(self) -> dict[str, float]:
+        """The service-side time per request (`total_*`) and the sum of its stages (`accounted_*`):
+        mean, P50 and P95 in ms, from the anatomy histograms."""
+        out: dict[str, float] = {}
+        for name in (anatomy.TOTAL, anatomy.ACCOUNTED):
+            if name in self.anatomy_table.index:
+                for column in ("mean_ms", "p50_ms", "p95_ms"):
+                    out[f"{name}_{column}"] = float(self.anatomy_table[column][name])
+        return out
 
     def summary(self) -> dict[str, Any]:
         """The one-row summary: run id, status, settings and the measured numbers."""

@@ -24,6 +24,7 @@ CLIENT = "series.parquet"
 SERVER = "server.parquet"
 HDR_LATENCY = "latency.hdr"
 HDR_SERVICE = "service_time.hdr"
+ANATOMY = "anatomy.parquet"
 _TMP_PREFIX = ".tmp-"
 _RUNNING_PREFIX = ".running-"  # marker of a run in progress: <root>/.running-<run_id>.json
 
@@ -91,6 +92,7 @@ class Store:
         result.server.to_parquet(tmp / SERVER, index=False)
         (tmp / HDR_LATENCY).write_bytes(result.hdr_latency)
         (tmp / HDR_SERVICE).write_bytes(result.hdr_service)
+        result.anatomy_table.to_parquet(tmp / ANATOMY)
         for name, source in (files or {}).items():
             if source.exists():
                 shutil.copyfile(source, tmp / name)
@@ -114,6 +116,9 @@ class Store:
             server=pd.read_parquet(folder / SERVER),
             hdr_latency=(folder / HDR_LATENCY).read_bytes(),
             hdr_service=(folder / HDR_SERVICE).read_bytes(),
+            anatomy_table=(
+                pd.read_parquet(folder / ANATOMY) if (folder / ANATOMY).exists() else pd.DataFrame()
+            ),
         )
 
     def ids(self) -> list[str]:
