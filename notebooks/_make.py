@@ -51,7 +51,7 @@ users = 100_000  # users seeded into the database
 preset = "optimized"  # "naive" or "optimized"
 settings = {}  # ServiceSettings overrides, e.g. {"pool_size": 20, "workers": 2}
 endpoint = "/users/{id}"  # path under load; {id} is a random seeded user id
-ids = "uniform"  # how {id} is drawn: "uniform" over the users, or "zipf" (a few hot users, as caches see)
+ids = "uniform"  # how {id} is drawn: "uniform", "zipf" (a few hot users), or "seed" (85% on 0.1% of users, as in the account)
 zipf_s = 1.1  # zipf exponent (with ids "zipf"): larger, hotter head
 database_url = ""  # an existing PostgreSQL (postgresql://...) instead of the embedded one
 redis_url = ""  # an existing Redis (redis://...) instead of the embedded one
@@ -280,7 +280,7 @@ duration = 3.0  # measured seconds per step
 bisections = 3
 endpoint = "/users/{id}"
 users = 100_000
-ids = "uniform"  # "uniform" over the users, or "zipf" (a few hot users: what caches are for)
+ids = "uniform"  # "uniform" over the users, "zipf" (a few hot users), or "seed" (85% on 0.1% of users)
 zipf_s = 1.1  # zipf exponent (with ids "zipf")
 """),
     ("code", """

@@ -134,3 +134,15 @@ def test_default_pool_covers_a_large_id_range_as_httpx_would_encode_it() -> None
     )
     expected = [encode_request(r) for r in mixed.requests("http://127.0.0.1:8000", count=40)]
     assert mixed.encode_pool("http://127.0.0.1:8000", count=40) == expected
+
+
+def test_seed_ids_send_the_accounts_share_to_a_hot_set() -> None:
+    scenario = Scenario(ids="seed", id_max=100_000)
+    assert scenario.hot_ids() == 100  # 0.1% of the ids
+    ids = [i for _, i in scenario.sample(20_000, seed=2)]
+    hot = sum(1 for i in ids if i <= scenario.hot_ids()) / len(ids)
+    assert hot == pytest.approx(0.85, abs=0.015)
+    assert max(ids) > 50_000  # the cold rest spans every id
+    assert Scenario(ids="seed", id_max=2_000).hot_ids() == 10  # at least 10
+    with pytest.raises(InputError, match="'uniform', 'zipf', 'seed'"):
+        Scenario(ids="hot")
