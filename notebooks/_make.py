@@ -85,6 +85,12 @@ wb.summary_table(run)
     ("code", "wb.show(wb.plots.latency_over_time(run))"),
     ("md", "## Latency by percentile (HDR spectrum)"),
     ("code", "wb.show(wb.plots.percentile_spectrum({params.endpoint: run}))"),
+    ("md", "## Where a request's time goes"),
+    ("code", """
+print(wb.anatomy.sentence(run.anatomy_table))
+wb.show(wb.plots.anatomy(run.anatomy()))
+run.anatomy().round(3)
+"""),
     ("md", "## Inside the service"),
     ("code", "wb.show(wb.plots.server_panels(run.server))"),
 ]

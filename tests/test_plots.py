@@ -42,3 +42,24 @@ def test_spectrum_uses_log_inverse_tail_axis() -> None:
     fig = plots.percentile_spectrum({"a": RESULT, "b": RESULT})
     assert fig.layout.xaxis.type == "log"
     assert [t.name for t in fig.data] == ["a", "b"]
+
+
+def test_anatomy_stacks_each_stage_per_run() -> None:
+    from workbench import anatomy as _anatomy
+
+    table = pd.DataFrame(
+        {
+            "mean_ms": [0.5, 2.0, 0.1, 2.6, 2.5],
+            "p50_ms": [0.4, 1.8, float("nan"), 2.5, 2.4],
+            "p95_ms": [1.0, 4.0, float("nan"), 5.0, 4.9],
+            "share": [0.19, 0.77, 0.04, 1.0, 0.96],
+            "requests_pct": [100, 100, float("nan"), 100, 100],
+        },
+        index=pd.Index(["queue", "query", _anatomy.OTHER, "total", "accounted"], name="stage"),
+    )
+    fig = plots.anatomy({"naive": table, "+pool": table.drop(index=["queue"])})
+    names = [trace.name for trace in fig.data]
+    assert names == ["waiting for the event loop", "query", "unaccounted"]  # no totals stacked
+    assert list(fig.data[0].x) == [0.5, 0.0]  # +pool has no queue stage
+    assert list(fig.data[1].y) == ["naive", "+pool"]
+    assert fig.layout.barmode == "stack"

@@ -38,6 +38,7 @@ _NAMES: dict[str, tuple[str, str | None]] = {
     "Sweep": ("workbench.sweep", "Sweep"),
     # modules
     "advice": ("workbench.advice", None),
+    "anatomy": ("workbench.anatomy", None),
     "capacity": ("workbench.capacity", None),
     "params": ("workbench.params", None),
     "plots": ("workbench.plots", None),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import pandas as pd
@@ -241,3 +242,47 @@ def _bar_text(value: float) -> str:
         if abs(value) < 1
         else f"{value:.1f}"
     )
+
+
+def anatomy(
+    tables: Mapping[str, pd.DataFrame] | pd.DataFrame,
+    *,
+    title: str = "Where a request's time goes in the service",
+) -> go.Figure:
+    """Stacked bars of mean ms per request by stage, one bar per run (or ladder step).
+
+    Takes one anatomy table (`RunResult.anatomy()`) or a mapping of name → table; the bars'
+    lengths are the mean service time, and hovering a segment gives the stage's P50/P95.
+    """
+    from workbench.anatomy import LABELS, OTHER
+
+    named = {"run": tables} if isinstance(tables, pd.DataFrame) else dict(tables)
+    names = list(named)
+    order: list[str] = []
+    for table in named.values():
+        order += [stage for stage in table.index if stage not in order]
+    order = [s for s in order if s not in ("total", "accounted") and s != OTHER] + [OTHER]
+    records = {n: table.to_dict("index") for n, table in named.items()}
+    fig = go.Figure()
+    for stage in order:
+        rows = [records[n].get(stage) for n in names]
+        fig.add_bar(
+            y=names,
+            x=[float(r["mean_ms"]) if r is not None else 0.0 for r in rows],
+            name=LABELS.get(stage, stage),
+            orientation="h",
+            customdata=[
+                [float(r["p50_ms"]), float(r["p95_ms"]), 100 * float(r["share"])]
+                if r is not None
+                else [float("nan")] * 3
+                for r in rows
+            ],
+            hovertemplate=(
+                "%{y}: " + LABELS.get(stage, stage) + " %{x:.2f} ms per request "
+                "(%{customdata[2]:.0f}%); P50 %{customdata[0]:.2f}, P95 %{customdata[1]:.2f} ms"
+                "<extra></extra>"
+            ),
+        )
+    fig.update_layout(barmode="stack", legend={"traceorder": "normal"})
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, title, "mean ms per request in the service", "")

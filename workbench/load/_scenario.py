@@ -180,7 +180,9 @@ class Scenario:
         elif self.ids == "seed":
             hot = self.hot_ids()
             ids = [
-                rng.randint(1, hot) if rng.random() < SEED_HOT_SHARE else rng.randint(1, self.id_max)
+                rng.randint(1, hot)
+                if rng.random() < SEED_HOT_SHARE
+                else rng.randint(1, self.id_max)
                 for _ in range(count)
             ]
         else:
