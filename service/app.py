@@ -69,6 +69,7 @@ def create_app(
                 l1_size=settings.l1_size,
                 l2_ttl=settings.l2_ttl,
                 publish=settings.invalidation,
+                write_behind=settings.l2_write_behind,
             )
             if subscriber is not None:
                 watchers.append(asyncio.create_task(res.cache.listen()))

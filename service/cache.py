@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import random
 import time
@@ -25,6 +26,7 @@ CHANNEL = "cache:invalidations"
 RETRY_DELAY = 0.2
 REPEAT_AFTER = 0.5
 TTL_JITTER = 0.2
+MAX_WRITES = 1_000  # write-behind L2 sets pending at most
 L2_PAUSE = 1.0  # after a Redis failure, requests skip L2 this long instead of each waiting on it
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,7 @@ class MultiLevelCache:
         publish: bool = True,
         channel: str = CHANNEL,
         repeat_after: float | None = REPEAT_AFTER,
+        write_behind: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.redis = redis
@@ -98,6 +101,8 @@ class MultiLevelCache:
         self.channel = channel
         self.instance_id = uuid.uuid4().hex
         self.repeat_after = repeat_after
+        self.write_behind = write_behind
+        self._writes: set[asyncio.Task[None]] = set()
         self.subscribed = asyncio.Event()
         self._repeats: set[asyncio.Task[None]] = set()
         self._clock = clock
@@ -158,6 +163,19 @@ class MultiLevelCache:
         self.l1.set(key, value, ttl=seconds)
         if not self._l2_available():
             return
+        if self.write_behind:
+            # The response need not wait for Redis: the write runs on its own (a context of its
+            # own, so its time is not the request's). Beyond MAX_WRITES pending, L2 is skipped.
+            if len(self._writes) < MAX_WRITES:
+                task = asyncio.get_running_loop().create_task(
+                    self._write(key, value, seconds), context=contextvars.Context()
+                )
+                self._writes.add(task)
+                task.add_done_callback(self._writes.discard)
+            return
+        await self._write(key, value, seconds)
+
+    async def _write(self, key: str, value: bytes, seconds: float) -> None:
         try:
             with timed(Stage.L2):
                 await self.redis.set(KEY_PREFIX + key, value, ex=max(1, int(seconds)))
@@ -183,10 +201,10 @@ class MultiLevelCache:
         await self._invalidate_now(keys)
 
     async def close(self) -> None:
-        """Run pending repeated invalidations now."""
+        """Drop pending repeated invalidations; finish the L2 writes under way."""
         for task in list(self._repeats):
             task.cancel()
-        await asyncio.gather(*self._repeats, return_exceptions=True)
+        await asyncio.gather(*self._repeats, *self._writes, return_exceptions=True)
 
     async def _invalidate_now(self, keys: Sequence[str]) -> None:
         for key in keys:

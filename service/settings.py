@@ -95,6 +95,8 @@ class ServiceSettings:
     l1_size: int = 10_000
     l2_ttl: int = 300
     invalidation: bool = True
+    # Fill L2 in the background: a miss's response does not wait for the Redis SET.
+    l2_write_behind: bool = False
     # CPU cost of /expensive-computation, in hashing rounds.
     compute_cost: int = 2_000
     # Server.
@@ -249,7 +251,7 @@ def ladder() -> list[tuple[str, ServiceSettings]]:
                 "batch_flush_interval": 0.0,
             },
         ),
-        ("+cache", {"cache": True}),
+        ("+cache", {"cache": True, "l2_write_behind": True}),
         # preload: the app is imported once in the master, so workers fork ready (starts ~2x faster).
         ("+workers", {"server": "gunicorn", "workers": 2, "preload": True}),
     ]

@@ -278,3 +278,28 @@ def _wait_for(check: Callable[[], bool], *, what: str, timeout: float = 10.0) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"no {what} in {timeout:g} s")
         time.sleep(0.02)
+
+
+def test_write_behind_fills_l2_without_the_request_waiting_for_it(stack: Stack) -> None:
+    from service import anatomy
+
+    l2 = anatomy.STAGES.index(anatomy.Stage.L2)
+
+    async def scenario() -> None:
+        client = aioredis.Redis.from_url(stack.redis)
+        try:
+            for behind in (False, True):
+                cache = MultiLevelCache(redis=client, write_behind=behind)
+                key = f"test:{uuid.uuid4().hex}"
+                timings = anatomy.begin()
+                await cache.set(key, b"value")
+                assert (timings.spent[l2] > 0) is not behind  # waited for Redis, or not
+                deadline = time.monotonic() + 2
+                while await client.get(KEY_PREFIX + key) is None and time.monotonic() < deadline:
+                    await asyncio.sleep(0.005)
+                assert await client.get(KEY_PREFIX + key) == b"value"  # L2 filled either way
+                await cache.close()
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
