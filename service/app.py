@@ -76,11 +76,14 @@ def create_app(
         if settings.model_cache:
             res.model_cache = L1Cache(max_size=settings.l1_size)
         if settings.batcher:
-            res.batcher = Batcher(
-                db.get_users,
-                size=settings.batch_size,
-                interval=settings.batch_flush_interval,
-                max_pending=settings.batch_max_pending,
+            res.batcher, res.detail_batcher = (
+                Batcher(
+                    fetch,
+                    size=settings.batch_size,
+                    interval=settings.batch_flush_interval,
+                    max_pending=settings.batch_max_pending,
+                )
+                for fetch in (db.get_users, db.get_user_details)
             )
         if upstream_url:
             res.upstream = Upstream(
@@ -99,8 +102,9 @@ def create_app(
             for task in watchers:
                 with suppress(asyncio.CancelledError):
                     await task
-            if res.batcher is not None:
-                await res.batcher.close()
+            for batcher in (res.batcher, res.detail_batcher):
+                if batcher is not None:
+                    await batcher.close()
             if res.cache is not None:
                 await res.cache.close()
             if res.upstream is not None:

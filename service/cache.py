@@ -299,4 +299,4 @@ def cached_endpoint(
 
 def user_keys(user_id: int) -> list[str]:
     """Every cache key that holds data of one user (what a write must invalidate)."""
-    return [f"user:{user_id}", f"user_computation:{user_id}"]
+    return [f"user:{user_id}", f"user_full:{user_id}", f"user_computation:{user_id}"]

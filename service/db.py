@@ -24,7 +24,7 @@ from service.schema import settings as user_settings
 from service.settings import ServiceSettings
 
 _USERS_BY_IDS = select(users).where(users.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
-_USER_DETAIL = (
+_DETAIL = (
     select(
         users,
         profiles.c.bio,
@@ -36,8 +36,9 @@ _USER_DETAIL = (
     )
     .join(profiles, profiles.c.user_id == users.c.id)
     .join(user_settings, user_settings.c.user_id == users.c.id)
-    .where(users.c.id == bindparam("user_id"))
 )
+_USER_DETAIL = _DETAIL.where(users.c.id == bindparam("user_id"))
+_USER_DETAILS_BY_IDS = _DETAIL.where(users.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
 UPDATABLE = ("name", "email")
 
 
@@ -136,6 +137,12 @@ class Database:
         async with self.connect() as conn:
             row = (await conn.execute(_USER_DETAIL, {"user_id": user_id})).first()
         return dict(row._mapping) if row is not None else None
+
+    async def get_user_details(self, user_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Joined user/profile/settings rows for many ids in one query, keyed by id."""
+        async with self.connect() as conn:
+            result = await conn.execute(_USER_DETAILS_BY_IDS, {"ids": list(user_ids)})
+            return {row.id: dict(row._mapping) for row in result}
 
     async def update_user(self, user_id: int, values: Mapping[str, Any]) -> dict[str, Any] | None:
         """Set some of name/email on the write engine; the new row, or None when absent."""

@@ -24,4 +24,5 @@ class Resources:
     cache: MultiLevelCache | None = None
     model_cache: L1Cache | None = None
     batcher: Batcher[int, dict[str, Any]] | None = None
+    detail_batcher: Batcher[int, dict[str, Any]] | None = None  # joined rows for /full
     upstream: Upstream | None = None

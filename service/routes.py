@@ -15,7 +15,14 @@ from service import metrics
 from service.anatomy import Stage, handler, timed
 from service.cache import HasCache, cached_endpoint, user_keys
 from service.resources import Resources
-from service.serializers import UserUpdate, dumps_orjson, dumps_pydantic, user_dict
+from service.serializers import (
+    UserUpdate,
+    dumps_orjson,
+    dumps_pydantic,
+    dumps_pydantic_full,
+    user_dict,
+    user_full_dict,
+)
 from service.upstream import UpstreamError
 
 MAX_USER_ID = 2**62
@@ -78,12 +85,15 @@ def _render_user(res: Resources, row: Mapping[str, Any]) -> bytes:
         return _render_user_untimed(res, row)
 
 
-def _render_user_untimed(res: Resources, row: Mapping[str, Any]) -> bytes:
-    render = dumps_pydantic if res.settings.serializer == "pydantic" else _dumps_user_orjson
+def _render_user_untimed(res: Resources, row: Mapping[str, Any], *, full: bool = False) -> bytes:
+    if full:
+        render = dumps_pydantic_full if res.settings.serializer == "pydantic" else _dumps_full
+    else:
+        render = dumps_pydantic if res.settings.serializer == "pydantic" else _dumps_user_orjson
     if res.model_cache is None:
         return render(row)
     # updated_at in the key: a changed row never hits a stale entry.
-    key = f"{row['id']}:{row['updated_at'].isoformat()}"
+    key = f"{'full:' if full else ''}{row['id']}:{row['updated_at'].isoformat()}"
     body = res.model_cache.get(key)
     if body is None:
         metrics.CACHE_MISSES.labels("model").inc()
@@ -98,6 +108,23 @@ def _dumps_user_orjson(row: Mapping[str, Any]) -> bytes:
     return dumps_orjson(user_dict(row))
 
 
+def _dumps_full(row: Mapping[str, Any]) -> bytes:
+    return dumps_orjson(user_full_dict(row))
+
+
+@cached_endpoint(key=lambda user_id: f"user_full:{user_id}")
+async def _user_full_body(holder: HasCache, user_id: int) -> bytes | None:
+    assert isinstance(holder, Resources)
+    if holder.detail_batcher is not None:
+        row = await holder.detail_batcher.load(user_id)
+    else:
+        row = await holder.db.get_user_detail(user_id)
+    if row is None:
+        return None
+    with timed(Stage.SERIALIZE):
+        return _render_user_untimed(holder, row, full=True)
+
+
 @cached_endpoint(key=lambda user_id: f"user:{user_id}")
 async def _user_body(holder: HasCache, user_id: int) -> bytes | None:
     assert isinstance(holder, Resources)
@@ -109,6 +136,16 @@ async def _user_body(holder: HasCache, user_id: int) -> bytes | None:
 async def get_user(user_id: UserId, request: Request) -> Response:
     """One user: serializer, object cache, batcher and multi-level cache as configured."""
     body = await _user_body(_res(request), user_id)
+    if body is None:
+        raise HTTPException(404, f"user {user_id} not found")
+    return _json(body)
+
+
+@router.get("/users/{user_id}/full")
+async def get_user_full(user_id: UserId, request: Request) -> Response:
+    """A user with profile and settings nested: the account's richer response, where the
+    serializer's cost shows. Batcher, object cache and multi-level cache as configured."""
+    body = await _user_full_body(_res(request), user_id)
     if body is None:
         raise HTTPException(404, f"user {user_id} not found")
     return _json(body)

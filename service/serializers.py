@@ -23,6 +23,47 @@ class UserOut(BaseModel):
     created_at: datetime
 
 
+class ProfileOut(BaseModel):
+    """A user's profile as the API returns it."""
+
+    bio: str
+    country: str
+    score: int
+
+
+class PreferencesOut(BaseModel):
+    """A user's settings as the API returns them."""
+
+    theme: str
+    language: str
+    notifications: bool
+
+
+class UserFullOut(UserOut):
+    """A user with their profile and settings nested (the account's richer responses)."""
+
+    profile: ProfileOut
+    settings: PreferencesOut
+
+
+PROFILE_FIELDS = ("bio", "country", "score")
+PREFERENCE_FIELDS = ("theme", "language", "notifications")
+
+
+def user_full_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A joined user/profile/settings row as the nested dict the API returns."""
+    return {
+        **user_dict(row),
+        "profile": {k: row[k] for k in PROFILE_FIELDS},
+        "settings": {k: row[k] for k in PREFERENCE_FIELDS},
+    }
+
+
+def dumps_pydantic_full(row: Mapping[str, Any]) -> bytes:
+    """JSON bytes of a joined row through the nested Pydantic model."""
+    return UserFullOut.model_validate(user_full_dict(row)).model_dump_json().encode()
+
+
 def user_dict(row: Mapping[str, Any]) -> dict[str, Any]:
     """The public fields of a user row as a plain dict (for the orjson path)."""
     return {

@@ -79,19 +79,38 @@ def test_pydantic_and_orjson_paths_are_byte_for_byte_equal(
 
 
 @pytest.mark.parametrize("path", ["abc", "-1", "0", "1.5", str(2**63)])
-@pytest.mark.parametrize("suffix", ["", "/fast", "/profile", "/expensive-computation"])
+@pytest.mark.parametrize("suffix", ["", "/fast", "/full", "/profile", "/expensive-computation"])
 def test_bad_ids_are_422(naive: ServiceProcess, path: str, suffix: str) -> None:
     answer = httpx.get(f"{naive.url}/users/{path}{suffix}")
     assert answer.status_code == 422
     assert answer.json()["detail"][0]["loc"] == ["path", "user_id"]
 
 
-@pytest.mark.parametrize("suffix", ["", "/fast", "/profile", "/expensive-computation"])
+@pytest.mark.parametrize("suffix", ["", "/fast", "/full", "/profile", "/expensive-computation"])
 def test_unknown_user_is_404(naive: ServiceProcess, tuned: ServiceProcess, suffix: str) -> None:
     for svc in (naive, tuned):
         answer = httpx.get(f"{svc.url}/users/5000{suffix}")
         assert answer.status_code == 404 and "5000" in answer.json()["detail"]
     assert httpx.put(f"{naive.url}/users/5000", json={"name": "x"}).status_code == 404
+
+
+def test_full_user_nests_profile_and_settings_the_same_by_both_serializers(
+    naive: ServiceProcess, tuned: ServiceProcess
+) -> None:
+    pydantic = httpx.get(f"{naive.url}/users/88/full")
+    assert pydantic.status_code == 200
+    body = pydantic.json()
+    assert body["profile"]["country"] == COUNTRIES[88 % 10]
+    assert body["settings"]["language"] == LANGUAGES[88 % 5]
+    assert set(body) == {"id", "name", "email", "created_at", "profile", "settings"}
+    assert httpx.get(f"{tuned.url}/users/88/full").content == pydantic.content  # orjson, cached
+    queries = metric(tuned.metrics(), "db_queries_total")
+    assert httpx.get(f"{tuned.url}/users/88/full").content == pydantic.content
+    assert metric(tuned.metrics(), "db_queries_total") == queries  # served from L1
+    # a write invalidates the nested response too
+    name = f"Full {uuid.uuid4().hex[:8]}"
+    assert httpx.put(f"{tuned.url}/users/88", json={"name": name}).status_code == 200
+    assert httpx.get(f"{tuned.url}/users/88/full").json()["name"] == name
 
 
 def test_expensive_computation_is_deterministic_and_cached(
