@@ -35,7 +35,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     run = make_run(new_run_id("a b/c"), [1000, 2000, 3000])
     folder = store.save(run)
     assert sorted(p.name for p in folder.iterdir()) == [
-        "latency.hdr", "manifest.json", "series.parquet", "server.parquet",
+        "anatomy.parquet", "latency.hdr", "manifest.json", "series.parquet", "server.parquet",
         "service_time.hdr", "summary.json",
     ]  # fmt: skip
     back = store.load(run.run_id)
