@@ -105,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ladder = sub.add_parser(
         "ladder",
-        help="climb the optimization ladder: capacity per step with 95% CIs, ratios, mechanisms",
+        help="climb the optimization ladder: capacity per step with 95%% CIs, ratios, mechanisms",
         description="Each ladder step (naive, +pool, ...) measured --repeats times in interleaved "
         "rounds: a run at --fixed-rate (P95, anatomy, CPU per request) and a capacity search "
         "(open-loop steps, then bisection to within --tolerance). Prints the table and, with "
