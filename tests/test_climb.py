@@ -68,16 +68,15 @@ def test_ratio_interval_pairs_the_rounds() -> None:
 
 
 def test_mechanism_names_the_stage_that_moved_most() -> None:
-    before = anatomy(pool_wait=(90.0, 180.0), query=(1.0, 2.0))
-    after = anatomy(pool_wait=(1.0, 2.0), query=(1.1, 2.1))
+    before = anatomy(pool=(90.0, 180.0), query=(1.0, 2.0))
+    after = anatomy(pool=(1.0, 2.0), query=(1.1, 2.1))
     assert (
-        mechanism("+pool", before, after) == "+pool: pool_wait mean 90 → 1.0 ms (P95 180 → 2.0 ms)"
+        mechanism("+pool", before, after)
+        == "+pool: pool checkout wait 90 → 1.0 ms per request (P95 180 → 2.0 ms)"
     )
     # a stage that appears (the batcher turned on) moves from 0
-    appeared = anatomy(query=(1.0, 2.0), batcher_wait=(2.6, 4.0))
-    assert "batcher_wait mean 0.00 → 2.6 ms" in mechanism(
-        "+batch", before.drop("pool_wait"), appeared
-    )
+    appeared = anatomy(query=(1.0, 2.0), batcher=(2.6, 4.0))
+    assert "batcher wait 0.00 → 2.6 ms" in mechanism("+batch", before.drop("pool"), appeared)
 
 
 def test_mechanism_says_when_nothing_moved_beyond_noise() -> None:
@@ -92,12 +91,12 @@ def test_mechanism_says_when_nothing_moved_beyond_noise() -> None:
 
 
 def test_table_builds_mechanisms_from_consecutive_steps() -> None:
-    frames = {"naive": anatomy(pool_wait=(50.0, 120.0)), "+pool": anatomy(pool_wait=(0.5, 1.0))}
+    frames = {"naive": anatomy(pool=(50.0, 120.0)), "+pool": anatomy(pool=(0.5, 1.0))}
     found = table(measured({"naive": [400, 500], "+pool": [800, 900]}, frames), n_boot=200)
     assert found["mechanism"].tolist() == [
-        "naive: the baseline", "+pool: pool_wait mean 50 → 0.50 ms (P95 120 → 1.0 ms)",
+        "naive: the baseline", "+pool: pool checkout wait 50 → 0.50 ms per request (P95 120 → 1.0 ms)",
     ]  # fmt: skip
-    assert found["anatomy_ms"].iloc[1] == {"pool_wait": 0.5}
+    assert found["anatomy_ms"].iloc[1] == {"pool": 0.5}
     assert records(found)[1]["ratio_ci"] == [found["ratio_ci_low"][1], found["ratio_ci_high"][1]]
     assert list(shown(found)["step"]) == ["naive", "+pool"]
 

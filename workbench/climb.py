@@ -12,6 +12,7 @@ import pandas as pd
 from service.settings import ServiceSettings
 from service.settings import ladder as ladder_steps
 from workbench._errors import InputError, StackError, allowed, positive_float, positive_int
+from workbench.anatomy import LABELS
 from workbench.capacity import MAX_BISECTIONS, TOLERANCE, search
 from workbench.compare import interval, resample
 from workbench.experiment import Experiment, Session
@@ -189,7 +190,8 @@ def mechanism(
     floor_ms: float = NOISE_MS,
     share: float = NOISE_SHARE,
 ) -> str:
-    """One sentence: the anatomy stage whose mean time changed most from `before` to `after`.
+    """One sentence: the anatomy stage whose mean time per request changed most from `before` to
+    `after`, with its P95 (among requests through the stage) beside it.
 
     A change counts when it exceeds floor_ms, `share` of the stage's larger time and the
     stage's spread between repeats (noise_ms); otherwise "no stage changed beyond noise".
@@ -215,7 +217,8 @@ def mechanism(
     if not moved:
         return f"{step}: no stage changed beyond noise"
     stage = max(moved, key=lambda name: abs(moved[name]))
-    text = f"{step}: {stage} mean {_ms(mean_before[stage])} → {_ms(mean_after[stage])} ms"
+    label = LABELS.get(stage, stage)
+    text = f"{step}: {label} {_ms(mean_before[stage])} → {_ms(mean_after[stage])} ms per request"
     p95_before, p95_after = column(before, "p95_ms"), column(after, "p95_ms")
     if p95_before and p95_after:
         text += f" (P95 {_ms(p95_before[stage])} → {_ms(p95_after[stage])} ms)"
