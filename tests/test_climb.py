@@ -72,7 +72,8 @@ def test_mechanism_names_the_stage_that_moved_most() -> None:
     after = anatomy(pool=(1.0, 2.0), query=(1.1, 2.1))
     assert (
         mechanism("+pool", before, after)
-        == "+pool: pool checkout wait 90 → 1.0 ms per request (P95 180 → 2.0 ms)"
+        == "+pool: pool checkout wait 90 → 1.0 ms per request (P95 180 → 2.0 ms); "
+        "service time 91 → 2.1 ms"
     )
     # a stage that appears (the batcher turned on) moves from 0
     appeared = anatomy(query=(1.0, 2.0), batcher=(2.6, 4.0))
@@ -94,7 +95,8 @@ def test_table_builds_mechanisms_from_consecutive_steps() -> None:
     frames = {"naive": anatomy(pool=(50.0, 120.0)), "+pool": anatomy(pool=(0.5, 1.0))}
     found = table(measured({"naive": [400, 500], "+pool": [800, 900]}, frames), n_boot=200)
     assert found["mechanism"].tolist() == [
-        "naive: the baseline", "+pool: pool checkout wait 50 → 0.50 ms per request (P95 120 → 1.0 ms)",
+        "naive: the baseline", "+pool: pool checkout wait 50 → 0.50 ms per request (P95 120 → 1.0 ms); "
+        "service time 50 → 0.50 ms",
     ]  # fmt: skip
     assert found["anatomy_ms"].iloc[1] == {"pool": 0.5}
     assert records(found)[1]["ratio_ci"] == [found["ratio_ci_low"][1], found["ratio_ci_high"][1]]

@@ -165,7 +165,8 @@ def _mean_anatomy(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     frames = [f for f in frames if isinstance(f, pd.DataFrame) and len(f)]
     if not frames:
         return pd.DataFrame(columns=ANATOMY_COLUMNS)
-    return pd.concat(frames).groupby(level=0).mean(numeric_only=True)
+    order = list(dict.fromkeys(stage for f in frames for stage in f.index))
+    return pd.concat(frames).groupby(level=0).mean(numeric_only=True).reindex(order)
 
 
 def _spread_ms(frames: Sequence[pd.DataFrame]) -> dict[str, float]:
@@ -222,6 +223,8 @@ def mechanism(
     p95_before, p95_after = column(before, "p95_ms"), column(after, "p95_ms")
     if p95_before and p95_after:
         text += f" (P95 {_ms(p95_before[stage])} → {_ms(p95_after[stage])} ms)"
+    # the stages (with `other`) add up to the mean service time
+    text += f"; service time {_ms(sum(mean_before.values()))} → {_ms(sum(mean_after.values()))} ms"
     return text
 
 
