@@ -271,7 +271,10 @@ wb.show(wb.plots.bars(table, x="step", y="capacity_rps", low="capacity_ci_low", 
 wb.show(wb.plots.ladder(table))
 """),
     ("code", """
-table
+wb.show(wb.plots.anatomy(wb.climb.anatomies(table), title=f"Where a request's time goes at {fixed_rate:g} req/s, per step"))
+"""),
+    ("code", """
+table.drop(columns="anatomy")
 """),
 ]
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from workbench._errors import InputError
-from workbench.climb import choose_steps, climb, mechanism, records, shown, table
+from workbench.climb import anatomies, choose_steps, climb, mechanism, records, shown, table
 from workbench.stack import Stack
 from workbench.store import Store
 
@@ -99,6 +99,8 @@ def test_table_builds_mechanisms_from_consecutive_steps() -> None:
         "service time 50 → 0.50 ms",
     ]  # fmt: skip
     assert found["anatomy_ms"].iloc[1] == {"pool": 0.5}
+    assert list(anatomies(found)) == ["naive", "+pool"]
+    assert anatomies(found)["+pool"].loc["pool", "p95_ms"] == 1.0
     assert records(found)[1]["ratio_ci"] == [found["ratio_ci_low"][1], found["ratio_ci_high"][1]]
     assert list(shown(found)["step"]) == ["naive", "+pool"]
 

@@ -282,6 +282,7 @@ def table(
                 "published_ratio": float(PUBLISHED_RPS.get(name, float("nan")))
                 / PUBLISHED_RPS["naive"],
                 "bottleneck": repeats["bottleneck"].mode().iloc[0] if len(repeats) else "",
+                "anatomy": current,
                 "anatomy_ms": {str(k): float(v) for k, v in current.get("mean_ms", {}).items()},
                 "cpu_ms_per_request": {str(k): float(v) for k, v in cpu.items()},
                 "mechanism": mechanism(
@@ -294,6 +295,11 @@ def table(
         )
         previous, previous_frames = current, frames
     return pd.DataFrame(rows)
+
+
+def anatomies(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Step → its anatomy at the fixed rate (stage-wise mean over the repeats), for plots.anatomy."""
+    return dict(zip(table["step"], table["anatomy"], strict=True))
 
 
 def shown(table: pd.DataFrame) -> pd.DataFrame:
