@@ -98,14 +98,14 @@ def attached(stack: Stack, home: Path) -> dict[str, str]:
     }  # fmt: skip
 
 
-SHORT = ["--duration", "1", "--warmup", "0.5", "--users", str(TEST_USERS), "--start", "300"]
+SHORT = ["--duration", "1", "--warmup", "0.2", "--users", str(TEST_USERS), "--start", "100"]
 
 
 def test_capacity_writes_its_json(stack: Stack, tmp_path: Path) -> None:
     out = tmp_path / "capacity.json"
     done = workbench(
         "capacity", "--preset", "naive", "--set", "pool_size=4", "--ids", "zipf", *SHORT,
-        "--limit", "600", "--tolerance", "1", "--json", str(out),
+        "--limit", "200", "--tolerance", "1", "--json", str(out),
         env=attached(stack, tmp_path), timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -123,7 +123,7 @@ def test_ladder_writes_its_json(stack: Stack, tmp_path: Path) -> None:
     out = tmp_path / "ladder.json"
     done = workbench(
         "ladder", "--steps", "naive", "--repeats", "1", "--fixed-rate", "100", *SHORT,
-        "--limit", "600", "--tolerance", "1", "--json", str(out),
+        "--limit", "100", "--slo", "p95=500ms,errors=5%", "--json", str(out),
         env=attached(stack, tmp_path), timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -113,8 +113,8 @@ def test_unknown_step_is_named() -> None:
 def test_climb_interleaves_rounds_on_the_real_service(stack: Stack, tmp_path: Path) -> None:
     store = Store(tmp_path)
     found = climb(
-        stack, steps=["naive", "+pool"], repeats=2, duration=1, warmup=0.5, fixed_rate=100,
-        start=300, limit=600, tolerance=1.0, store=store, progress=False,
+        stack, steps=["naive", "+pool"], repeats=2, duration=1, warmup=0.2, fixed_rate=100,
+        slo="p95=500ms,errors=5%", start=100, limit=100, store=store, progress=False,
     )  # fmt: skip
     assert list(found["step"]) == ["naive", "+pool"]
     assert (found["capacity_ci_low"] <= found["capacity_rps"]).all()
