@@ -241,7 +241,7 @@ repeats = 3  # measurements of each step, in interleaved rounds
 endpoint = "/users/{id}"
 users = 100_000
 steps = []  # a subset of steps, e.g. ["naive", "+cache"], or all
-ids = "uniform"  # "uniform" over the users, or "zipf" (a few hot users: where +cache pays)
+ids = "seed"  # "seed": the account's traffic (85% on 0.1% of users); "uniform" over the users; "zipf" (a few hot users)
 zipf_s = 1.1  # zipf exponent (with ids "zipf")
 """),
     ("code", """
