@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--slo", default="p95=50ms,errors=1%")
     parser.add_argument("--duration", type=float, default=3.0, help="measured seconds per step")
-    parser.add_argument("--bisections", type=int, default=3)
+    parser.add_argument(
+        "--tolerance", type=float, default=0.05, help="bisect until (broke - held) / held <= this"
+    )
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--path", default="/users/{id}")
     parser.add_argument("--no-ladder", action="store_true", help="skip the closed-loop ratio")
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--- {name}", flush=True)
             found[name] = search(
                 stack, settings=settings, slo=args.slo, path=args.path, duration=args.duration,
-                bisections=args.bisections,
+                tolerance=args.tolerance,
             )  # fmt: skip
         if not args.no_ladder:
             print("--- ladder figure: closed-loop max throughput, 64 connections", flush=True)
@@ -55,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for name, capacity in found.items():
         rate = f"{capacity.max_rate:,.0f}" if capacity.max_rate else "none"
+        broke = f"{capacity.broke_at:,.0f}" if capacity.broke_at else "never"
         print(
-            f"{name:<10} max {rate:>8} req/s under {args.slo}; bottleneck: {capacity.bottleneck.get('kind')}"
+            f"{name:<10} max {rate:>8} req/s under {args.slo} (broke at {broke}); "
+            f"bottleneck: {capacity.bottleneck.get('kind')}"
         )
     naive, optimized = found["naive"].max_rate, found["optimized"].max_rate
     if naive and optimized:

@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         climbed = None
         if args.capacity:
-            from workbench.climb import climb
+            from workbench.climb import climb, shown
 
             climbed = climb(
                 stack, slo="p95=50ms,errors=1%", duration=args.duration, steps=[n for n, _ in steps]
@@ -260,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     if climbed is not None:
         print()
         print("capacity under P95 <= 50 ms (open loop, engine):")
-        print(climbed.to_string(index=False))
+        print(shown(climbed).to_string(index=False))
+        print("\n".join(climbed["mechanism"]))
     if args.json:
         payload = [
             {

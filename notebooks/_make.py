@@ -214,9 +214,16 @@ LADDER = [
 # The optimization ladder
 
 naive → +pool → +serialization → +async → +cache → +workers, each step on top of the
-previous one. For each step: the highest offered rate that holds the SLO (capacity search),
-P95 and P99 at one fixed rate, and the ratio to naive — beside the published ladder
-(5k → 8k → 15k → 25k → 35k → 50k req/s; P95 200 → 45 ms).
+previous one. For each step: the highest offered rate that holds the SLO (capacity search,
+bisected until the bracket is within `tolerance`), P95 and P99 at one fixed rate, and the ratio
+to naive — beside the published ladder (5k → 8k → 15k → 25k → 35k → 50k req/s; P95 200 → 45 ms).
+
+Each step is measured `repeats` times in interleaved rounds (round 1 climbs every step, then
+round 2, ...), so drift over time hits every step alike. A step's capacity is the median of its
+repeats with a bootstrap 95% confidence interval; the ratio's interval resamples whole rounds
+(step and naive paired, as they were measured side by side). One sentence per step names what
+changed against the previous step, from where a request's time goes (the anatomy at the fixed
+rate). Headless: `workbench ladder --repeats 3 --json ladder.json`.
 
 **Caveat**: the published figures were measured on a cluster (ECS, RDS, ElastiCache behind a
 load balancer); ours on this machine, where the service, PostgreSQL, Redis and the load
@@ -226,14 +233,15 @@ generator share the same cores. Compare the *ratios*, not the absolute numbers.
 slo_p95_ms = 50.0  # capacity means the highest rate holding this P95 in ms
 slo_p99_ms = 0.0  # P99 in ms (0 for none)
 slo_errors_pct = 1.0  # error rate in percent (0 for none)
-fixed_rate = 300.0  # requests per second for the P95/P99 column
+fixed_rate = 300.0  # requests per second for the P95/P99 column and the anatomy
 duration = 3.0  # measured seconds per point
 start = 250.0  # first offered rate of each capacity search
-bisections = 2  # refinement steps after the first break
+tolerance = 0.05  # bisect until (broke - held) / held is at most this
+repeats = 3  # measurements of each step, in interleaved rounds
 endpoint = "/users/{id}"
 users = 100_000
 steps = []  # a subset of steps, e.g. ["naive", "+cache"], or all
-ids = "uniform"  # "uniform" over the users, or "zipf" (a few hot users: where +cache pays)
+ids = "seed"  # "seed": the account's traffic (85% on 0.1% of users); "uniform" over the users; "zipf" (a few hot users)
 zipf_s = 1.1  # zipf exponent (with ids "zipf")
 """),
     ("code", """
@@ -241,28 +249,32 @@ import workbench as wb
 
 params = wb.check_params(duration=duration, users=users, endpoint=endpoint, rate=fixed_rate, ids=ids, zipf_s=zipf_s)
 slo_checked = wb.params.slo_from(p95_ms=slo_p95_ms, p99_ms=slo_p99_ms, errors_pct=slo_errors_pct)
-wb.params.check_ints("bisections", bisections, minimum=0)
-known = [name for name, _ in wb.ladder()]
-for step in steps:
-    if step not in known:
-        raise wb.InputError("steps", f"unknown step {step!r}; steps are: {', '.join(known)}")
+wb.params.check_ladder(repeats=repeats, tolerance=tolerance, steps=steps)
 wb.setup()
 """),
     ("code", """
 with wb.Stack(users=params.users) as stack:
     table = wb.ladder_climb(stack, slo=slo_checked, path=endpoint, fixed_rate=fixed_rate, duration=duration,
-                            start=start, bisections=bisections, steps=steps or None, ids=params.ids,
-                            zipf_s=params.zipf_s)
-table
+                            start=start, tolerance=tolerance, repeats=repeats, steps=steps or None,
+                            ids=params.ids, zipf_s=params.zipf_s)
+wb.climb.shown(table)
 """),
     ("code", """
-wb.show(wb.plots.bars(table, x="step", y="max_rps", title="Capacity under the SLO per step (req/s)",
+print("\\n".join(table["mechanism"]))
+"""),
+    ("code", """
+wb.show(wb.plots.bars(table, x="step", y="capacity_rps", low="capacity_ci_low", high="capacity_ci_high",
+                      title="Capacity under the SLO per step (req/s, median of the repeats, 95% CI)",
                       ytitle="max req/s holding the SLO"))
 """),
     ("code", """
-published = table.set_index("step")["published_ratio"].rename("published ratio (cluster)")
-wb.show(wb.plots.bars(table, x="step", y="ratio_to_naive", reference=published,
-                      title="Ratio to naive: measured here vs published", ytitle="x naive"))
+wb.show(wb.plots.ladder(table))
+"""),
+    ("code", """
+wb.show(wb.plots.anatomy(wb.climb.anatomies(table), title=f"Where a request's time goes at {fixed_rate:g} req/s, per step"))
+"""),
+    ("code", """
+table.drop(columns="anatomy")
 """),
 ]
 
@@ -271,7 +283,8 @@ CAPACITY = [
 # Capacity: the highest rate that holds the SLO
 
 Open-loop steps (the offered rate doubles) until the SLO breaks, then bisection between the
-last rate that held and the first that broke. Latency is measured from each request's intended
+last rate that held and the first that broke, until that bracket is within `tolerance` of the
+rate that held: the capacity lies in it. Headless: `workbench capacity --preset naive --json c.json`. Latency is measured from each request's intended
 send time, so queueing shows (coordinated omission corrected).
 """),
     ("params", """
@@ -283,7 +296,7 @@ slo_errors_pct = 1.0  # error rate in percent (0 for none)
 start = 250.0  # first offered rate, requests per second
 limit = 50000.0  # never offer more than this
 duration = 3.0  # measured seconds per step
-bisections = 3
+tolerance = 0.05  # bisect until (broke - held) / held is at most this
 endpoint = "/users/{id}"
 users = 100_000
 ids = "uniform"  # "uniform" over the users, "zipf" (a few hot users), or "seed" (85% on 0.1% of users)
@@ -295,12 +308,13 @@ import workbench as wb
 params = wb.check_params(duration=duration, users=users, preset=preset, settings=settings, endpoint=endpoint, rate=start,
                          ids=ids, zipf_s=zipf_s)
 slo_checked = wb.params.slo_from(p95_ms=slo_p95_ms, p99_ms=slo_p99_ms, errors_pct=slo_errors_pct)
+wb.params.check_positive("tolerance", tolerance)
 wb.setup()
 """),
     ("code", """
 with wb.Stack(users=params.users) as stack:
     found = wb.capacity.search(stack, settings=params.settings, slo=slo_checked, path=endpoint, start=start,
-                               limit=limit, duration=duration, bisections=bisections, ids=params.ids,
+                               limit=limit, duration=duration, tolerance=tolerance, ids=params.ids,
                                zipf_s=params.zipf_s)
 print(found.sentence())
 found.points

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +12,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from workbench.cli import main
 from workbench.stack import Stack
+
+from .conftest import TEST_USERS
 
 
 def workbench(
@@ -22,7 +27,9 @@ def workbench(
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("command", [[], ["demo"], ["report"], ["stack"], ["serve"]])
+@pytest.mark.parametrize(
+    "command", [[], ["demo"], ["report"], ["stack"], ["serve"], ["ladder"], ["capacity"]]
+)
 def test_help(command: list[str]) -> None:
     done = workbench(*command, "--help")
     assert done.returncode == 0 and "usage: workbench" in done.stdout
@@ -43,6 +50,92 @@ def test_bad_input_exits_2_naming_it(args: list[str], named: str) -> None:
     done = workbench(*args)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(f"error: {named}: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["ladder", "--ids", "gauss"], "ids"),
+        (["ladder", "--repeats", "0"], "repeats"),
+        (["ladder", "--duration", "0"], "duration"),
+        (["ladder", "--slo", "p95"], "slo"),
+        (["ladder", "--steps", "naive,+turbo"], "steps"),
+        (["ladder", "--tolerance", "-1"], "tolerance"),
+        (["capacity", "--preset", "fast"], "preset"),
+        (["capacity", "--set", "pool_size=0"], "settings.pool_size"),
+        (["capacity", "--set", "no_such_knob=1"], "settings.no_such_knob"),
+        (["capacity", "--ids", "gauss"], "ids"),
+        (["capacity", "--slo", "p95=fast"], "slo"),
+        (["capacity", "--duration", "-3"], "duration"),
+        (["capacity", "--repeats", "0"], "repeats"),
+    ],
+)
+def test_ladder_and_capacity_check_input_before_starting(
+    args: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    previous = signal.getsignal(signal.SIGTERM)
+    try:  # in-process: the same entry point, without an interpreter start
+        assert main(args) == 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)  # main() installs its own handler
+    out, err = capsys.readouterr()
+    assert err.startswith(f"error: {named}: ")
+    assert out == ""  # nothing started
+
+
+def test_bad_ids_lists_the_allowed_distributions() -> None:
+    from workbench.load._scenario import DISTRIBUTIONS
+
+    done = workbench("capacity", "--ids", "gauss")
+    assert all(repr(name) in done.stderr for name in DISTRIBUTIONS), done.stderr
+
+
+def attached(stack: Stack, home: Path) -> dict[str, str]:
+    """The environment of a command attached to the session's stack, storing runs under home."""
+    return {
+        "DATABASE_URL": stack.url, "REDIS_URL": str(stack.redis),
+        "UPSTREAM_URL": str(stack.upstream_url), "WORKBENCH_HOME": str(home),
+    }  # fmt: skip
+
+
+SHORT = ["--duration", "1", "--warmup", "0.2", "--users", str(TEST_USERS), "--start", "100"]
+
+
+def test_capacity_writes_its_json(stack: Stack, tmp_path: Path) -> None:
+    out = tmp_path / "capacity.json"
+    done = workbench(
+        "capacity", "--preset", "naive", "--set", "pool_size=4", "--ids", "zipf", *SHORT,
+        "--limit", "200", "--tolerance", "1", "--json", str(out),
+        env=attached(stack, tmp_path), timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "capacity " in done.stdout and "interval [" in done.stdout
+    found = json.loads(out.read_text())
+    for key in ("capacity_rps", "capacity_ci", "bottleneck", "anatomy_ms", "cpu_ms_per_request"):
+        assert key in found
+    low, high = found["capacity_ci"]
+    assert low == found["capacity_rps"] and (high is None or high > low)
+    assert found["settings"]["pool_size"] == 4 and found["ids"] == "zipf"
+    assert isinstance(found["anatomy_ms"], dict) and isinstance(found["cpu_ms_per_request"], dict)
+
+
+def test_ladder_writes_its_json(stack: Stack, tmp_path: Path) -> None:
+    out = tmp_path / "ladder.json"
+    done = workbench(
+        "ladder", "--steps", "naive", "--repeats", "1", "--fixed-rate", "100", *SHORT,
+        "--limit", "100", "--slo", "p95=500ms,errors=5%", "--json", str(out),
+        env=attached(stack, tmp_path), timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "--- round 1/1: naive" in done.stdout and "x naive 95% CI" in done.stdout
+    steps = json.loads(out.read_text())["steps"]
+    assert [s["step"] for s in steps] == ["naive"]
+    keys = ("step", "capacity_rps", "capacity_ci", "ratio_to_naive", "ratio_ci", "p95_ms",
+            "anatomy_ms", "cpu_ms_per_request", "mechanism")  # fmt: skip
+    assert set(keys) <= set(steps[0])
+    low, high = steps[0]["capacity_ci"]
+    assert low <= steps[0]["capacity_rps"] <= high
+    assert steps[0]["ratio_to_naive"] == 1.0 and steps[0]["p95_ms"] > 0
 
 
 def test_stack_up_status_down(stack: Stack) -> None:

@@ -32,12 +32,13 @@ CASES = {
     },
     "03_optimization_ladder": {
         **SMALL,
-        "bisections": "0",
+        "tolerance": "1",
+        "repeats": "1",
         "start": "300",
         "fixed_rate": "100",
         "steps": '["naive","+cache"]',
     },
-    "04_capacity": {**SMALL, "bisections": "1", "start": "300"},
+    "04_capacity": {**SMALL, "tolerance": "0.5", "start": "300"},
     "05_autotune": {**SMALL, "trials": "2", "connections": "8"},
     "06_compare": {**SMALL, "connections": "8"},
 }

@@ -35,3 +35,13 @@ def test_bad_parameter_is_named(kwargs: dict[str, object], name: str, allowed: s
         check_params(**kwargs)
     assert info.value.name == name
     assert allowed in str(info.value)
+
+
+def test_check_ladder_names_a_bad_repeat_tolerance_or_step() -> None:
+    from workbench.params import check_ladder
+
+    assert check_ladder(repeats=2, tolerance=0.1, steps=["+pool", "naive"]) == ["naive", "+pool"]
+    for kwargs, name in (({"repeats": 0}, "repeats"), ({"tolerance": 0}, "tolerance"),
+                         ({"steps": ["+turbo"]}, "steps"), ({"steps": "naive"}, "steps")):  # fmt: skip
+        with pytest.raises(InputError, match=f"^{name}: "):
+            check_ladder(**kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
+import pytest
 
 from workbench import plots
 
@@ -63,3 +64,15 @@ def test_anatomy_stacks_each_stage_per_run() -> None:
     assert list(fig.data[0].x) == [0.5, 0.0]  # +pool has no queue stage
     assert list(fig.data[1].y) == ["naive", "+pool"]
     assert fig.layout.barmode == "stack"
+
+
+def test_ladder_has_error_bars_beside_the_published_ratio() -> None:
+    table = pd.DataFrame(
+        {"step": ["naive", "+pool"], "ratio_to_naive": [1.0, 1.5], "ratio_ci_low": [0.9, 1.2],
+         "ratio_ci_high": [1.1, 1.9], "published_ratio": [1.0, 1.6]}
+    )  # fmt: skip
+    fig = plots.ladder(table)
+    measured, published = fig.data
+    assert list(measured.error_y.array) == pytest.approx([0.1, 0.4])
+    assert list(measured.error_y.arrayminus) == pytest.approx([0.1, 0.3])
+    assert list(published.y) == [1.0, 1.6] and "published" in published.name

@@ -40,6 +40,7 @@ _NAMES: dict[str, tuple[str, str | None]] = {
     "advice": ("workbench.advice", None),
     "anatomy": ("workbench.anatomy", None),
     "capacity": ("workbench.capacity", None),
+    "climb": ("workbench.climb", None),
     "params": ("workbench.params", None),
     "plots": ("workbench.plots", None),
     "store": ("workbench.store", None),

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from service.settings import ServiceSettings
 from workbench._errors import InputError, StackError, positive_float, positive_int
-from workbench.experiment import Experiment
+from workbench.compare import interval, resample
+from workbench.experiment import Experiment, Session
 from workbench.launcher import ServiceProcess
 from workbench.load import SLO
 from workbench.run import RunResult
@@ -18,6 +22,12 @@ from workbench.store import Store, new_run_id
 
 # An offered rate the service answers less than this share of is not held, whatever the latency.
 MIN_DELIVERED = 0.9
+# Bisect until the bracket [held, broke) is this narrow relative to the rate that held...
+TOLERANCE = 0.05
+# ...or this many bisections were made (from a factor-2 bracket, 5 reach 5%).
+MAX_BISECTIONS = 8
+# When the first rate breaks, step down this many times before giving up.
+STEPS_DOWN = 4
 
 
 def breaks(run: RunResult, slo: SLO) -> list[str]:
@@ -61,6 +71,13 @@ class Capacity:
     broken: tuple[str, ...]
     bottleneck: dict[str, str]
     points: pd.DataFrame = field(repr=False)
+    # The run at max_rate (what the service did at its capacity) and the one at broke_at.
+    held: RunResult | None = field(default=None, repr=False)
+    broke: RunResult | None = field(default=None, repr=False)
+
+    def interval(self) -> tuple[float, float | None]:
+        """The bracket [held, broke): capacity lies within it (high None: never broke)."""
+        return (self.max_rate or 0.0, self.broke_at)
 
     def sentence(self) -> str:
         """The finding in one sentence."""
@@ -72,6 +89,55 @@ class Capacity:
         return f"Holds the SLO up to {self.max_rate:,.0f} req/s{where}. {self.bottleneck.get('sentence', '')}"
 
 
+def narrow(good: float, bad: float, tolerance: float) -> bool:
+    """Whether the bracket [good, bad) is within tolerance: (bad - good) / good <= tolerance."""
+    return (bad - good) / good <= tolerance
+
+
+def bracket(
+    holds_at: Callable[[float], bool],
+    *,
+    start: float,
+    limit: float,
+    factor: float = 2.0,
+    tolerance: float = TOLERANCE,
+    max_bisections: int = MAX_BISECTIONS,
+) -> tuple[float | None, float | None]:
+    """The last rate that held and the first that broke.
+
+    Steps up by `factor` from `start` until a rate breaks (or `limit`); when `start` itself
+    breaks, steps down; then bisects until the bracket is within `tolerance` or
+    `max_bisections` were made.
+    """
+    good: float | None = None
+    bad: float | None = None
+    rate = start
+    while rate <= limit:
+        if holds_at(rate):
+            good = rate
+            rate *= factor
+        else:
+            bad = rate
+            break
+    rate = start / factor
+    while good is None and bad is not None and rate >= start / factor**STEPS_DOWN:
+        if holds_at(rate):
+            good = rate
+        else:
+            bad = rate
+            rate /= factor
+    if good is not None and bad is not None:
+        for _ in range(max_bisections):
+            if narrow(good, bad, tolerance):
+                break
+            middle = (good + bad) / 2
+            if holds_at(middle):
+                good = middle
+            else:
+                bad = middle
+    return good, bad
+
+
 def search(
     stack: Stack,
     *,
@@ -81,34 +147,43 @@ def search(
     start: float = 250.0,
     limit: float = 50_000.0,
     factor: float = 2.0,
-    bisections: int = 3,
+    tolerance: float = TOLERANCE,
+    max_bisections: int = MAX_BISECTIONS,
     duration: float = 3.0,
     warmup: float = 1.0,
     connections: int = 256,
     ids: str = "uniform",
     zipf_s: float = 1.1,
+    labels: dict[str, Any] | None = None,
     store: Store | None = None,
+    session: Session | None = None,
+    service: ServiceProcess | None = None,
     progress: bool = True,
 ) -> Capacity:
-    """Step the offered rate up by `factor` until the SLO breaks, then bisect `bisections` times."""
+    """Step the offered rate up by `factor` until the SLO breaks, then bisect to within `tolerance`.
+
+    Every step runs on one service (`service`, or one started here) and one Session (`session`,
+    or one opened here): the load's worker processes are started once for the whole search.
+    """
     slo = SLO.parse(slo) if isinstance(slo, str) else slo
     start = positive_float("start", start)
     limit = positive_float("limit", limit)
     if factor <= 1:
         raise InputError("factor", f"must be > 1, got {factor!r}")
-    bisections = positive_int("bisections", bisections, minimum=0)
+    tolerance = positive_float("tolerance", tolerance)
+    max_bisections = positive_int("max_bisections", max_bisections, minimum=0)
     search_id = new_run_id("capacity")
     rows: list[dict[str, Any]] = []
     verdicts: dict[float, tuple[list[str], RunResult]] = {}
 
-    def measure(rate: float, svc: ServiceProcess) -> bool:
+    def measure(rate: float, svc: ServiceProcess, shared: Session) -> bool:
         # Fresh ids each step (a random seed): replaying the last step's ids would find them cached.
         experiment = Experiment(
             settings=settings, path=path, connections=connections, duration=duration,
             warmup=warmup, rate=rate, ids=ids, zipf_s=zipf_s, name="capacity",
-            labels={"capacity": search_id},
+            labels={**(labels or {}), "capacity": search_id},
         )  # fmt: skip
-        run = experiment.run(stack, store=store, progress=False, service=svc)
+        run = experiment.run(stack, store=store, progress=False, service=svc, session=shared)
         # an overloaded step leaves queued requests: the next step starts on an idle service
         if not svc.wait_idle():
             raise StackError(
@@ -140,35 +215,37 @@ def search(
             )
         return not broken
 
-    good: float | None = None
-    bad: float | None = None
-    with ServiceProcess(settings, stack) as svc:
-        rate = start
-        while rate <= limit:
-            if measure(rate, svc):
-                good = rate
-                rate *= factor
-            else:
-                bad = rate
-                break
-        # The first step already broke: step down until a rate holds (or give up).
-        rate = start / factor
-        while good is None and bad is not None and rate >= start / factor**4:
-            if measure(rate, svc):
-                good = rate
-            else:
-                bad = rate
-                rate /= factor
-        if good is not None and bad is not None:
-            for _ in range(bisections):
-                middle = (good + bad) / 2
-                if measure(middle, svc):
-                    good = middle
-                else:
-                    bad = middle
+    with contextlib.ExitStack() as owned:
+        shared = session if session is not None else owned.enter_context(Session())
+        svc = (
+            service if service is not None else owned.enter_context(ServiceProcess(settings, stack))
+        )
+        good, bad = bracket(
+            lambda rate: measure(rate, svc, shared), start=start, limit=limit, factor=factor,
+            tolerance=tolerance, max_bisections=max_bisections,
+        )  # fmt: skip
     broken: list[str] = verdicts[bad][0] if bad is not None else []
     bottleneck = verdicts[bad][1].manifest["bottleneck"] if bad is not None else {}
     points = pd.DataFrame(rows).sort_values("rate").reset_index(drop=True)
     return Capacity(
-        max_rate=good, broke_at=bad, broken=tuple(broken), bottleneck=bottleneck, points=points
-    )
+        max_rate=good, broke_at=bad, broken=tuple(broken), bottleneck=bottleneck, points=points,
+        held=verdicts[good][1] if good is not None else None,
+        broke=verdicts[bad][1] if bad is not None else None,
+    )  # fmt: skip
+
+
+def estimate(
+    found: Sequence[Capacity], *, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float | None]:
+    """Capacity and its interval from searches: one search gives its bracket [held, broke);
+    several give the median of their rates held and a bootstrap interval of that median."""
+    if not found:
+        raise InputError("found", "needs at least one capacity search")
+    if len(found) == 1:
+        low, high = found[0].interval()
+        return low, low, high
+    rates = np.array([f.max_rate or 0.0 for f in found], dtype=float)
+    rng = np.random.default_rng(seed)
+    draws = resample(len(rates), n_boot=n_boot, rng=rng)
+    low, high = interval(np.median(rates[draws], axis=1), confidence=confidence)
+    return float(np.median(rates)), low, high

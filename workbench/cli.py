@@ -1,19 +1,25 @@
-"""The `workbench` command: demo, report, stack, serve, load."""
+"""The `workbench` command: demo, report, stack, serve, sweep, load, ladder, capacity."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from service.settings import ServiceSettings, SettingsError
-from workbench._errors import InputError, StackError
+from workbench._errors import InputError, StackError, allowed, positive_float, positive_int
 from workbench.load import _cli as load_cli
+from workbench.load._scenario import DISTRIBUTIONS
 
 DEMO_NOTEBOOK = "01_quickstart"
+# The ladder's traffic by default: the account's conditions (85% of requests on 0.1% of ids).
+LADDER_IDS = "seed"
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -96,7 +102,96 @@ def _parser() -> argparse.ArgumentParser:
         "load", help="load a loopback URL (wrk2-style: open or closed loop, HDR latencies)"
     )
     load_cli.add_arguments(load)
+
+    ladder = sub.add_parser(
+        "ladder",
+        help="climb the optimization ladder: capacity per step with 95%% CIs, ratios, mechanisms",
+        description="Each ladder step (naive, +pool, ...) measured --repeats times in interleaved "
+        "rounds: a run at --fixed-rate (P95, anatomy, CPU per request) and a capacity search "
+        "(open-loop steps, then bisection to within --tolerance). Prints the table and, with "
+        "--json, writes one object per step. Attaches to DATABASE_URL / REDIS_URL when set.",
+    )
+    _search_arguments(ladder, ids=LADDER_IDS)
+    ladder.add_argument(
+        "--repeats", type=int, default=3, help="measurements of each step, interleaved (default 3)"
+    )
+    ladder.add_argument(
+        "--steps",
+        default="",
+        help="comma-separated subset of the steps, in ladder order (default all)",
+    )
+    ladder.add_argument(
+        "--fixed-rate",
+        type=float,
+        default=300.0,
+        help="req/s of the P95 / anatomy run (default 300)",
+    )
+
+    capacity = sub.add_parser(
+        "capacity",
+        help="the highest offered rate holding an SLO, its interval, bottleneck and anatomy",
+        description="Open-loop steps (the rate doubles) until the SLO breaks, then bisection "
+        "until the bracket [held, broke) is within --tolerance: that bracket is the interval "
+        "(or, with --repeats N > 1, a bootstrap 95%% CI of the median of N searches). Attaches "
+        "to DATABASE_URL / REDIS_URL when set.",
+    )
+    _search_arguments(capacity, ids="uniform")
+    capacity.add_argument(
+        "--preset", default="optimized", help="naive | optimized (default optimized)"
+    )
+    capacity.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, repeatable; names: " + ", ".join(ServiceSettings.names()),
+    )
+    capacity.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="searches to run; > 1 gives a bootstrap CI (default 1)",
+    )
     return parser  # fmt: skip
+
+
+def _search_arguments(parser: argparse.ArgumentParser, *, ids: str) -> None:
+    """The options of a capacity search, shared by `ladder` and `capacity`."""
+    parser.add_argument(
+        "--ids",
+        default=ids,
+        help=f"id distribution of /users/{{id}}: {' | '.join(DISTRIBUTIONS)} (default {ids})",
+    )
+    parser.add_argument("--zipf-s", type=float, default=1.1, help="zipf exponent (with --ids zipf)")
+    parser.add_argument(
+        "--slo",
+        default="p95=50ms,errors=1%",
+        help="the SLO capacity holds (default p95=50ms,errors=1%%)",
+    )
+    parser.add_argument(
+        "--duration", type=float, default=3.0, help="measured seconds per run (default 3)"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=1.0, help="seconds before each run (default 1)"
+    )
+    parser.add_argument(
+        "--start", type=float, default=250.0, help="first offered rate (default 250)"
+    )
+    parser.add_argument(
+        "--limit", type=float, default=50_000.0, help="never offer more (default 50000)"
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.05,
+        help="bisect until (broke - held) / held <= this (default 0.05)",
+    )
+    parser.add_argument("--path", default="/users/{id}", help="the endpoint (default /users/{id})")
+    parser.add_argument("--users", type=int, default=100_000, help="users to seed (default 100000)")
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="PATH", help="also write the result here"
+    )
 
 
 def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
@@ -124,6 +219,135 @@ def _check_notebook_parameters(notebook: str, values: dict[str, Any]) -> None:
         raise InputError(unknown[0], f"unknown parameter; this notebook takes: {', '.join(known)}")
     checkable = set(check_params.__kwdefaults__ or {})
     check_params(**{k: v for k, v in values.items() if k in checkable})
+
+
+def _search_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The checked options of a capacity search (InputError names the first bad one)."""
+    from workbench.experiment import Experiment
+    from workbench.load import SLO
+
+    if args.ids not in DISTRIBUTIONS:
+        raise InputError("ids", f"must be one of {allowed(DISTRIBUTIONS)}, got {args.ids!r}")
+    positive_int("users", args.users)
+    positive_int("repeats", args.repeats)
+    if args.json is not None and not args.json.parent.is_dir():
+        raise InputError("json", f"no folder {args.json.parent} to write {args.json.name} in")
+    options = {
+        "slo": SLO.parse(args.slo),
+        "duration": positive_float("duration", args.duration),
+        "warmup": positive_float("warmup", args.warmup, strict=False),
+        "start": positive_float("start", args.start),
+        "limit": positive_float("limit", args.limit),
+        "tolerance": positive_float("tolerance", args.tolerance),
+        "ids": args.ids,
+        "zipf_s": args.zipf_s,
+        "path": args.path,
+    }
+    Experiment(path=args.path, ids=args.ids, zipf_s=args.zipf_s)  # checks path and zipf_s
+    return options
+
+
+def _jsonable(value: Any) -> Any:
+    """value with NaN as null and numpy scalars as Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _write_json(path: Path | None, payload: dict[str, Any]) -> None:
+    if path is None:
+        return
+    path.write_text(json.dumps(_jsonable(payload), indent=2) + "\n")
+    print(f"JSON written to {path}", flush=True)
+
+
+def _cmd_ladder(args: argparse.Namespace) -> int:
+    from workbench import climb as ladder
+    from workbench.stack import Stack
+
+    options = _search_options(args)
+    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+    ladder.choose_steps(steps)
+    fixed_rate = positive_float("fixed_rate", args.fixed_rate)
+    with Stack(users=args.users) as stack:
+        measured = ladder.measure(
+            stack, fixed_rate=fixed_rate, repeats=args.repeats, steps=steps, **options
+        )
+    table = ladder.table(measured)
+    print()
+    print(ladder.shown(table).to_string(index=False))
+    print()
+    for sentence in table["mechanism"]:
+        print(sentence)
+    _write_json(
+        args.json,
+        {
+            "slo": args.slo,
+            "ids": args.ids,
+            "repeats": args.repeats,
+            "duration": options["duration"],
+            "fixed_rate": fixed_rate,
+            "steps": ladder.records(table),
+        },
+    )
+    return 0
+
+
+def _cmd_capacity(args: argparse.Namespace) -> int:
+    from workbench import climb as ladder
+    from workbench.capacity import estimate, search
+    from workbench.experiment import Session
+    from workbench.params import preset_settings
+    from workbench.stack import Stack
+
+    options = _search_options(args)
+    settings = preset_settings(args.preset, _overrides(args.overrides))
+    found = []
+    with Stack(users=args.users) as stack, Session() as session:
+        for round_ in range(1, args.repeats + 1):
+            if args.repeats > 1:
+                print(f"--- search {round_}/{args.repeats}", flush=True)
+            found.append(search(stack, settings=settings, session=session, **options))
+    rate, low, high = estimate(found)
+    middle = sorted(found, key=lambda f: f.max_rate or 0.0)[len(found) // 2]
+    held = middle.held
+    print()
+    print(middle.points.to_string(index=False))
+    print()
+    print(middle.sentence())
+    shown_high = "never broke" if high is None else f"{high:,.0f}"
+    print(f"capacity {rate:,.0f} req/s, interval [{low:,.0f}, {shown_high}]")
+    anatomy = ladder.anatomy_ms(held) if held is not None else {}
+    if anatomy:
+        print("where a request's time goes at capacity (mean ms): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in anatomy.items()))  # fmt: skip
+    _write_json(
+        args.json,
+        {
+            "preset": args.preset,
+            "settings": settings.to_dict(),
+            "slo": args.slo,
+            "ids": args.ids,
+            "repeats": args.repeats,
+            "capacity_rps": rate,
+            "capacity_ci": [low, high],
+            "capacity_repeats": [f.max_rate or 0.0 for f in found],
+            "broke_at": middle.broke_at,
+            "broken": list(middle.broken),
+            "bottleneck": middle.bottleneck.get("kind", ""),
+            "bottleneck_sentence": middle.bottleneck.get("sentence", ""),
+            "anatomy_ms": anatomy,
+            "cpu_ms_per_request": ladder.cpu_ms_per_request(held) if held is not None else {},
+            "points": middle.points.to_dict("records"),
+        },
+    )
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -246,6 +470,8 @@ COMMANDS = {
     "serve": _cmd_serve,
     "sweep": _cmd_sweep,
     "load": load_cli.main,
+    "ladder": _cmd_ladder,
+    "capacity": _cmd_capacity,
 }
 
 

@@ -34,6 +34,24 @@ def _distribution(runs: list[RunResult]) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(values, dtype=float), np.asarray(counts, dtype=np.int64)
 
 
+def resample(n: int, *, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap draws: n_boot rows of n indices into a sample of n, with replacement.
+
+    Indexing several aligned arrays with the same draws resamples them paired (by row).
+    """
+    return rng.integers(0, n, size=(n_boot, n))
+
+
+def interval(replicates: np.ndarray, *, confidence: float = 0.95) -> tuple[float, float]:
+    """The percentile bootstrap interval of replicates (NaN replicates left out)."""
+    tail = (1 - confidence) / 2 * 100
+    finite = np.where(np.isfinite(replicates), replicates, np.nan)
+    if np.isnan(finite).all():
+        return (float("nan"), float("nan"))
+    low, high = np.nanpercentile(finite, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def _boot_percentile(
     values: np.ndarray, counts: np.ndarray, q: float, n: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -58,12 +76,11 @@ def compare(
     """b against a: throughput and percentiles, b - a with a bootstrap CI and whether it excludes 0."""
     rng = np.random.default_rng(seed)
     group_a, group_b = _group(a), _group(b)
-    tail = (1 - confidence) / 2 * 100
     rows = []
 
     rates_a, rates_b = _rates(group_a), _rates(group_b)
-    boot_a = rng.choice(rates_a, size=(n_boot, len(rates_a))).mean(axis=1)
-    boot_b = rng.choice(rates_b, size=(n_boot, len(rates_b))).mean(axis=1)
+    boot_a = rates_a[resample(len(rates_a), n_boot=n_boot, rng=rng)].mean(axis=1)
+    boot_b = rates_b[resample(len(rates_b), n_boot=n_boot, rng=rng)].mean(axis=1)
     rows.append(("throughput_rps", rates_a.mean(), rates_b.mean(), boot_b - boot_a))
 
     dist_a, dist_b = _distribution(group_a), _distribution(group_b)
@@ -76,7 +93,7 @@ def compare(
 
     out = []
     for metric, value_a, value_b, diffs in rows:
-        low, high = np.nanpercentile(diffs, [tail, 100 - tail])
+        low, high = interval(diffs, confidence=confidence)
         out.append(
             {
                 "metric": metric,

@@ -100,6 +100,20 @@ def check_ints(name: str, values: Any, *, minimum: int = 1) -> list[int]:
     return [positive_int(name, v, minimum=minimum) for v in values]
 
 
+def check_positive(name: str, value: Any) -> float:
+    """A number > 0, or InputError naming it."""
+    return positive_float(name, value)
+
+
+def check_ladder(*, repeats: Any = 3, tolerance: Any = 0.05, steps: Any = None) -> list[str]:
+    """Check a ladder's repeats, bisection tolerance and steps; the step names to climb."""
+    from workbench.climb import choose_steps
+
+    positive_int("repeats", repeats)
+    positive_float("tolerance", tolerance)
+    return [name for name, _ in choose_steps(steps)]
+
+
 def check_slo(slo: Any) -> Any:
     """An SLO from text like 'p95=50ms,errors=1%', or InputError naming `slo`."""
     from workbench.load import SLO

@@ -195,15 +195,27 @@ def bars(
     title: str,
     reference: pd.Series | None = None,
     ytitle: str = "",
+    low: str | None = None,
+    high: str | None = None,
 ) -> go.Figure:
-    """Bars of y by x, with an optional reference series beside them (e.g. a published ladder)."""
+    """Bars of y by x, error bars from the `low`/`high` columns (a CI) when given, and an optional
+    reference series beside them (e.g. a published ladder)."""
     fig = go.Figure()
+    error = None
+    if low is not None and high is not None:
+        error = {
+            "type": "data",
+            "symmetric": False,
+            "array": (frame[high] - frame[y]).clip(lower=0).tolist(),
+            "arrayminus": (frame[y] - frame[low]).clip(lower=0).tolist(),
+        }
     fig.add_bar(
         x=frame[x],
         y=frame[y],
-        name="measured here",
+        name="measured here" + (" (95% CI)" if error else ""),
         text=[_bar_text(v) for v in frame[y]],
         textposition="outside",
+        error_y=error,
     )
     if reference is not None:
         fig.add_bar(
@@ -214,6 +226,17 @@ def bars(
         )
     fig.update_layout(barmode="group")
     return _layout(fig, title, x, ytitle or y)
+
+
+def ladder(
+    table: pd.DataFrame, *, title: str = "Ratio to naive: measured here (95% CI) vs published"
+) -> go.Figure:
+    """A climbed ladder's ratio to naive per step, with its confidence interval, beside the published ratio."""
+    published = table.set_index("step")["published_ratio"].rename("published ratio (cluster)")
+    return bars(
+        table, x="step", y="ratio_to_naive", low="ratio_ci_low", high="ratio_ci_high",
+        reference=published, title=title, ytitle="x naive",
+    )  # fmt: skip
 
 
 def comparison(table: pd.DataFrame, *, title: str = "b against a (95% CI)") -> go.Figure:
