@@ -19,7 +19,9 @@ from workbench.load._scenario import DISTRIBUTIONS
 
 DEMO_NOTEBOOK = "01_quickstart"
 # The ladder's traffic by default: the account's conditions (85% of requests on 0.1% of ids).
+# The ladder's default conditions are the account's: its hot keys and its richer responses.
 LADDER_IDS = "seed"
+LADDER_PATH = "/users/{id}/full"
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -111,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         "(open-loop steps, then bisection to within --tolerance). Prints the table and, with "
         "--json, writes one object per step. Attaches to DATABASE_URL / REDIS_URL when set.",
     )
-    _search_arguments(ladder, ids=LADDER_IDS)
+    _search_arguments(ladder, ids=LADDER_IDS, path=LADDER_PATH)
     ladder.add_argument(
         "--repeats", type=int, default=3, help="measurements of each step, interleaved (default 3)"
     )
@@ -135,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
         "(or, with --repeats N > 1, a bootstrap 95%% CI of the median of N searches). Attaches "
         "to DATABASE_URL / REDIS_URL when set.",
     )
-    _search_arguments(capacity, ids="uniform")
+    _search_arguments(capacity, ids="uniform", path="/users/{id}")
     capacity.add_argument(
         "--preset", default="optimized", help="naive | optimized (default optimized)"
     )
@@ -156,12 +158,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser  # fmt: skip
 
 
-def _search_arguments(parser: argparse.ArgumentParser, *, ids: str) -> None:
+def _search_arguments(parser: argparse.ArgumentParser, *, ids: str, path: str) -> None:
     """The options of a capacity search, shared by `ladder` and `capacity`."""
     parser.add_argument(
         "--ids",
         default=ids,
-        help=f"id distribution of /users/{{id}}: {' | '.join(DISTRIBUTIONS)} (default {ids})",
+        help=f"id distribution of {{id}}: {' | '.join(DISTRIBUTIONS)} (default {ids})",
     )
     parser.add_argument("--zipf-s", type=float, default=1.1, help="zipf exponent (with --ids zipf)")
     parser.add_argument(
@@ -187,7 +189,7 @@ def _search_arguments(parser: argparse.ArgumentParser, *, ids: str) -> None:
         default=0.05,
         help="bisect until (broke - held) / held <= this (default 0.05)",
     )
-    parser.add_argument("--path", default="/users/{id}", help="the endpoint (default /users/{id})")
+    parser.add_argument("--path", default=path, help=f"the endpoint (default {path})")
     parser.add_argument("--users", type=int, default=100_000, help="users to seed (default 100000)")
     parser.add_argument(
         "--json", type=Path, default=None, metavar="PATH", help="also write the result here"
