@@ -7,6 +7,8 @@ import sys
 import time
 
 import httpx
+import psutil
+import pytest
 
 from service.settings import ServiceSettings
 from workbench.launcher import ServiceProcess
@@ -66,3 +68,44 @@ def test_cpu_of_processes_outside_the_run_is_counted_as_other() -> None:
     time.sleep(2.0)
     frame = monitor.stop()
     assert frame["other_cpu_pct"].iloc[1:].mean() > 50
+
+
+FAMILY = """
+import subprocess, sys, time
+burn = "import time\\nt = time.process_time() + 1.2\\nwhile time.process_time() < t: pass"
+subprocess.run([sys.executable, "-c", burn])  # a child burns, exits and is reaped
+t = time.process_time() + 1.0
+while time.process_time() < t: pass  # then the parent burns
+"""
+
+
+def _family_cpu(pid: int) -> float:
+    """CPU-seconds of a process, its reaped children and its live descendants, read now."""
+    total = 0.0
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        times = proc.cpu_times()
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def test_cpu_seconds_match_the_processes_own_counters() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", FAMILY])
+    try:
+        time.sleep(0.3)  # the family exists before the monitor: its CPU so far is not counted
+        monitor = Monitor(
+            metrics_url=None, processes=lambda: {"family": [proc.pid]}, cpu_interval=0.05
+        ).start()
+        time.sleep(0.3)
+        t0, cpu0 = time.time(), _family_cpu(proc.pid)
+        time.sleep(1.6)  # the child exits within the window: its CPU moves to the parent
+        t1, cpu1 = time.time(), _family_cpu(proc.pid)
+        time.sleep(0.2)
+        monitor.stop()
+    finally:
+        proc.wait(10)
+    counted = monitor.cpu_seconds(t0, t1)["family"]
+    assert cpu1 - cpu0 > 0.8  # the test measured a busy family
+    assert counted == pytest.approx(cpu1 - cpu0, rel=0.1)
+    # before the monitor began nothing is counted; a window beyond its readings adds nothing
+    assert monitor.cpu_seconds(t0 - 100, t0 - 50)["family"] == 0.0

@@ -748,9 +748,14 @@ class Generators:
         self._procs: list[Any] = []
         self._pipes: list[multiprocessing.connection.Connection] = []
         self._spawned = 0
+        self._pids: list[int] = []  # every worker started, idle or lent to a run
 
     def __len__(self) -> int:
         return len(self._procs)
+
+    def pids(self) -> list[int]:
+        """Process ids of the workers this pool started (idle or running a load), to account CPU."""
+        return list(self._pids)
 
     def prepare(self, processes: int) -> Generators:
         """Start workers (in the background) until `processes` are ready or coming up."""
@@ -760,10 +765,13 @@ class Generators:
         for i in reversed(range(len(self._procs))):
             if not self._procs[i].is_alive():  # died while idle: replace it
                 self._pipes.pop(i).close()
-                _stop([self._procs.pop(i)])
+                dead = self._procs.pop(i)
+                _stop([dead])
+                self._pids.remove(dead.pid)
         while len(self._procs) < processes:
             _spawn(self._spawned, None, self._procs, self._pipes)
             self._spawned += 1
+            self._pids.append(self._procs[-1].pid)
         return self
 
     def take(self, processes: int) -> tuple[list[Any], list[multiprocessing.connection.Connection]]:
@@ -783,7 +791,7 @@ class Generators:
     def close(self) -> None:
         """Stop every worker in the pool."""
         procs, pipes = self._procs, self._pipes
-        self._procs, self._pipes = [], []
+        self._procs, self._pipes, self._pids = [], [], []
         for pipe in pipes:
             pipe.close()  # an idle worker sees EOF and exits
         _stop(procs)
