@@ -71,30 +71,32 @@ class Projection:
         if math.isnan(self.rate_rps):
             return "No server-side CPU was measured for this run: nothing to project."
         where = ", ".join(
-            f"{LABELS[name]} {ms:.2f}" for name, ms in self.cpu_ms_per_request.items()
-        )
-        fleet = f"{self.cores} cores" + (f" × {self.hosts} hosts" if self.hosts > 1 else "")
-        alone = (
-            f"; the service alone (PostgreSQL and Redis on hosts of their own) "
-            f"~{self.service_only_rps:,.0f} req/s"
-            if not math.isnan(self.service_only_rps)
-            else ""
+            f"{LABELS[name]} {ms:.2f}"
+            for name, ms in self.cpu_ms_per_request.items()
+            if ms >= 0.005  # an idle component (the upstream of an endpoint without one) is noise
         )
         measured = ""
         if self.measured_cores is not None and self.measured_rps is not None:
             measured = (
-                f", measured on {self.measured_cores} cores at {self.measured_rps:,.0f} req/s"
+                f"; measured on {self.measured_cores} cores at {self.measured_rps:,.0f} req/s"
             )
+        fleet = f"{self.cores} cores" + (f" × {self.hosts} hosts" if self.hosts > 1 else "")
+        alone = (
+            f"; the service alone, with PostgreSQL and Redis on hosts of their own, "
+            f"~{self.service_only_rps:,.0f} req/s"
+            if not math.isnan(self.service_only_rps)
+            else ""
+        )
         return (
-            f"Projection, if throughput scales with CPU: {self.server_cpu_ms:.2f} ms of server CPU "
-            f"per request ({where} ms{measured}; {self.shares[self.busiest]:.0%} in "
-            f"{LABELS[self.busiest]}) allow at most ~{self.rate_rps:,.0f} req/s on {fleet}"
-            f"{alone}. An upper bound: {self.note}"
+            f"Projection (CPU-bound): {self.server_cpu_ms:.2f} ms of server CPU per request "
+            f"({where} ms; {self.shares[self.busiest]:.0%} in {LABELS[self.busiest]}{measured}) "
+            f"allows at most ~{self.rate_rps:,.0f} req/s on {fleet}{alone}. "
+            f"Assumption: {self.note}"
         )
 
 
 NOTE = (
-    "assumes throughput is limited only by CPU and scales linearly with cores — every core busy, "
+    "throughput is limited only by CPU and scales linearly with cores — every core busy, "
     "CPU per request as measured at this run's load, no lock, pool, I/O, network or coordination "
     "limit; real fleets reach less."
 )

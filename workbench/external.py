@@ -121,7 +121,7 @@ class ExternalExperiment:
 
         def pids() -> dict[str, list[int]]:
             named = {"service": targets} if targets else {}
-            return {**named, **({"generator": generators.pids()} if generators else {})}
+            return {**named, **({"generator": generators.pids()} if generators is not None else {})}
 
         try:
             if generators is not None:
