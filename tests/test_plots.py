@@ -94,3 +94,6 @@ def test_cpu_per_request_stacks_server_components_and_marks_the_generator() -> N
     # one run, columns named by component
     one = plots.cpu_per_request(pd.DataFrame([{"service": 0.7, "postgres": 0.3}], index=["run"]))
     assert [t.name for t in one.data] == ["service", "PostgreSQL", "server side"]
+    # runs as {name: RunResult.cpu_ms_per_request()}
+    runs = plots.cpu_per_request({"a": {"service": 0.7, "server": 0.7}, "b": {"service": 0.5}})
+    assert list(runs.data[0].x) == ["a", "b"] and list(runs.data[0].y) == [0.7, 0.5]

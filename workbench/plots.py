@@ -312,16 +312,21 @@ def anatomy(
 
 
 def cpu_per_request(
-    frame: pd.DataFrame, *, title: str = "CPU per request by component"
+    frame: pd.DataFrame | Mapping[str, Mapping[str, float]],
+    *,
+    title: str = "CPU per request by component",
 ) -> go.Figure:
     """Stacked bars of server-side CPU ms per request by component, one bar per row (run or step).
 
     frame: index = run or ladder step, columns = components (service, postgres, redis, upstream,
-    generator) or summary columns cpu_ms_per_request_<component>. The generator, client side,
-    is a marker beside the bars, not part of the server's stack.
+    generator) or summary columns cpu_ms_per_request_<component>; or {run: {component: ms}}
+    (RunResult.cpu_ms_per_request()). The generator, client side, is a marker beside the bars,
+    not part of the server's stack.
     """
     from workbench.cost import LABELS, PREFIX, SERVER
 
+    if not isinstance(frame, pd.DataFrame):
+        frame = pd.DataFrame.from_dict({k: dict(v) for k, v in frame.items()}, orient="index")
     table = frame.rename(columns=lambda c: str(c).removeprefix(PREFIX))
     x = [str(i) for i in table.index]
     fig = go.Figure()
