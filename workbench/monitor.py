@@ -121,12 +121,30 @@ class _Machine:
         return 100 * total / elapsed, 100 * other / elapsed
 
 
-def _total(proc: psutil.Process) -> tuple[float, int]:
-    """CPU-seconds of a process and of the children it has reaped, and its parent's pid."""
-    with proc.oneshot():
-        times = proc.cpu_times()
-        ppid = proc.ppid()
-    return times.user + times.system + times.children_user + times.children_system, ppid
+_PROC = os.path.exists("/proc/self/stat")
+_TICKS = os.sysconf("SC_CLK_TCK") if _PROC else 100
+
+
+def _total(pid: int) -> tuple[float, int]:
+    """CPU-seconds of a process and of the children it has reaped, and its parent's pid.
+
+    Read from /proc/<pid>/stat where there is one: five times cheaper than psutil, which matters
+    when a ledger reads every PostgreSQL backend ten times a second.
+    """
+    if not _PROC:
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            times, ppid = proc.cpu_times(), proc.ppid()
+        return times.user + times.system + times.children_user + times.children_system, ppid
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+    except OSError:
+        raise psutil.NoSuchProcess(pid) from None
+    fields = data[data.rindex(b")") + 2 :].split()  # after the command name, which may hold spaces
+    # utime, stime, cutime, cstime (fields 14-17 of proc(5)), in clock ticks
+    ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return ticks / _TICKS, int(fields[1])
 
 
 class _Ledger:
@@ -140,7 +158,7 @@ class _Ledger:
 
     def __init__(self) -> None:
         self.began = time.time()
-        self.members: dict[str, dict[int, tuple[psutil.Process, int, float]]] = {}
+        self.members: dict[str, dict[int, tuple[int, float]]] = {}  # pid → (ppid, last total)
         self.offset: dict[str, float] = {}
         self.readings: list[tuple[float, dict[str, float]]] = []  # (wall-clock time, totals)
 
@@ -151,12 +169,11 @@ class _Ledger:
             self.offset.setdefault(name, 0.0)
             for pid in _family(pids) - set(members):
                 try:
-                    proc = psutil.Process(pid)
-                    total, ppid = _total(proc)
-                    born = proc.create_time()
+                    total, ppid = _total(pid)
+                    born = psutil.Process(pid).create_time()
                 except psutil.Error:
                     continue
-                members[pid] = (proc, ppid, total)
+                members[pid] = (ppid, total)
                 if born < self.began:  # its CPU before the ledger began is not this run's
                     self.offset[name] -= total
 
@@ -165,16 +182,16 @@ class _Ledger:
         row: dict[str, float] = {}
         for name, members in self.members.items():
             count = 0.0
-            for pid, (proc, ppid, last) in list(members.items()):
+            for pid, (ppid, last) in list(members.items()):
                 try:
-                    total, _ = _total(proc)
+                    total, _ = _total(pid)
                 except psutil.Error:
                     del members[pid]
                     # Reaped by a member, its CPU is now in that member's count; otherwise keep it.
                     if ppid not in members:
                         self.offset[name] += last
                     continue
-                members[pid] = (proc, ppid, total)
+                members[pid] = (ppid, total)
                 count += total
             row[name] = count + self.offset[name]
         self.readings.append((now, row))
