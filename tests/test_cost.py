@@ -36,6 +36,11 @@ def test_projection_is_cores_times_hosts_over_server_cpu() -> None:
     assert "scales" in p.note and "CPU" in p.note
     assert "~8,000 req/s on 8 cores" in p.sentence()
     assert "~13,333 req/s" in p.sentence()  # the service alone
+    assert p.unmeasured == () and "not measured" not in p.sentence()
+    # PostgreSQL elsewhere (DATABASE_URL): its CPU is not in the total, and the sentence says so
+    attached = cost.project({"service": 0.6, "redis": 0.1}, cores=8)
+    assert attached.unmeasured == ("postgres",)
+    assert "PostgreSQL not measured" in attached.sentence()
     with pytest.raises(InputError, match="^cores: "):
         cost.project(ms, cores=0)
     with pytest.raises(InputError, match="^hosts: "):

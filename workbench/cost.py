@@ -63,6 +63,7 @@ class Projection:
     shares: dict[str, float]  # component → fraction of the server side's CPU
     busiest: str
     note: str
+    unmeasured: tuple[str, ...] = ()  # server components whose processes were not watched
     measured_cores: int | None = None  # the machine the costs were measured on
     measured_rps: float | None = None  # at this throughput
 
@@ -87,10 +88,14 @@ class Projection:
             if not math.isnan(self.service_only_rps)
             else ""
         )
+        missing = ""
+        if self.unmeasured:
+            names = ", ".join(LABELS[name] for name in self.unmeasured)
+            missing = f" ({names} not measured: not started by the workbench, so not counted)"
         return (
             f"Projection (CPU-bound): {self.server_cpu_ms:.2f} ms of server CPU per request "
             f"({where} ms; {self.shares[self.busiest]:.0%} in {LABELS[self.busiest]}{measured}) "
-            f"allows at most ~{self.rate_rps:,.0f} req/s on {fleet}{alone}. "
+            f"allows at most ~{self.rate_rps:,.0f} req/s on {fleet}{alone}{missing}. "
             f"Assumption: {self.note}"
         )
 
@@ -135,6 +140,7 @@ def project(
         shares=shares,
         busiest=busiest,
         note=NOTE,
+        unmeasured=tuple(name for name in SERVER[:3] if name not in parts),
         measured_cores=measured_cores,
         measured_rps=measured_rps,
     )
