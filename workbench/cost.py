@@ -101,9 +101,11 @@ class Projection:
 
 
 NOTE = (
-    "throughput is limited only by CPU and scales linearly with cores — every core busy, "
-    "CPU per request as measured at this run's load, no lock, pool, I/O, network or coordination "
-    "limit; real fleets reach less."
+    "throughput is limited only by CPU and scales linearly with cores — every core busy, no "
+    "lock, pool, I/O, network or coordination limit, and each request costing the CPU measured "
+    "here. That cost depends on the run: at a low rate each event-loop pass, timer and scrape "
+    "serves fewer requests, and neighbours on a shared machine add cache misses and context "
+    "switches — measure near saturation on a quiet machine. Real fleets reach less."
 )
 
 
