@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from service.settings import ServiceSettings
+from workbench import plots
 from workbench._errors import InputError
 from workbench.experiment import Experiment
 from workbench.stack import Stack
@@ -67,6 +68,10 @@ def test_cost_per_request_by_component(stack: Stack, tmp_path: Path) -> None:
     assert share[True] > 2 * share[False]
     summary = store.load(runs[True].run_id).summary()
     assert summary["cpu_ms_per_request_redis"] == cost[True]["redis"]
+    # the store's summary frame (settings columns included) plots as is, one bar per run
+    fig = plots.cpu_per_request(store.runs().set_index("run_id"))
+    assert [t.name for t in fig.data][:3] == ["service", "PostgreSQL", "Redis"]
+    assert sorted(fig.data[0].x) == sorted(run.run_id for run in runs.values())
     projection = runs[True].projection(cores=8)
     assert projection.rate_rps == pytest.approx(8000 / cost[True]["server"])
     assert projection.measured_cores == runs[True].manifest["environment"]["cpu_count"]

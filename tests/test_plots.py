@@ -82,7 +82,7 @@ def test_cpu_per_request_stacks_server_components_and_marks_the_generator() -> N
     summary = pd.DataFrame(
         {"cpu_ms_per_request_service": [1.0, 0.5], "cpu_ms_per_request_postgres": [0.4, 0.2],
          "cpu_ms_per_request_redis": [0.0, 0.1], "cpu_ms_per_request_generator": [0.05, 0.05],
-         "cpu_ms_per_request_server": [1.4, 0.8]},
+         "cpu_ms_per_request_server": [1.4, 0.8], "server": ["uvicorn", "gunicorn"]},
         index=["naive", "+cache"],
     )  # fmt: skip
     fig = plots.cpu_per_request(summary)

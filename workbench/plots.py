@@ -327,7 +327,10 @@ def cpu_per_request(
 
     if not isinstance(frame, pd.DataFrame):
         frame = pd.DataFrame.from_dict({k: dict(v) for k, v in frame.items()}, orient="index")
-    table = frame.rename(columns=lambda c: str(c).removeprefix(PREFIX))
+    # a summary row also has settings columns (server="uvicorn"): keep only the cost columns
+    prefixed = [c for c in frame.columns if str(c).startswith(PREFIX)]
+    table = frame[prefixed] if prefixed else frame
+    table = table.rename(columns=lambda c: str(c).removeprefix(PREFIX))
     x = [str(i) for i in table.index]
     fig = go.Figure()
     for name in SERVER:
