@@ -748,7 +748,7 @@ class Generators:
         self._procs: list[Any] = []
         self._pipes: list[multiprocessing.connection.Connection] = []
         self._spawned = 0
-        self._pids: list[int] = []  # every worker started, idle or lent to a run
+        self._pids: list[int] = []  # the pool's workers at the last prepare(), idle or lent
 
     def __len__(self) -> int:
         return len(self._procs)
@@ -765,13 +765,12 @@ class Generators:
         for i in reversed(range(len(self._procs))):
             if not self._procs[i].is_alive():  # died while idle: replace it
                 self._pipes.pop(i).close()
-                dead = self._procs.pop(i)
-                _stop([dead])
-                self._pids.remove(dead.pid)
+                _stop([self._procs.pop(i)])
         while len(self._procs) < processes:
             _spawn(self._spawned, None, self._procs, self._pipes)
             self._spawned += 1
-            self._pids.append(self._procs[-1].pid)
+        # Runs take workers after prepare() and give back or stop them before the next one.
+        self._pids = [proc.pid for proc in self._procs]
         return self
 
     def take(self, processes: int) -> tuple[list[Any], list[multiprocessing.connection.Connection]]:
