@@ -298,6 +298,10 @@ wb.show(wb.plots.ladder(table))
 wb.show(wb.plots.anatomy(wb.climb.anatomies(table), title=f"Where a request's time goes at {fixed_rate:g} req/s, per step"))
 """),
     ("code", """
+cost = dict(zip(table["step"], table["cpu_ms_per_request"]))  # CPU ms per request by component, mean of the repeats
+wb.show(wb.plots.cpu_per_request(cost, title=f"CPU per request by component at {fixed_rate:g} req/s, per step"))
+"""),
+    ("code", """
 table.drop(columns="anatomy")
 """),
 ]
