@@ -445,6 +445,7 @@ table
 """),
     ("code", "wb.show(wb.plots.comparison(table, title=f'{b.run_id} against {a.run_id} (95% CI)'))"),
     ("code", "wb.show(wb.plots.percentile_spectrum({a.run_id: a, b.run_id: b}))"),
+    ("code", "wb.show(wb.plots.cpu_per_request({a.run_id: a.cpu_ms_per_request(), b.run_id: b.cpu_ms_per_request()}))"),
 ]
 
 
