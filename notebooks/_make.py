@@ -80,6 +80,18 @@ with wb.Stack(users=params.users, database_url=params.database_url, redis_url=pa
 print(run.manifest["bottleneck"]["sentence"])
 wb.summary_table(run)
 """),
+    ("md", """
+## Cost per request
+
+CPU milliseconds each component spent per request in the measured window (warm-up excluded),
+from the processes' own CPU counters; the generator is the client side. The projection says
+what rate these costs would allow on a bigger machine or a fleet, if throughput were CPU-bound.
+"""),
+    ("code", """
+print(run.projection(cores=8).sentence())  # e.g. the account's 8 workers
+wb.cost_table(run)
+"""),
+    ("code", "wb.show(wb.plots.cpu_per_request({run.run_id: run.cpu_ms_per_request()}))"),
     ("md", "## Throughput and latency over time"),
     ("code", "wb.show(wb.plots.throughput_over_time(run))"),
     ("code", "wb.show(wb.plots.latency_over_time(run))"),
@@ -116,6 +128,18 @@ run = wb.store.load(run_id)
 print(run.status, "|", run.manifest["bottleneck"]["sentence"])
 wb.summary_table(run)
 """),
+    ("md", """
+## Cost per request
+
+CPU milliseconds each component spent per request in the measured window (warm-up excluded),
+from the processes' own CPU counters; the generator is the client side. The projection says
+what rate these costs would allow on a bigger machine or a fleet, if throughput were CPU-bound.
+"""),
+    ("code", """
+print(run.projection(cores=8).sentence())  # e.g. the account's 8 workers
+wb.cost_table(run)
+"""),
+    ("code", "wb.show(wb.plots.cpu_per_request({run.run_id: run.cpu_ms_per_request()}))"),
     ("code", "run.manifest['profile'], wb.ServiceSettings(**run.manifest['settings']).diff()"),
     ("code", "wb.show(wb.plots.throughput_over_time(run))"),
     ("code", "wb.show(wb.plots.latency_over_time(run))"),
@@ -274,6 +298,10 @@ wb.show(wb.plots.ladder(table))
 wb.show(wb.plots.anatomy(wb.climb.anatomies(table), title=f"Where a request's time goes at {fixed_rate:g} req/s, per step"))
 """),
     ("code", """
+cost = dict(zip(table["step"], table["cpu_ms_per_request"]))  # CPU ms per request by component, mean of the repeats
+wb.show(wb.plots.cpu_per_request(cost, title=f"CPU per request by component at {fixed_rate:g} req/s, per step"))
+"""),
+    ("code", """
 table.drop(columns="anatomy")
 """),
 ]
@@ -417,6 +445,7 @@ table
 """),
     ("code", "wb.show(wb.plots.comparison(table, title=f'{b.run_id} against {a.run_id} (95% CI)'))"),
     ("code", "wb.show(wb.plots.percentile_spectrum({a.run_id: a, b.run_id: b}))"),
+    ("code", "wb.show(wb.plots.cpu_per_request({a.run_id: a.cpu_ms_per_request(), b.run_id: b.cpu_ms_per_request()}))"),
 ]
 
 

@@ -34,3 +34,14 @@ def test_rules(summary: dict, server: dict, settings: ServiceSettings | None, ki
     verdict = attribute(summary, pd.DataFrame(server), settings)
     assert verdict.kind == kind
     assert verdict.sentence
+
+
+def test_cpu_rules_cite_the_cost_per_request() -> None:
+    busy = pd.DataFrame({"service_cpu_pct": [99.0, 98.0], "postgres_cpu_pct": [20.0, 20.0]})
+    verdict = attribute({}, busy, ServiceSettings(), cpu_ms={"service": 0.61, "postgres": 0.2})
+    assert verdict.kind == "CPU-bound workers"
+    assert "0.61 ms of service CPU per request" in verdict.sentence
+    database = pd.DataFrame({"postgres_cpu_pct": [90.0, 95.0], "service_cpu_pct": [50.0, 40.0]})
+    verdict = attribute({}, database, ServiceSettings(), cpu_ms={"postgres": 0.35})
+    assert "0.35 ms of PostgreSQL CPU per request" in verdict.sentence
+    assert "per request)" not in attribute({}, busy, ServiceSettings()).sentence  # not measured

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from service.settings import ServiceSettings
+from workbench import plots
 from workbench._errors import InputError
 from workbench.experiment import Experiment
 from workbench.stack import Stack
@@ -48,3 +49,29 @@ def test_run_is_measured_sampled_attributed_and_stored(stack: Stack, tmp_path: P
 def test_bad_input_is_named(kwargs: dict[str, object], name: str) -> None:
     with pytest.raises(InputError, match=f"^{name}: "):
         Experiment(**kwargs)  # type: ignore[arg-type]
+
+
+def test_cost_per_request_by_component(stack: Stack, tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    runs = {}
+    for cache in (False, True):
+        # l1_size 1: nearly every lookup goes on to Redis when the cache is on
+        settings = ServiceSettings(serializer="orjson", cache=cache, l1_size=1)
+        experiment = Experiment(settings=settings, connections=8, duration=1.5, warmup=0.5)
+        runs[cache] = experiment.run(stack, store=store, progress=False)
+    cost = {cache: run.cpu_ms_per_request() for cache, run in runs.items()}
+    for ms in cost.values():
+        assert ms["service"] > 0 and ms["postgres"] > 0 and ms["generator"] > 0
+        server = ("service", "postgres", "redis", "upstream")
+        assert ms["server"] == pytest.approx(sum(ms.get(name, 0.0) for name in server))
+    share = {cache: ms["redis"] / ms["server"] for cache, ms in cost.items()}
+    assert share[True] > 2 * share[False]
+    summary = store.load(runs[True].run_id).summary()
+    assert summary["cpu_ms_per_request_redis"] == cost[True]["redis"]
+    # the store's summary frame (settings columns included) plots as is, one bar per run
+    fig = plots.cpu_per_request(store.runs().set_index("run_id"))
+    assert [t.name for t in fig.data][:3] == ["service", "PostgreSQL", "Redis"]
+    assert sorted(fig.data[0].x) == sorted(run.run_id for run in runs.values())
+    projection = runs[True].projection(cores=8)
+    assert projection.rate_rps == pytest.approx(8000 / cost[True]["server"])
+    assert projection.measured_cores == runs[True].manifest["environment"]["cpu_count"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import plotly.graph_objects as go
+import psutil
 import pytest
 
 from workbench import plots
@@ -169,3 +170,26 @@ def test_external_run_generated_on_dask_records_the_workers(external: str, tmp_p
     assert loaded.summary()["generator_workers"] == 2
     assert loaded.summary()["clock_skew_ms"] is not None
     assert loaded.summary()["requests"] == pytest.approx(200, abs=3)
+
+
+def _target_pid() -> int:
+    """The pid of the external app this test module started (a child of this process)."""
+    for child in psutil.Process().children():
+        if "tests.external_app:app" in " ".join(child.cmdline()):
+            return child.pid
+    raise AssertionError("the external app is not running")
+
+
+def test_external_run_costs_what_it_can_see(external: str, tmp_path: Path) -> None:
+    store = Store(tmp_path / "runs")
+    options = {"target_url": external, "path": "/items/{id}", "rate": RATE, "duration": 1.5,
+               "warmup": 0.5, "connections": 4, "processes": 1}  # fmt: skip
+    blind = ExternalExperiment(**options).run(store=store, progress=False)  # type: ignore[arg-type]
+    assert set(blind.cpu_ms_per_request()) == {"generator"}  # the service may run elsewhere
+    seen = ExternalExperiment(**options, pids=(_target_pid(),)).run(store=store, progress=False)  # type: ignore[arg-type]
+    ms = seen.cpu_ms_per_request()
+    assert set(ms) == {"service", "generator", "server"}
+    assert ms["service"] > 0 and ms["server"] == ms["service"]
+    assert seen.projection(cores=8).rate_rps == pytest.approx(8000 / ms["service"])
+    with pytest.raises(InputError, match="^pids: "):
+        ExternalExperiment(target_url=external, pids=("1",))  # type: ignore[arg-type]

@@ -179,6 +179,10 @@ def test_pooled_generators_serve_run_after_run_and_stop_on_close() -> None:
     with serve() as (url, _), Generators() as pool:
         pool.prepare(2)  # starts them in the background
         pids = {p.pid for p in pool._procs}
+        assert set(pool.pids()) == pids  # what a monitor accounts the generator's CPU to
+        lent, pipes = pool.take(1)
+        assert set(pool.pids()) == pids and len(pool) == 1  # a lent worker is still ours
+        pool.give_back(lent, pipes)
         first = run_load(url + "/", duration=0.5, warmup=0, connections=4, processes=2,
                          progress=False, generators=pool)  # fmt: skip
         assert len(pool) == 2 and {p.pid for p in pool._procs} == pids  # given back, idle
@@ -187,6 +191,7 @@ def test_pooled_generators_serve_run_after_run_and_stop_on_close() -> None:
         assert len(pool) == 2 and {p.pid for p in pool._procs} == pids  # the same processes
         assert first.requests > 0 and second.requests > 0
         assert first.processes == 2 and second.processes == 1
+    assert pool.pids() == []
     assert descendants() <= before
 
 

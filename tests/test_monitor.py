@@ -5,8 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import httpx
+import psutil
+import pytest
 
 from service.settings import ServiceSettings
 from workbench.launcher import ServiceProcess
@@ -66,3 +69,59 @@ def test_cpu_of_processes_outside_the_run_is_counted_as_other() -> None:
     time.sleep(2.0)
     frame = monitor.stop()
     assert frame["other_cpu_pct"].iloc[1:].mean() > 50
+
+
+FAMILY = """
+import subprocess, sys, time
+burn = "import time\\nt = time.process_time() + 1.5\\nwhile time.process_time() < t: pass"
+subprocess.run([sys.executable, "-c", burn])  # a child burns, exits and is reaped
+t = time.process_time() + 1.5
+while time.process_time() < t: pass  # then the parent burns
+"""
+
+
+def _family_cpu(pid: int) -> tuple[float, int]:
+    """CPU-seconds of a process, its reaped children and its live descendants, read now; and
+    how many descendants are alive."""
+    total = 0.0
+    root = psutil.Process(pid)
+    children = root.children(recursive=True)
+    for proc in [root, *children]:
+        times = proc.cpu_times()
+        total += times.user + times.system + times.children_user + times.children_system
+    return total, len(children)
+
+
+def _until(pid: int, done: Callable[[float, int], bool]) -> tuple[float, float]:
+    """Wait (on a busy machine: by CPU, not by the clock) until done(cpu, children); (time, cpu)."""
+    deadline = time.monotonic() + 60
+    while True:
+        now, (cpu, children) = time.time(), _family_cpu(pid)
+        if done(cpu, children):
+            return now, cpu
+        assert time.monotonic() < deadline, "the family did not get the CPU it needed"
+        time.sleep(0.02)
+
+
+def test_cpu_seconds_match_the_processes_own_counters() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", FAMILY])
+    try:
+        # the family exists before the monitor: its CPU so far is not counted
+        _until(proc.pid, lambda cpu, children: children > 0)
+        monitor = Monitor(
+            metrics_url=None, processes=lambda: {"family": [proc.pid]}, cpu_interval=0.05
+        ).start()
+        base = _family_cpu(proc.pid)[0]
+        t0, cpu0 = _until(proc.pid, lambda cpu, _: cpu > base + 0.5)  # the child is burning
+        # the child exits within the window (its CPU moves to the parent), then the parent burns
+        _, reaped = _until(proc.pid, lambda _, children: children == 0)
+        t1, cpu1 = _until(proc.pid, lambda cpu, _: cpu > reaped + 0.5)
+        time.sleep(0.2)
+        monitor.stop()
+    finally:
+        proc.wait(60)
+    counted = monitor.cpu_seconds(t0, t1)["family"]
+    assert cpu1 - cpu0 > 0.8  # the test measured a busy family
+    assert counted == pytest.approx(cpu1 - cpu0, rel=0.1)
+    # before the monitor began nothing is counted
+    assert monitor.cpu_seconds(t0 - 100, t0 - 50)["family"] == 0.0

@@ -108,7 +108,7 @@ def test_a_stored_run_renders_as_its_own_report(home: dict[str, str], stack: Sta
     assert done.returncode == 0, done.stderr[-3000:]
     html = Path(done.stdout.strip().splitlines()[-1])
     assert html.name == f"{runs[-1]}.html"
-    assert count_charts(html) == plotly_outputs(html.with_suffix(".ipynb")) == 4
+    assert count_charts(html) == plotly_outputs(html.with_suffix(".ipynb")) == 5
 
 
 @pytest.mark.parametrize("name", sorted(BAD))

@@ -76,3 +76,24 @@ def test_ladder_has_error_bars_beside_the_published_ratio() -> None:
     assert list(measured.error_y.array) == pytest.approx([0.1, 0.4])
     assert list(measured.error_y.arrayminus) == pytest.approx([0.1, 0.3])
     assert list(published.y) == [1.0, 1.6] and "published" in published.name
+
+
+def test_cpu_per_request_stacks_server_components_and_marks_the_generator() -> None:
+    summary = pd.DataFrame(
+        {"cpu_ms_per_request_service": [1.0, 0.5], "cpu_ms_per_request_postgres": [0.4, 0.2],
+         "cpu_ms_per_request_redis": [0.0, 0.1], "cpu_ms_per_request_generator": [0.05, 0.05],
+         "cpu_ms_per_request_server": [1.4, 0.8], "server": ["uvicorn", "gunicorn"]},
+        index=["naive", "+cache"],
+    )  # fmt: skip
+    fig = plots.cpu_per_request(summary)
+    assert fig.layout.barmode == "stack"
+    names = [t.name for t in fig.data]
+    assert names == ["service", "PostgreSQL", "Redis", "server side", "generator (client side)"]
+    assert list(fig.data[0].x) == ["naive", "+cache"] and list(fig.data[1].y) == [0.4, 0.2]
+    assert list(fig.data[3].text) == ["1.40 ms", "0.80 ms"]  # the stack's total above each bar
+    # one run, columns named by component
+    one = plots.cpu_per_request(pd.DataFrame([{"service": 0.7, "postgres": 0.3}], index=["run"]))
+    assert [t.name for t in one.data] == ["service", "PostgreSQL", "server side"]
+    # runs as {name: RunResult.cpu_ms_per_request()}
+    runs = plots.cpu_per_request({"a": {"service": 0.7, "server": 0.7}, "b": {"service": 0.5}})
+    assert list(runs.data[0].x) == ["a", "b"] and list(runs.data[0].y) == [0.7, 0.5]

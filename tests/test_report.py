@@ -62,6 +62,28 @@ def test_every_chart_draws_offline_in_chromium(
     assert png.stat().st_size > 20_000
 
 
+def test_quickstart_shows_the_cost_per_request_and_its_projection(
+    quickstart_html: tuple[Path, str],
+) -> None:
+    executed = json.loads(quickstart_html[0].with_suffix(".ipynb").read_text())
+    texts = [
+        "".join(output.get("text", "")) + "".join(output.get("data", {}).get("text/plain", ""))
+        for cell in executed["cells"]
+        for output in cell.get("outputs", [])
+    ]
+    sentence = next(t for t in texts if t.startswith("Projection (CPU-bound)"))
+    assert "on 8 cores" in sentence and "Assumption:" in sentence
+    table = next(t for t in texts if "CPU ms per request" in t)
+    assert "PostgreSQL" in table and "generator (client side)" in table
+    figures = [
+        output["data"]["application/vnd.plotly.v1+json"]
+        for cell in executed["cells"]
+        for output in cell.get("outputs", [])
+        if "application/vnd.plotly.v1+json" in output.get("data", {})
+    ]
+    assert any(f["layout"]["title"]["text"] == "CPU per request by component" for f in figures)
+
+
 def test_bad_papermill_parameter_stops_in_the_first_cell(tmp_path: Path, stack_root: Path) -> None:
     root = stack_root / "papermill"
     out = tmp_path / "out.ipynb"

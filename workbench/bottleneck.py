@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,15 +50,25 @@ def _high(frame: pd.DataFrame, column: str, q: float = 0.9) -> float:
     return float(frame[column].dropna().quantile(q))
 
 
+def _per_request(cpu_ms: Mapping[str, float] | None, name: str, what: str) -> str:
+    """' (0.42 ms of <what> CPU per request)' when the run's cost per request is known."""
+    ms = (cpu_ms or {}).get(name, math.nan)
+    return f" ({ms:.2f} ms of {what} CPU per request)" if ms == ms else ""
+
+
 def attribute(
     summary: dict[str, Any],
     server: pd.DataFrame,
     settings: ServiceSettings | None,
     *,
     anatomy: pd.DataFrame | None = None,
+    cpu_ms: Mapping[str, float] | None = None,
 ) -> Bottleneck:
-    """Name the bottleneck of a run, citing where a request's time went when the anatomy is known."""
-    verdict = _attribute(summary, server, settings)
+    """Name the bottleneck of a run, citing where a request's time went when the anatomy is known.
+
+    cpu_ms: the run's CPU ms per request by component (cost.from_summary), cited when CPU limits.
+    """
+    verdict = _attribute(summary, server, settings, cpu_ms)
     if anatomy is None or anatomy.empty or verdict.kind == "generator saturated":
         return verdict
     stage = _EVIDENCE.get(verdict.kind)
@@ -74,7 +85,10 @@ _EVIDENCE: dict[str, str] = {
 
 
 def _attribute(
-    summary: dict[str, Any], server: pd.DataFrame, settings: ServiceSettings | None
+    summary: dict[str, Any],
+    server: pd.DataFrame,
+    settings: ServiceSettings | None,
+    cpu_ms: Mapping[str, float] | None = None,
 ) -> Bottleneck:
     """The first rule that holds, from a run's summary and server series."""
     reason = str(summary.get("saturation_reason") or "")
@@ -143,13 +157,15 @@ def _attribute(
         return Bottleneck(
             "database CPU",
             f"PostgreSQL used {db_cpu:.0f}% CPU, more than the service's {service_cpu:.0f}%"
-            f"{where}: the database is the busiest part.",
+            f"{where}: the database is the busiest part"
+            f"{_per_request(cpu_ms, 'postgres', 'PostgreSQL')}.",
         )
     if service_cpu >= 85 * workers or (busy and service_cpu > db_cpu):
         return Bottleneck(
             "CPU-bound workers",
             f"The service's {workers} worker(s) used {service_cpu:.0f}% CPU "
-            f"({service_cpu / workers:.0f}% each){where}: CPU per request is the limit — "
+            f"({service_cpu / workers:.0f}% each){where}: CPU per request is the limit"
+            f"{_per_request(cpu_ms, 'service', 'service')} — "
             "more cores, more workers or less work per request.",
         )
     hit = _mean(server, "l1_hit_ratio")

@@ -7,7 +7,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from service.settings import ServiceSettings
-from workbench import _process, anatomy
+from workbench import _process, anatomy, cost
 from workbench._errors import InputError, positive_float, positive_int
 from workbench._net import free_port
 from workbench.bottleneck import attribute
@@ -171,6 +171,7 @@ class Experiment:
                 return {
                     "service": svc.pids()[:1],
                     **{name: [pid] for name, pid in stack.pids().items()},
+                    "generator": generators.pids(),
                 }
 
             monitor = Monitor(metrics_url=svc.url + "/metrics", processes=pids).start()
@@ -189,6 +190,7 @@ class Experiment:
             if session is None:
                 generators.close()
             server = monitor.stop() if monitor is not None else pd.DataFrame()
+            cpu = window_cpu(monitor, load)
             if own and session is not None and status == "finished":
                 session.stop_later(svc)
             elif own:
@@ -201,7 +203,7 @@ class Experiment:
             result = assemble(
                 run_id, manifest, name=self.name, labels=self.labels,
                 described=self.settings.to_dict(), profile=profile, load=load,
-                server=server, settings=self.settings,
+                server=server, settings=self.settings, cpu_seconds=cpu,
                 snapshots=monitor.snapshots if monitor is not None else [],
             )  # fmt: skip
             log = svc.log if isinstance(svc.log, Path) else None
@@ -260,6 +262,13 @@ def load_profile(point: Any) -> dict[str, Any]:
     }
 
 
+def window_cpu(monitor: Monitor | None, load: LoadResult | None) -> dict[str, float]:
+    """CPU-seconds of each watched component within the load's measured window (no warm-up)."""
+    if monitor is None or load is None or not load.started_at:
+        return {}
+    return monitor.cpu_seconds(load.started_at, load.started_at + load.duration_s)
+
+
 def _align(server: pd.DataFrame, load: LoadResult | None, end_wall: float) -> pd.DataFrame:
     """Give server samples the client's `second` axis (seconds since measurement start)."""
     if server.empty or "time" not in server:
@@ -291,6 +300,7 @@ def assemble(
     server: pd.DataFrame,
     settings: ServiceSettings | None,
     snapshots: Sequence[tuple[float, anatomy.Snapshot]] = (),
+    cpu_seconds: Mapping[str, float] | None = None,
 ) -> RunResult:
     """A RunResult from what a run measured: server samples aligned, bottleneck named, one summary row."""
     aligned = _align(server, load, time.time())
@@ -299,9 +309,11 @@ def assemble(
     table = anatomy.frame(
         anatomy.between(snapshots, start=load.started_at if load is not None else None)
     )
+    per_request = cost.per_request(cpu_seconds or {}, load.completed if load is not None else 0)
     verdict = attribute(
-        load.summary() if load is not None else {}, aligned, settings, anatomy=table
-    )
+        load.summary() if load is not None else {}, aligned, settings, anatomy=table,
+        cpu_ms=cost.from_summary(per_request),
+    )  # fmt: skip
     manifest["bottleneck"] = asdict(verdict)
     row: dict[str, Any] = {
         "run_id": run_id,
@@ -327,6 +339,7 @@ def assemble(
         )
         if load.workers:
             row.update(generator_workers=len(set(load.workers)), clock_skew_ms=load.clock_skew_ms)
+        row.update(per_request)
     for column in SERVER_MEANS:
         if column in aligned:
             row[f"mean_{column}"] = float(aligned[column].mean())

@@ -10,9 +10,9 @@ from typing import Any
 import pandas as pd
 
 from workbench._errors import InputError, positive_float, positive_int
-from workbench.experiment import assemble, load_profile
+from workbench.experiment import assemble, load_profile, window_cpu
 from workbench.fingerprint import fingerprint
-from workbench.load import LoadResult, plan_load, run_load
+from workbench.load import Generators, LoadResult, plan_load, run_load
 from workbench.load._engine import _resolve
 from workbench.monitor import Monitor
 from workbench.run import RunResult
@@ -38,6 +38,8 @@ class ExternalExperiment:
     transport: str = "raw"
     allow_remote: bool = False
     cluster: object = field(default=None, compare=False)
+    # The target's process ids when it runs on this machine: its CPU per request is then measured.
+    pids: tuple[int, ...] = ()
     name: str = ""
     labels: dict[str, Any] = field(default_factory=dict)
 
@@ -60,6 +62,10 @@ class ExternalExperiment:
         positive_float("warmup", self.warmup, strict=False)
         if self.rate is not None:
             positive_float("rate", self.rate)
+        if not isinstance(self.pids, tuple | list) or not all(
+            isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 for pid in self.pids
+        ):
+            raise InputError("pids", f"must be a tuple of process ids, got {self.pids!r}")
 
     @property
     def url(self) -> str:
@@ -108,11 +114,27 @@ class ExternalExperiment:
         monitor: Monitor | None = None
         status = "crashed"
         timings: dict[str, float] = {}
+        # Local generators are watched for their CPU (a cluster's run elsewhere); the service only
+        # when its pids are given, as it may run on another host.
+        generators = Generators() if self.cluster is None else None
+        targets = list(self.pids)
+
+        def pids() -> dict[str, list[int]]:
+            named = {"service": targets} if targets else {}
+            return {**named, **({"generator": generators.pids()} if generators is not None else {})}
+
         try:
-            # no local processes to sample: the service runs elsewhere
-            monitor = Monitor(metrics_url=self.metrics_url, processes=lambda: {}).start()
+            if generators is not None:
+                generators.prepare(
+                    plan_load(
+                        self.url, **self._load_options(progress=False, for_plan=True)
+                    ).processes
+                )
+            monitor = Monitor(metrics_url=self.metrics_url, processes=pids).start()
             t0 = time.monotonic()
-            load = run_load(self.url, **self._load_options(progress=progress))
+            load = run_load(
+                self.url, generators=generators, **self._load_options(progress=progress)
+            )
             timings["load_s"] = time.monotonic() - t0
             status = "finished"
         except KeyboardInterrupt:
@@ -120,6 +142,9 @@ class ExternalExperiment:
             raise
         finally:
             server = monitor.stop() if monitor is not None else pd.DataFrame()
+            if generators is not None:
+                generators.close()
+            cpu = window_cpu(monitor, load)
             manifest.update(
                 status=status, finished_at=datetime.now(UTC).isoformat(), timings=timings
             )
@@ -133,6 +158,7 @@ class ExternalExperiment:
             result = assemble(
                 run_id, manifest, name=self.name, labels=self.labels, described=self.target(),
                 profile=self.profile(), load=load, server=server, settings=None,
+                cpu_seconds=cpu,
             )  # fmt: skip
             store.save(result)
         return result

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 import psutil
 from prometheus_client.metrics_core import Metric
@@ -120,6 +121,96 @@ class _Machine:
         return 100 * total / elapsed, 100 * other / elapsed
 
 
+_PROC = os.path.exists("/proc/self/stat")
+_TICKS = os.sysconf("SC_CLK_TCK") if _PROC else 100
+
+
+def _total(pid: int) -> tuple[float, int]:
+    """CPU-seconds of a process and of the children it has reaped, and its parent's pid.
+
+    Read from /proc/<pid>/stat where there is one: five times cheaper than psutil, which matters
+    when a ledger reads every PostgreSQL backend ten times a second.
+    """
+    if not _PROC:
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            times, ppid = proc.cpu_times(), proc.ppid()
+        return times.user + times.system + times.children_user + times.children_system, ppid
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+    except OSError:
+        raise psutil.NoSuchProcess(pid) from None
+    fields = data[data.rindex(b")") + 2 :].split()  # after the command name, which may hold spaces
+    # utime, stime, cutime, cstime (fields 14-17 of proc(5)), in clock ticks
+    ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return ticks / _TICKS, int(fields[1])
+
+
+class _Ledger:
+    """Cumulative CPU-seconds of each named family of processes, read often to cut windows finely.
+
+    A family's count is the sum, over its live members, of their own CPU plus that of the children
+    they reaped: a backend or worker that exits moves its CPU into its parent's counter, so nothing
+    is lost while the parent is a member. Only processes that existed before the ledger began
+    start from their reading at first sight; one created later counts from its birth.
+    """
+
+    def __init__(self) -> None:
+        self.began = time.time()
+        self.members: dict[str, dict[int, tuple[int, float]]] = {}  # pid → (ppid, last total)
+        self.offset: dict[str, float] = {}
+        self.readings: list[tuple[float, dict[str, float]]] = []  # (wall-clock time, totals)
+
+    def refresh(self, named: dict[str, list[int]]) -> None:
+        """Take in the current members of each family (roots and their descendants)."""
+        for name, pids in named.items():
+            members = self.members.setdefault(name, {})
+            self.offset.setdefault(name, 0.0)
+            for pid in _family(pids) - set(members):
+                try:
+                    total, ppid = _total(pid)
+                    born = psutil.Process(pid).create_time()
+                except psutil.Error:
+                    continue
+                members[pid] = (ppid, total)
+                if born < self.began:  # its CPU before the ledger began is not this run's
+                    self.offset[name] -= total
+
+    def sample(self, now: float) -> None:
+        """Record every family's cumulative CPU-seconds at wall-clock time `now`."""
+        row: dict[str, float] = {}
+        for name, members in self.members.items():
+            count = 0.0
+            for pid, (ppid, last) in list(members.items()):
+                try:
+                    total, _ = _total(pid)
+                except psutil.Error:
+                    del members[pid]
+                    # Reaped by a member, its CPU is now in that member's count; otherwise keep it.
+                    if ppid not in members:
+                        self.offset[name] += last
+                    continue
+                members[pid] = (ppid, total)
+                count += total
+            row[name] = count + self.offset[name]
+        self.readings.append((now, row))
+
+    def between(self, start: float, end: float) -> dict[str, float]:
+        """CPU-seconds of each family between two wall-clock times (linear between readings)."""
+        out: dict[str, float] = {}
+        readings = list(self.readings)
+        for name in sorted({name for _, row in readings for name in row}):
+            points = [(t, row[name]) for t, row in readings if name in row]
+            if len(points) < 2:
+                continue
+            times, values = zip(*points, strict=True)
+            out[name] = max(
+                0.0, float(np.interp(end, times, values) - np.interp(start, times, values))
+            )
+        return out
+
+
 def _usage(pids: list[int], cache: dict[int, psutil.Process]) -> tuple[float, float]:
     """CPU % (of one core) and RSS MiB summed over pids and their children."""
     cpu = rss = 0.0
@@ -138,19 +229,29 @@ def _usage(pids: list[int], cache: dict[int, psutil.Process]) -> tuple[float, fl
 
 @dataclass
 class Monitor:
-    """Samples a service's /metrics and the CPU/RSS of its processes every `interval` seconds."""
+    """Samples a service's /metrics and the CPU/RSS of its processes every `interval` seconds.
+
+    Each named family's cumulative CPU is also read every `cpu_interval` seconds, so that
+    cpu_seconds() can cut a load's measured window out of it without the warm-up.
+    """
 
     metrics_url: str | None
     processes: Callable[[], dict[str, list[int]]]
     interval: float = 1.0
+    cpu_interval: float = 0.1
+    # Families accounted in cpu_seconds() only, without per-second columns (the load reports its
+    # generators' CPU per second itself).
+    cpu_only: tuple[str, ...] = ("generator",)
     rows: list[dict[str, Any]] = field(default_factory=list, init=False)
     # (epoch s, the service's anatomy histograms) at each scrape, for the run's window
     snapshots: list[tuple[float, anatomy.Snapshot]] = field(default_factory=list, init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _thread: threading.Thread | None = field(default=None, init=False, repr=False)
+    _ledger: _Ledger = field(default_factory=_Ledger, init=False, repr=False)
 
     def start(self) -> Monitor:
         """Sample in a background thread until stop()."""
+        self._ledger = _Ledger()
         self._thread = threading.Thread(target=self._loop, name="workbench-monitor", daemon=True)
         self._thread.start()
         return self
@@ -166,49 +267,75 @@ class Monitor:
         """The samples so far."""
         return pd.DataFrame(self.rows)
 
+    def cpu_seconds(self, start: float, end: float) -> dict[str, float]:
+        """CPU-seconds each named family used between two wall-clock (epoch) times."""
+        return self._ledger.between(start, end)
+
     def _loop(self) -> None:
         cache: dict[int, psutil.Process] = {}
         machine = _Machine()
         cores = psutil.cpu_count() or 1
         before: Sample | None = None
         last = time.time()
+        due = 0.0  # the next full sample, wall-clock
         stopping = False
         # The CA bundle only for https: loading it costs ~50 ms of CPU as the load begins.
         tls = bool(self.metrics_url and self.metrics_url.startswith("https:"))
         with httpx.Client(timeout=max(0.5, self.interval), verify=tls) as client:
             while True:
                 now_wall = time.time()
-                row: dict[str, Any] = {"time": now_wall, "since": last}
-                if self.metrics_url:
-                    try:
-                        families = list(
-                            text_string_to_metric_families(client.get(self.metrics_url).text)
-                        )
-                        scraped = _sample(families)
-                        snap = anatomy.snapshot(families)
-                        if snap is not None:
-                            self.snapshots.append((now_wall, snap))
-                    except (httpx.HTTPError, ValueError):
-                        scraped = None
-                    if scraped is not None:
-                        if before is not None:
-                            row.update(derive(scraped, before, now_wall - last))
-                        before = scraped
-                named = self.processes()
-                for name, pids in named.items():
-                    cpu, rss = _usage(pids, cache)
-                    row[f"{name}_cpu_pct"] = cpu
-                    row[f"{name}_rss_mib"] = rss
-                # Processes that are not part of the run (this process's tree, load workers
-                # included, and the named ones) are a neighbour disturbing the measurement.
-                ours = _family([os.getpid(), *(p for pids in named.values() for p in pids)])
-                total, other = machine.sample(ours)
-                row["machine_cpu_pct"] = min(100.0, total / cores)
-                row["other_cpu_pct"] = other
-                if len(row) > 1:
-                    self.rows.append(row)
-                last = now_wall
+                if now_wall >= due or stopping:
+                    # On stop, one last sample covers the interval that was running.
+                    due = now_wall + self.interval
+                    before = self._full_sample(
+                        client, cache, machine, cores, before, last, now_wall
+                    )
+                    last = now_wall
+                self._ledger.sample(time.time())
                 if stopping:
                     return
-                # On stop, one last sample covers the interval that was running.
-                stopping = self._stop.wait(max(0.0, self.interval - (time.time() - now_wall)))
+                pause = min(due, time.time() + self.cpu_interval) - time.time()
+                stopping = self._stop.wait(max(0.0, pause))
+
+    def _full_sample(
+        self,
+        client: httpx.Client,
+        cache: dict[int, psutil.Process],
+        machine: _Machine,
+        cores: int,
+        before: Sample | None,
+        last: float,
+        now_wall: float,
+    ) -> Sample | None:
+        """One full sample (metrics, CPU and RSS per family, the machine) appended to rows."""
+        row: dict[str, Any] = {"time": now_wall, "since": last}
+        if self.metrics_url:
+            try:
+                families = list(text_string_to_metric_families(client.get(self.metrics_url).text))
+                scraped = _sample(families)
+                snap = anatomy.snapshot(families)
+                if snap is not None:
+                    self.snapshots.append((now_wall, snap))
+            except (httpx.HTTPError, ValueError):
+                scraped = None
+            if scraped is not None:
+                if before is not None:
+                    row.update(derive(scraped, before, now_wall - last))
+                before = scraped
+        named = self.processes()
+        self._ledger.refresh(named)
+        for name, pids in named.items():
+            if name in self.cpu_only:
+                continue
+            cpu, rss = _usage(pids, cache)
+            row[f"{name}_cpu_pct"] = cpu
+            row[f"{name}_rss_mib"] = rss
+        # Processes that are not part of the run (this process's tree, load workers
+        # included, and the named ones) are a neighbour disturbing the measurement.
+        ours = _family([os.getpid(), *(p for pids in named.values() for p in pids)])
+        total, other = machine.sample(ours)
+        row["machine_cpu_pct"] = min(100.0, total / cores)
+        row["other_cpu_pct"] = other
+        if len(row) > 1:
+            self.rows.append(row)
+        return before

@@ -48,3 +48,20 @@ def summary_table(run: Any) -> pd.DataFrame:
     return pd.DataFrame(
         {"value": [row.get(k) for k, _ in keys]}, index=pd.Index([label for _, label in keys])
     )
+
+
+def cost_table(run: Any) -> pd.DataFrame:
+    """A run's cost per request: CPU ms and share of the server side's CPU, one row a component."""
+    from workbench.cost import LABELS
+
+    ms = run.cpu_ms_per_request()
+    server = ms.get("server", float("nan"))
+    rows = {LABELS[name]: value for name, value in ms.items()}
+    share = [
+        value / server if name not in ("server", "generator") and server > 0 else float("nan")
+        for name, value in ms.items()
+    ]
+    return pd.DataFrame(
+        {"CPU ms per request": list(rows.values()), "share of server CPU": share},
+        index=pd.Index(list(rows), name="component"),
+    ).round(3)

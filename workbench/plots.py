@@ -309,3 +309,48 @@ def anatomy(
     fig.update_layout(barmode="stack", legend={"traceorder": "normal"})
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, title, "mean ms per request in the service", "")
+
+
+def cpu_per_request(
+    frame: pd.DataFrame | Mapping[str, Mapping[str, float]],
+    *,
+    title: str = "CPU per request by component",
+) -> go.Figure:
+    """Stacked bars of server-side CPU ms per request by component, one bar per row (run or step).
+
+    frame: index = run or ladder step, columns = components (service, postgres, redis, upstream,
+    generator) or summary columns cpu_ms_per_request_<component>; or {run: {component: ms}}
+    (RunResult.cpu_ms_per_request()). The generator, client side, is a marker beside the bars,
+    not part of the server's stack.
+    """
+    from workbench.cost import LABELS, PREFIX, SERVER
+
+    if not isinstance(frame, pd.DataFrame):
+        frame = pd.DataFrame.from_dict({k: dict(v) for k, v in frame.items()}, orient="index")
+    # a summary row also has settings columns (server="uvicorn"): keep only the cost columns
+    prefixed = [c for c in frame.columns if str(c).startswith(PREFIX)]
+    table = frame[prefixed] if prefixed else frame
+    table = table.rename(columns=lambda c: str(c).removeprefix(PREFIX))
+    x = [str(i) for i in table.index]
+    fig = go.Figure()
+    for name in SERVER:
+        if name in table and table[name].notna().any():
+            fig.add_bar(
+                x=x, y=table[name], name=LABELS[name],
+                hovertemplate="%{y:.3f} ms<extra>%{fullData.name}</extra>",
+            )  # fmt: skip
+    present = [name for name in SERVER if name in table]
+    if present:
+        total = table[present].sum(axis=1, min_count=1)
+        fig.add_scatter(
+            x=x, y=total, mode="text", text=[f"{v:.2f} ms" for v in total],
+            textposition="top center", name="server side", showlegend=False,
+        )  # fmt: skip
+    if "generator" in table and table["generator"].notna().any():
+        fig.add_scatter(
+            x=x, y=table["generator"], mode="markers", name=LABELS["generator"],
+            marker={"symbol": "diamond", "size": 11, "color": "grey"},
+            hovertemplate="%{y:.3f} ms<extra>%{fullData.name}</extra>",
+        )  # fmt: skip
+    fig.update_layout(barmode="stack")
+    return _layout(fig, title, "", "CPU ms per request")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from workbench import anatomy, hdr
+from workbench import anatomy, cost, hdr
 
 STATUSES = ("finished", "interrupted", "crashed")
 
@@ -68,3 +68,21 @@ class RunResult:
             return self.client.copy()
         server = self.server.drop(columns=["time", "since"], errors="ignore")
         return self.client.merge(server, on="second", how="left", suffixes=("", "_server"))
+
+    def cpu_ms_per_request(self) -> dict[str, float]:
+        """Component (service, postgres, redis, upstream, generator, server) → CPU ms per request.
+
+        CPU-seconds each component used in the measured window (warm-up excluded) over the
+        requests completed in it; only the components whose processes were watched.
+        """
+        return cost.from_summary(self.summary_row)
+
+    def projection(self, *, cores: int, hosts: int = 1) -> cost.Projection:
+        """The request rate this run's CPU per request allows on cores × hosts, if CPU-bound."""
+        return cost.project(
+            self.cpu_ms_per_request(),
+            cores=cores,
+            hosts=hosts,
+            measured_cores=self.manifest.get("environment", {}).get("cpu_count"),
+            measured_rps=self.summary_row.get("throughput_rps"),
+        )

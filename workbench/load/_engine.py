@@ -748,9 +748,14 @@ class Generators:
         self._procs: list[Any] = []
         self._pipes: list[multiprocessing.connection.Connection] = []
         self._spawned = 0
+        self._pids: list[int] = []  # the pool's workers at the last prepare(), idle or lent
 
     def __len__(self) -> int:
         return len(self._procs)
+
+    def pids(self) -> list[int]:
+        """Process ids of the workers this pool started (idle or running a load), to account CPU."""
+        return list(self._pids)
 
     def prepare(self, processes: int) -> Generators:
         """Start workers (in the background) until `processes` are ready or coming up."""
@@ -764,6 +769,8 @@ class Generators:
         while len(self._procs) < processes:
             _spawn(self._spawned, None, self._procs, self._pipes)
             self._spawned += 1
+        # Runs take workers after prepare() and give back or stop them before the next one.
+        self._pids = [proc.pid for proc in self._procs]
         return self
 
     def take(self, processes: int) -> tuple[list[Any], list[multiprocessing.connection.Connection]]:
@@ -783,7 +790,7 @@ class Generators:
     def close(self) -> None:
         """Stop every worker in the pool."""
         procs, pipes = self._procs, self._pipes
-        self._procs, self._pipes = [], []
+        self._procs, self._pipes, self._pids = [], [], []
         for pipe in pipes:
             pipe.close()  # an idle worker sees EOF and exits
         _stop(procs)
