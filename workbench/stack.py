@@ -98,7 +98,12 @@ class Stack(_process.Managed):
             if not self.upstream_url:
                 self._start_upstream(detach=detach)
             self.check()
-            seed(self.url, users=self.users, progress=self.progress)
+            seed(
+                self.url,
+                users=self.users,
+                statement_stats=self._postgres is not None,  # only on a server of our own
+                progress=self.progress,
+            )
         except BaseException:
             self.stop()
             raise
