@@ -15,7 +15,7 @@ import pytest
 from workbench.cli import main
 from workbench.stack import Stack
 
-from .conftest import TEST_USERS
+from .conftest import TEST_USERS, processes_under
 
 
 def workbench(
@@ -136,6 +136,33 @@ def test_ladder_writes_its_json(stack: Stack, tmp_path: Path) -> None:
     low, high = steps[0]["capacity_ci"]
     assert low <= steps[0]["capacity_rps"] <= high
     assert steps[0]["ratio_to_naive"] == 1.0 and steps[0]["p95_ms"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["serve", "--set", "pool_timeout=nan"], "settings.pool_timeout: must be a number from 0.001 to 3600, got 'nan'"),
+        (["serve", "--set", "pool_timeout=NaN"], "settings.pool_timeout: must be a number from 0.001 to 3600, got nan"),
+        (["serve", "--set", "upstream_timeout=inf"], "settings.upstream_timeout: must be a number from 0.001 to 3600"),
+        (["serve", "--set", "workers=1000000"], "settings.workers: must be an integer from 1 to 64, got 1000000"),
+        (["serve", "--preset", "fastest", "--set", "workers=2"], "preset: must be one of naive, optimized"),
+        (["sweep", "01_quickstart", "-p", "pool_timeout", "1,nan"], "settings.pool_timeout: must be a number from 0.001"),
+        (["demo", "--preset", "fastest"], "preset: must be one of naive, optimized"),
+        (["capacity", "--set", "pool_timeout=inf"], "settings.pool_timeout: must be a number from 0.001 to 3600"),
+    ],
+)  # fmt: skip
+def test_bad_settings_exit_2_before_any_server_starts(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    root = tmp_path / "stack"  # a fresh data folder: a stack started here would leave files
+    root.mkdir()
+    root.chmod(0o755)
+    done = workbench(*args, env={"WORKBENCH_STACK_DIR": str(root)})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: {message}"), done.stderr
+    assert "Traceback" not in done.stderr
+    assert list(root.iterdir()) == []  # no postgres/ folder, no logs, no state.json
+    assert not processes_under(root)
 
 
 def test_stack_up_status_down(stack: Stack) -> None:

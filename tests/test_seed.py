@@ -88,7 +88,11 @@ def test_a_users_own_tables_survive_attach_seed_and_reseed(stack: Stack) -> None
     with _database(stack) as url:
         _execute(url, USER_TABLES)
         before = _outside(url)
-        assert before["public.users"] == [(1, "alice"), (2, "bob"), (7, "carol")]  # public.users, as written
+        assert before["public.users"] == [
+            (1, "alice"),
+            (2, "bob"),
+            (7, "carol"),
+        ]  # public.users, as written
         attached = Stack(
             database_url=url, redis_url=stack.redis, upstream_url=stack.upstream_url, users=50,
             progress=lambda _: None,

@@ -40,7 +40,9 @@ def _db_user(stack: Stack, user_id: int) -> tuple[str, str]:
     async def fetch() -> tuple[str, str]:
         conn = await asyncpg.connect(stack.url)
         try:
-            row = await conn.fetchrow("SELECT name, email FROM workbench.users WHERE id = $1", user_id)
+            row = await conn.fetchrow(
+                "SELECT name, email FROM workbench.users WHERE id = $1", user_id
+            )
             return row["name"], row["email"]
         finally:
             await conn.close()

@@ -35,9 +35,7 @@ def ddl() -> list[str]:
 
 
 def _drop_ddl() -> list[str]:
-    return [
-        str(DropTable(t, if_exists=True).compile(dialect=_DIALECT)) for t in reversed(_TABLES)
-    ]
+    return [str(DropTable(t, if_exists=True).compile(dialect=_DIALECT)) for t in reversed(_TABLES)]
 
 
 def user_row(i: int) -> tuple[int, str, str, datetime, datetime]:
@@ -126,9 +124,7 @@ async def _seed(
                 if state == users:
                     return False
                 progress(f"seeding {users:,} users (COPY) ...")
-                if not await conn.fetchval(
-                    "SELECT 1 FROM pg_namespace WHERE nspname = $1", SCHEMA
-                ):
+                if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", SCHEMA):
                     await conn.execute(f'CREATE SCHEMA "{SCHEMA}"')
                     await conn.execute(str(CreateTable(meta).compile(dialect=_DIALECT)))
                     await conn.execute(
