@@ -180,6 +180,29 @@ def test_stack_up_status_down(stack: Stack) -> None:
     assert workbench("stack", "status", env=env).returncode == 1
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b'{"database_url": "postgresql://x", "pids": {"postg', b"[1, 2]", b'{"pids": {}}',
+     b'{"database_url": "a", "redis_url": "b", "pids": {"postgres": "12"}}', b"\xff\xfe\x00"],
+    ids=["truncated", "list", "no-urls", "pid-not-int", "not-utf8"],
+)  # fmt: skip
+@pytest.mark.parametrize("action", ["status", "down", "up"])
+def test_corrupt_state_file_is_a_clear_message(tmp_path: Path, content: bytes, action: str) -> None:
+    root = tmp_path / "stack"
+    root.mkdir()
+    state = root / "state.json"
+    state.write_bytes(content)
+    done = workbench("stack", action, env={"WORKBENCH_STACK_DIR": str(root)})
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr + done.stdout
+    assert done.stderr.startswith(
+        f"error: the background stack's state file {state} is corrupt ("
+    ), done.stderr
+    assert f"pgrep -af {root}" in done.stderr and f"rm {state}" in done.stderr
+    assert state.read_bytes() == content  # left for the user, who may still need its pids
+    assert sorted(p.name for p in root.iterdir()) == ["state.json"]  # nothing started
+
+
 def test_serve_runs_until_sigterm_and_stops_everything(stack: Stack) -> None:
     env = {**os.environ, "WORKBENCH_STACK_DIR": str(Path(stack.root) / "serve")}
     proc = subprocess.Popen(
