@@ -114,7 +114,9 @@ def test_cli_sweep_names_the_point_whose_notebook_failed(stack: Stack, tmp_path:
     notebook = tmp_path / "breaks.ipynb"
     cells = [
         nbformat.v4.new_code_cell("fail = 0", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell('if fail:\n    raise ValueError(f"point {fail} broke on purpose")'),
+        nbformat.v4.new_code_cell(
+            'if fail:\n    raise ValueError(f"point {fail} broke on purpose")'
+        ),
     ]
     kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernel}), notebook)

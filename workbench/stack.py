@@ -254,7 +254,7 @@ def read_state(root: Path | None = None) -> dict[str, object] | None:
             "`pgrep -af service.upstream_fake` and stop them, then delete the file "
             f"(rm {path}) and start a stack again."
         )
-    return state  # type: ignore[no-any-return]
+    return state
 
 
 def _state_problem(state: object) -> str | None:
