@@ -75,15 +75,15 @@ async def _state(conn: asyncpg.Connection) -> int | None:
     if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", SCHEMA):
         return None
     marker = meta.fullname
+    database = await conn.fetchval("SELECT current_database()")  # asked before a query can fail
     try:
         owner, value = None, None
         if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", marker):
-            rows = dict(await conn.fetch(f"SELECT key, value FROM {marker}"))  # noqa: S608
+            rows = dict(await conn.fetch(f"SELECT key, value FROM {marker}"))
             owner, value = rows.get("created_by"), rows.get("seed")
     except asyncpg.PostgresError:  # a table of that name but not ours (other columns)
         owner = None
     if owner != OWNER:
-        database = await conn.fetchval("SELECT current_database()")
         raise ForeignSchemaError(
             f'database "{database}" already has a schema "{SCHEMA}" that the workbench did not '
             f"create (no {marker} marker written by it), so the workbench will neither seed nor "
