@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -13,6 +14,8 @@ import asyncpg
 import redis.asyncio as aioredis
 import sqlalchemy.exc
 from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -119,6 +122,7 @@ def create_app(
     app.add_middleware(_MetricsMiddleware, anatomy=settings.anatomy)
     for kind in DATABASE_UNAVAILABLE:
         app.add_exception_handler(kind, _database_unavailable)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.include_router(router)
     return app
 
@@ -155,6 +159,14 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
     metrics.DB_UNAVAILABLE.labels(type(exc).__name__).inc()
     body = b'{"detail":"database unavailable: ' + type(exc).__name__.encode() + b'"}'
     return Response(body, 503, headers={"Retry-After": "1"}, media_type="application/json")
+
+
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    # FastAPI's own handler echoes the input as UTF-8; a lone surrogate in it (valid JSON
+    # "\\ud800", not encodable) turned the 422 into a 500. ASCII-escaped JSON says the same.
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    body = json.dumps({"detail": jsonable_encoder(errors)}, ensure_ascii=True)
+    return Response(body, 422, media_type="application/json")
 
 
 Scope = MutableMapping[str, Any]

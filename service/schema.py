@@ -1,4 +1,4 @@
-"""The tables the service reads and the workbench seeds: users, profiles, settings."""
+"""The tables the service reads and the workbench seeds, in a PostgreSQL schema of their own."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ from sqlalchemy import (
     Text,
 )
 
-metadata = MetaData()
+SCHEMA = "workbench"
+"""The PostgreSQL schema every table below lives in; nothing outside it is read or written."""
+
+metadata = MetaData(schema=SCHEMA)
 
 users = Table(
     "users",
@@ -44,5 +47,13 @@ settings = Table(
     Column("language", String(10), nullable=False),
     Column("notifications", Boolean, nullable=False),
 )
+
+meta = Table(
+    "workbench_meta",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+"""The workbench's marker: who created the schema and which seed its tables hold."""
 
 USER_COLUMNS = ("id", "name", "email", "created_at")

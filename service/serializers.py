@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
@@ -91,6 +91,21 @@ class UserUpdate(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=100)
     email: str | None = Field(default=None, max_length=200, pattern=EMAIL_PATTERN)
+
+    @field_validator("name", "email")
+    @classmethod
+    def _storable(cls, value: str | None) -> str | None:
+        # PostgreSQL text holds neither NUL nor anything that is not UTF-8 (a lone surrogate):
+        # refused here as bad input rather than failing in the database with a 500.
+        if value is None:
+            return value
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters (\\u0000)")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must be valid Unicode text (no lone surrogates)") from None
+        return value
 
     @model_validator(mode="after")
     def _not_empty(self) -> UserUpdate:

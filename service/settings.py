@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -22,31 +23,32 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "server": SERVERS,
     "log_level": LOG_LEVELS,
 }
-# Lower bounds for numeric settings.
-_MINIMUM: dict[str, float] = {
-    "pool_size": 1,
-    "max_overflow": 0,
-    "pool_timeout": 0.001,
-    "pool_recycle": -1,
-    "read_pool_size": 1,
-    "read_max_overflow": 0,
-    "model_cache_ttl": 0,
-    "redis_max_connections": 1,
-    "upstream_timeout": 0.001,
-    "upstream_max_connections": 1,
-    "batch_size": 1,
-    "batch_flush_interval": 0,
-    "batch_max_pending": 1,
-    "l1_size": 1,
-    "l2_ttl": 1,
-    "compute_cost": 0,
-    "workers": 1,
-    "worker_connections": 1,
-    "max_requests": 0,
-    "max_requests_jitter": 0,
-    "keepalive": 0,
-    "timeout": 1,
-    "backlog": 1,
+# Allowed range (inclusive) of each numeric setting. Upper bounds catch values that can only be
+# mistakes (a typo's extra zeros): more than any machine this runs on could use.
+_BOUNDS: dict[str, tuple[float, float]] = {
+    "pool_size": (1, 1000),
+    "max_overflow": (0, 1000),
+    "pool_timeout": (0.001, 3600),
+    "pool_recycle": (-1, 7 * 86_400),
+    "read_pool_size": (1, 1000),
+    "read_max_overflow": (0, 1000),
+    "model_cache_ttl": (0, 7 * 86_400),
+    "redis_max_connections": (1, 10_000),
+    "upstream_timeout": (0.001, 3600),
+    "upstream_max_connections": (1, 10_000),
+    "batch_size": (1, 10_000),
+    "batch_flush_interval": (0, 60),
+    "batch_max_pending": (1, 1_000_000),
+    "l1_size": (1, 10_000_000),
+    "l2_ttl": (1, 7 * 86_400),
+    "compute_cost": (0, 1_000_000),
+    "workers": (1, 64),
+    "worker_connections": (1, 100_000),
+    "max_requests": (0, 10_000_000),
+    "max_requests_jitter": (0, 10_000_000),
+    "keepalive": (0, 3600),
+    "timeout": (1, 3600),
+    "backlog": (1, 65_535),
 }
 
 
@@ -283,8 +285,11 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
             raise SettingsError(name, f"must be one of {', '.join(choices)}; got {value!r}")
         return value
     if kind in (int, float):
+        low, high = _BOUNDS.get(name, (-math.inf, math.inf))
+        label = "an integer" if kind is int else "a number"
+        wanted = f"must be {label} from {_text(low)} to {_text(high)}, got {value!r}"
         if isinstance(value, bool):
-            raise SettingsError(name, f"must be a number, got {value!r}")
+            raise SettingsError(name, wanted)
         try:
             number = kind(value) if isinstance(value, str) else value
             if kind is int and isinstance(number, float):
@@ -293,11 +298,15 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
                 number = int(number)
             if not isinstance(number, (int, float)):
                 raise ValueError
-        except ValueError:
-            label = "an integer" if kind is int else "a number"
-            raise SettingsError(name, f"must be {label}, got {value!r}") from None
-        low = _MINIMUM.get(name)
-        if low is not None and number < low:
-            raise SettingsError(name, f"must be >= {low:g}, got {value!r}")
+        except (ValueError, OverflowError):
+            raise SettingsError(name, wanted) from None
+        # nan compares false with everything: it must be refused explicitly, as must inf
+        if not math.isfinite(number) or not low <= number <= high:
+            raise SettingsError(name, wanted)
         return kind(number) if kind is float else number
     return value
+
+
+def _text(bound: float) -> str:
+    """A bound as a person writes it: 3600, 0.001, 604800."""
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"

@@ -15,7 +15,7 @@ import pytest
 from workbench.cli import main
 from workbench.stack import Stack
 
-from .conftest import TEST_USERS
+from .conftest import TEST_USERS, processes_under
 
 
 def workbench(
@@ -138,6 +138,33 @@ def test_ladder_writes_its_json(stack: Stack, tmp_path: Path) -> None:
     assert steps[0]["ratio_to_naive"] == 1.0 and steps[0]["p95_ms"] > 0
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["serve", "--set", "pool_timeout=nan"], "settings.pool_timeout: must be a number from 0.001 to 3600, got 'nan'"),
+        (["serve", "--set", "pool_timeout=NaN"], "settings.pool_timeout: must be a number from 0.001 to 3600, got nan"),
+        (["serve", "--set", "upstream_timeout=inf"], "settings.upstream_timeout: must be a number from 0.001 to 3600"),
+        (["serve", "--set", "workers=1000000"], "settings.workers: must be an integer from 1 to 64, got 1000000"),
+        (["serve", "--preset", "fastest", "--set", "workers=2"], "preset: must be one of naive, optimized"),
+        (["sweep", "01_quickstart", "-p", "pool_timeout", "1,nan"], "settings.pool_timeout: must be a number from 0.001"),
+        (["demo", "--preset", "fastest"], "preset: must be one of naive, optimized"),
+        (["capacity", "--set", "pool_timeout=inf"], "settings.pool_timeout: must be a number from 0.001 to 3600"),
+    ],
+)  # fmt: skip
+def test_bad_settings_exit_2_before_any_server_starts(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    root = tmp_path / "stack"  # a fresh data folder: a stack started here would leave files
+    root.mkdir()
+    root.chmod(0o755)
+    done = workbench(*args, env={"WORKBENCH_STACK_DIR": str(root)})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: {message}"), done.stderr
+    assert "Traceback" not in done.stderr
+    assert list(root.iterdir()) == []  # no postgres/ folder, no logs, no state.json
+    assert not processes_under(root)
+
+
 def test_stack_up_status_down(stack: Stack) -> None:
     env = {"WORKBENCH_STACK_DIR": str(Path(stack.root) / "detached")}
     up = workbench("stack", "up", "--users", "100", env=env)
@@ -151,6 +178,29 @@ def test_stack_up_status_down(stack: Stack) -> None:
         down = workbench("stack", "down", env=env)
     assert "postgres" in down.stdout and "redis" in down.stdout
     assert workbench("stack", "status", env=env).returncode == 1
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'{"database_url": "postgresql://x", "pids": {"postg', b"[1, 2]", b'{"pids": {}}',
+     b'{"database_url": "a", "redis_url": "b", "pids": {"postgres": "12"}}', b"\xff\xfe\x00"],
+    ids=["truncated", "list", "no-urls", "pid-not-int", "not-utf8"],
+)  # fmt: skip
+@pytest.mark.parametrize("action", ["status", "down", "up"])
+def test_corrupt_state_file_is_a_clear_message(tmp_path: Path, content: bytes, action: str) -> None:
+    root = tmp_path / "stack"
+    root.mkdir()
+    state = root / "state.json"
+    state.write_bytes(content)
+    done = workbench("stack", action, env={"WORKBENCH_STACK_DIR": str(root)})
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr + done.stdout
+    assert done.stderr.startswith(
+        f"error: the background stack's state file {state} is corrupt ("
+    ), done.stderr
+    assert f"pgrep -af {root}" in done.stderr and f"rm {state}" in done.stderr
+    assert state.read_bytes() == content  # left for the user, who may still need its pids
+    assert sorted(p.name for p in root.iterdir()) == ["state.json"]  # nothing started
 
 
 def test_serve_runs_until_sigterm_and_stops_everything(stack: Stack) -> None:

@@ -18,7 +18,7 @@ from workbench.paths import project_dir
 from workbench.stack import Stack
 from workbench.store import Store
 
-from .conftest import processes_under
+from .conftest import TEST_USERS, processes_under
 from .fault_run import sweep
 
 
@@ -76,13 +76,39 @@ def test_killed_sweep_resumes_and_marks_the_broken_run_crashed(
     assert first in finished["run_id"].tolist()  # the finished point was kept, not redone
 
 
-def test_a_run_half_written_never_reads_as_finished(tmp_path: Path) -> None:
+def test_a_sweep_killed_inside_store_save_leaves_no_run_and_redoes_it(
+    stack: Stack, tmp_path: Path
+) -> None:
+    store_dir = tmp_path / "runs"
+    env = {**os.environ, **stack.env(), "PYTHONUNBUFFERED": "1"}  # attached to the session's stack
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.fault_run", "save-killed", str(store_dir), str(TEST_USERS)],
+        cwd=project_dir(), env=env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert done.returncode == -signal.SIGKILL, done.stdout[-2000:] + done.stderr[-2000:]
+    # it died midway through Store.save: the first files of the run are written, in a temporary
+    # folder, and its summary there says finished
+    (half,) = (p for p in store_dir.iterdir() if p.is_dir())
+    assert half.name.startswith(".tmp-")
+    assert sorted(p.name for p in half.iterdir()) == [
+        "manifest.json", "series.parquet", "server.parquet", "summary.json",
+    ]  # fmt: skip
+    assert json.loads((half / "summary.json").read_text())["status"] == "finished"
+
+    store = Store(store_dir)
+    assert store.ids() == [] and store.runs().empty  # no half-written run is listed
+    crashed = store.unfinished()
+    assert crashed["status"].tolist() == ["crashed"] and crashed["pool_size"].tolist() == [3]
+
+    summary = sweep().run(stack, store=store, progress=False)  # a later sweep redoes the point
+    assert sorted(summary["pool_size"]) == [3, 4, 5]
+    finished = store.runs()
+    assert len(finished) == 3 and (finished["status"] == "finished").all()
+    assert store.unfinished()["run_id"].tolist() == crashed["run_id"].tolist()  # a record of it
+
+
+def test_markers_of_gone_processes_read_crashed_and_of_live_ones_running(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    # a save killed mid-write leaves only a temporary folder: not a run
-    half = tmp_path / ".tmp-20260101T000000-half-abcdef"
-    half.mkdir(parents=True)
-    (half / "manifest.json").write_text(json.dumps({"status": "finished"}))
-    assert store.ids() == [] and store.runs().empty
     # a run begun by a process that is gone reads crashed, one by a live process running
     store.begin("20260101T000001-gone-000000", {"name": "gone", "labels": {"point": 1}})
     marker = tmp_path / ".running-20260101T000001-gone-000000.json"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,7 +40,9 @@ def _db_user(stack: Stack, user_id: int) -> tuple[str, str]:
     async def fetch() -> tuple[str, str]:
         conn = await asyncpg.connect(stack.url)
         try:
-            row = await conn.fetchrow("SELECT name, email FROM users WHERE id = $1", user_id)
+            row = await conn.fetchrow(
+                "SELECT name, email FROM workbench.users WHERE id = $1", user_id
+            )
             return row["name"], row["email"]
         finally:
             await conn.close()
@@ -139,13 +142,22 @@ def test_expensive_computation_is_deterministic_and_cached(
         ({"email": 12}, "email"),
         ({"name": "Ok", "role": "admin"}, "role"),
         ({}, None),
+        # bytes PostgreSQL cannot store: a NUL character, a lone surrogate (not UTF-8)
+        ({"name": "Ann\x00ie"}, "name"),
+        ({"email": "ann\x00ie@example.com"}, "email"),
+        ({"name": "\x00"}, "name"),
+        ({"name": "Ann\ud800ie"}, "name"),
     ],
 )
 def test_put_with_a_bad_body_is_422_naming_the_field_and_writes_nothing(
     naive: ServiceProcess, stack: Stack, body: dict[str, object], field: str | None
 ) -> None:
     before = _db_user(stack, 321)
-    answer = httpx.put(f"{naive.url}/users/321", json=body)
+    # json.dumps escapes NUL and surrogates as \\u0000 / \\ud800, as any JSON client may send them
+    content = json.dumps(body).encode()
+    answer = httpx.put(
+        f"{naive.url}/users/321", content=content, headers={"content-type": "application/json"}
+    )
     assert answer.status_code == 422
     locations = [error["loc"] for error in answer.json()["detail"]]
     if field is not None:

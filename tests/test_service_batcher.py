@@ -148,7 +148,7 @@ def _user_lookups(stack: Stack) -> int:
         try:
             value = await conn.fetchval(
                 "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
-                "WHERE query LIKE 'SELECT users.id, users.name%FROM users%WHERE users.id = %'"
+                "WHERE query LIKE 'SELECT workbench.users.id, workbench.users.name%FROM workbench.users%WHERE workbench.users.id = %'"
             )
             return int(value)
         finally:

@@ -49,6 +49,52 @@ def test_bad_values_are_rejected_naming_the_setting(changes: dict[str, object], 
     assert str(info.value).startswith(name)
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [
+        ("pool_timeout", float("nan"), "from 0.001 to 3600"),
+        ("pool_timeout", "nan", "from 0.001 to 3600"),
+        ("pool_timeout", float("inf"), "from 0.001 to 3600"),
+        ("pool_timeout", 86_400, "from 0.001 to 3600"),
+        ("upstream_timeout", float("-inf"), "from 0.001 to 3600"),
+        ("batch_flush_interval", float("nan"), "from 0 to 60"),
+        ("model_cache_ttl", "inf", "from 0 to 604800"),
+        ("workers", 10**6, "from 1 to 64"),
+        ("workers", float("inf"), "from 1 to 64"),
+        ("pool_size", 5000, "from 1 to 1000"),
+        ("read_max_overflow", 10**4, "from 0 to 1000"),
+        ("backlog", 10**6, "from 1 to 65535"),
+        ("l1_size", 10**9, "from 1 to 10000000"),
+        ("batch_max_pending", 10**7, "from 1 to 1000000"),
+        ("timeout", 10**5, "from 1 to 3600"),
+        ("keepalive", "1e9", "from 0 to 3600"),
+    ],
+)
+def test_nan_inf_and_absurd_values_are_rejected_with_the_range(
+    name: str, value: object, allowed: str
+) -> None:
+    with pytest.raises(SettingsError) as info:
+        ServiceSettings.from_dict({name: value})
+    assert info.value.name == name
+    assert str(info.value).startswith(f"{name}: must be ") and allowed in str(info.value)
+    with pytest.raises(SettingsError, match=f"SVC_{name.upper()}: .*{allowed}"):
+        ServiceSettings.from_env({f"SVC_{name.upper()}": str(value)})
+
+
+def test_every_numeric_setting_has_bounds_the_presets_keep() -> None:
+    numeric = [
+        name
+        for name, value in ServiceSettings().to_dict().items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    ]
+    assert len(numeric) == 23
+    for name in numeric:
+        with pytest.raises(SettingsError, match=f"{name}: must be .* from "):
+            ServiceSettings.from_dict({name: 10**12})
+    for _, settings in ladder():
+        assert ServiceSettings.from_dict(settings.to_dict()) == settings
+
+
 def test_settings_are_frozen() -> None:
     settings = ServiceSettings()
     with pytest.raises(AttributeError):

@@ -25,10 +25,10 @@ def test_stack_serves_real_postgres_and_redis(stack: Stack) -> None:
     async def fetch() -> tuple[int, asyncpg.Record]:
         conn = await asyncpg.connect(stack.url)
         try:
-            count = await conn.fetchval("SELECT count(*) FROM users")
+            count = await conn.fetchval("SELECT count(*) FROM workbench.users")
             row = await conn.fetchrow(
-                "SELECT u.id, u.name, u.email, p.country, s.theme FROM users u "
-                "JOIN profiles p ON p.user_id = u.id JOIN settings s ON s.user_id = u.id "
+                "SELECT u.id, u.name, u.email, p.country, s.theme FROM workbench.users u "
+                "JOIN workbench.profiles p ON p.user_id = u.id JOIN workbench.settings s ON s.user_id = u.id "
                 "WHERE u.id = 42"
             )
             return count, row

@@ -17,7 +17,7 @@ from workbench.stack import Stack
 from workbench.store import Store
 from workbench.sweep import NotebookSweep, Sweep, parse_grid
 
-from .conftest import descendants, processes_under
+from .conftest import TEST_USERS, descendants, processes_under
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = str(ROOT / "notebooks" / "01_quickstart.ipynb")
@@ -106,3 +106,37 @@ def test_cli_sweep_3x2_survives_a_kill_and_resumes(stack_root: Path, tmp_path: P
     again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert again.returncode == 0 and again.stdout.count("skip (done)") == 6
     assert len(Store(home / "data" / "runs").ids()) == len(runs)
+
+
+def test_cli_sweep_names_the_point_whose_notebook_failed(stack: Stack, tmp_path: Path) -> None:
+    import nbformat
+
+    notebook = tmp_path / "breaks.ipynb"
+    cells = [
+        nbformat.v4.new_code_cell("fail = 0", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            'if fail:\n    raise ValueError(f"point {fail} broke on purpose")'
+        ),
+    ]
+    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernel}), notebook)
+    home = tmp_path / "home"
+    env = {**os.environ, **stack.env(), "WORKBENCH_HOME": str(home)}
+    argv = [
+        sys.executable, "-m", "workbench.cli", "sweep", str(notebook), "-p", "fail", "0,1",
+        "--users", str(TEST_USERS),
+    ]  # fmt: skip
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr + done.stdout
+    assert (
+        'error: sweep point {"fail": 1} failed in its notebook: '
+        "ValueError: point 1 broke on purpose" in done.stderr
+    )
+    executed = Path(done.stderr.split("the executed notebook, with the error: ")[1].split()[0])
+    assert executed.is_file() and executed.parent.parent == home / "data" / "sweeps"
+    assert "point 1 broke on purpose" in executed.read_text()  # the error output is in it
+    # the good point is done; a rerun skips it and tries the failed one again
+    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 1 and again.stdout.count("skip (done)") == 1
+    assert 'sweep point {"fail": 1} failed' in again.stderr

@@ -403,19 +403,38 @@ def _render(
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from workbench.sweep import NotebookSweep, parse_grid
+    from workbench.sweep import NotebookSweep, SweepFailed, parse_grid, point_key
 
     sweep = NotebookSweep(args.notebook, parse_grid(args.parameter))
     sweep.points()  # checks every name and value before anything starts
-    summary = sweep.run(users=args.users)
+    try:
+        summary = sweep.run(users=args.users)
+    except SweepFailed as exc:
+        _print_summary(sweep.sweep_id, exc.summary)
+        for failure in exc.failures:
+            print(
+                f"error: sweep point {point_key(failure.point)} failed in its notebook: "
+                f"{failure.ename}: {failure.evalue}\n"
+                f"  the executed notebook, with the error: {failure.executed}",
+                file=sys.stderr,
+            )
+        print(
+            "finished points are kept; run the same command again to retry the failed ones",
+            file=sys.stderr,
+        )
+        return 1
+    _print_summary(sweep.sweep_id, summary)
+    return 0
+
+
+def _print_summary(sweep_id: str, summary: Any) -> None:
     columns = [
         c
         for c in ("point", "throughput_rps", "p50_ms", "p95_ms", "p99_ms", "errors", "bottleneck")
         if c in summary
     ]
     print(summary[columns].to_string(index=False) if len(summary) else "no finished point")
-    print(f"sweep {sweep.sweep_id}: {len(summary)} finished points")
-    return 0
+    print(f"sweep {sweep_id}: {len(summary)} finished points")
 
 
 def _cmd_stack(args: argparse.Namespace) -> int:

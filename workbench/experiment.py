@@ -331,6 +331,7 @@ def assemble(
             errors=load.errors,
             error_rate=load.errors / load.requests if load.requests else 0.0,
             throughput_rps=load.throughput_rps,
+            measured_s=load.duration_s,  # < load_duration when interrupted
             asked_rate=load.asked_rate,
             **{f"{k}_ms": v for k, v in latency.items()},
             **{f"service_{k}_ms": v for k, v in service.items()},

@@ -1,4 +1,4 @@
-"""Schema and seed data: users, profiles and settings, loaded by COPY."""
+"""The workbench's own PostgreSQL schema (from service.schema), seeded by COPY; nothing else touched."""
 
 from __future__ import annotations
 
@@ -6,39 +6,36 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateTable, DropTable
 
+from service.schema import SCHEMA, meta, metadata
 from workbench._aio import run_sync
+from workbench._errors import StackError
 
 SEED_VERSION = "1"
+OWNER = "fastapi-workbench"
+"""The value of the `created_by` marker row: the workbench created the schema and may reseed it."""
 COUNTRIES = ("IT", "DE", "FR", "ES", "US", "GB", "NL", "SE", "PL", "PT")
 THEMES = ("light", "dark", "system")
 LANGUAGES = ("it", "en", "de", "fr", "es")
 _EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+_LOCK = 0x77_6F_72_6B_62_65_6E_63  # pg_advisory_xact_lock key: one seeder at a time per database
+_DIALECT = postgresql.dialect()
+_TABLES = [t for t in metadata.sorted_tables if t is not meta]  # parents first
 
-DDL = """
-CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
-CREATE TABLE IF NOT EXISTS workbench_meta (key text PRIMARY KEY, value text NOT NULL);
-DROP TABLE IF EXISTS settings, profiles, users;
-CREATE TABLE users (
-    id bigint PRIMARY KEY,
-    name varchar(100) NOT NULL,
-    email varchar(200) NOT NULL,
-    created_at timestamptz NOT NULL,
-    updated_at timestamptz NOT NULL
-);
-CREATE TABLE profiles (
-    user_id bigint PRIMARY KEY REFERENCES users(id),
-    bio text NOT NULL,
-    country varchar(2) NOT NULL,
-    score integer NOT NULL
-);
-CREATE TABLE settings (
-    user_id bigint PRIMARY KEY REFERENCES users(id),
-    theme varchar(20) NOT NULL,
-    language varchar(10) NOT NULL,
-    notifications boolean NOT NULL
-);
-"""
+
+class ForeignSchemaError(StackError):
+    """The database holds a `workbench` schema the workbench did not create: it is left alone."""
+
+
+def ddl() -> list[str]:
+    """CREATE TABLE statements of the seeded tables, compiled from service.schema (parents first)."""
+    return [str(CreateTable(t).compile(dialect=_DIALECT)) for t in _TABLES]
+
+
+def _drop_ddl() -> list[str]:
+    return [str(DropTable(t, if_exists=True).compile(dialect=_DIALECT)) for t in reversed(_TABLES)]
 
 
 def user_row(i: int) -> tuple[int, str, str, datetime, datetime]:
@@ -58,51 +55,108 @@ def _settings(n: int) -> Iterator[tuple[int, str, str, bool]]:
 
 
 def seeded_users(url: str) -> int | None:
-    """How many users the database holds from our seed, or None when it is not seeded."""
+    """How many users the workbench schema holds from our seed, or None when it is not seeded.
+
+    Raises ForeignSchemaError when a `workbench` schema exists that the workbench did not create.
+    """
     return run_sync(_seeded_users(url))
 
 
 async def _seeded_users(url: str) -> int | None:
     conn = await asyncpg.connect(url, timeout=10)
     try:
-        exists = await conn.fetchval("SELECT to_regclass('workbench_meta') IS NOT NULL")
-        if not exists:
-            return None
-        value = await conn.fetchval("SELECT value FROM workbench_meta WHERE key = 'seed'")
+        return await _state(conn)
     finally:
         await conn.close()
+
+
+async def _state(conn: asyncpg.Connection) -> int | None:
+    """The seeded user count; None when the schema is absent or ours but not seeded."""
+    if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", SCHEMA):
+        return None
+    marker = meta.fullname
+    database = await conn.fetchval("SELECT current_database()")  # asked before a query can fail
+    try:
+        owner, value = None, None
+        if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", marker):
+            rows = dict(await conn.fetch(f"SELECT key, value FROM {marker}"))
+            owner, value = rows.get("created_by"), rows.get("seed")
+    except asyncpg.PostgresError:  # a table of that name but not ours (other columns)
+        owner = None
+    if owner != OWNER:
+        raise ForeignSchemaError(
+            f'database "{database}" already has a schema "{SCHEMA}" that the workbench did not '
+            f"create (no {marker} marker written by it), so the workbench will neither seed nor "
+            f"change it. Point DATABASE_URL at another database, or, if that schema is "
+            f'disposable, drop it yourself (DROP SCHEMA "{SCHEMA}" CASCADE) and start again.'
+        )
     if not value or not value.startswith(SEED_VERSION + ":"):
         return None
     return int(value.split(":", 1)[1])
 
 
-def seed(url: str, *, users: int, progress: Callable[[str], None] = print) -> bool:
-    """Create the schema and load `users` users (+ profiles, settings); False when already there."""
-    if seeded_users(url) == users:
-        return False
-    progress(f"seeding {users:,} users (COPY) ...")
-    run_sync(_seed(url, users))
-    return True
+def seed(
+    url: str,
+    *,
+    users: int,
+    statement_stats: bool = False,
+    progress: Callable[[str], None] = print,
+) -> bool:
+    """Create the workbench schema and load `users` users (+ profiles, settings); False when
+    already there. Only objects inside the schema are created or dropped; statement_stats also
+    creates the pg_stat_statements extension (for a server the workbench started itself)."""
+    return run_sync(_seed(url, users, statement_stats=statement_stats, progress=progress))
 
 
-async def _seed(url: str, users: int) -> None:
+async def _seed(
+    url: str, users: int, *, statement_stats: bool, progress: Callable[[str], None]
+) -> bool:
     conn = await asyncpg.connect(url, timeout=10)
     try:
-        async with conn.transaction():
-            await conn.execute(DDL)
-            await conn.copy_records_to_table(
-                "users", records=(user_row(i) for i in range(1, users + 1))
-            )
-            await conn.copy_records_to_table("profiles", records=_profiles(users))
-            await conn.copy_records_to_table("settings", records=_settings(users))
-            await conn.execute(
-                "INSERT INTO workbench_meta VALUES ('seed', $1) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                f"{SEED_VERSION}:{users}",
-            )
-        await conn.execute("ANALYZE users, profiles, settings")
+        if statement_stats:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        if await _state(conn) == users:
+            return False
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+                state = await _state(conn)  # another process may have seeded while we waited
+                if state == users:
+                    return False
+                progress(f"seeding {users:,} users (COPY) ...")
+                if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", SCHEMA):
+                    await conn.execute(f'CREATE SCHEMA "{SCHEMA}"')
+                    await conn.execute(str(CreateTable(meta).compile(dialect=_DIALECT)))
+                    await conn.execute(
+                        f"INSERT INTO {meta.fullname} VALUES ('created_by', $1)", OWNER
+                    )
+                for statement in [*_drop_ddl(), *ddl()]:
+                    await conn.execute(statement)
+                await conn.copy_records_to_table(
+                    "users",
+                    records=(user_row(i) for i in range(1, users + 1)),
+                    schema_name=SCHEMA,
+                )
+                await conn.copy_records_to_table(
+                    "profiles", records=_profiles(users), schema_name=SCHEMA
+                )
+                await conn.copy_records_to_table(
+                    "settings", records=_settings(users), schema_name=SCHEMA
+                )
+                await conn.execute(
+                    f"INSERT INTO {meta.fullname} VALUES ('seed', $1) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    f"{SEED_VERSION}:{users}",
+                )
+        except asyncpg.PostgresError as exc:
+            raise StackError(
+                f'could not create or seed the workbench\'s tables in schema "{SCHEMA}": '
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+        await conn.execute("ANALYZE " + ", ".join(t.fullname for t in _TABLES))
     finally:
         await conn.close()
+    return True
 
 
 def max_connections(url: str) -> int:

@@ -98,7 +98,12 @@ class Stack(_process.Managed):
             if not self.upstream_url:
                 self._start_upstream(detach=detach)
             self.check()
-            seed(self.url, users=self.users, progress=self.progress)
+            seed(
+                self.url,
+                users=self.users,
+                statement_stats=self._postgres is not None,  # only on a server of our own
+                progress=self.progress,
+            )
         except BaseException:
             self.stop()
             raise
@@ -227,12 +232,44 @@ class Stack(_process.Managed):
         return path
 
 
+class CorruptState(StackError):
+    """state.json of a detached stack cannot be read: the message says which file and what to do."""
+
+
 def read_state(root: Path | None = None) -> dict[str, object] | None:
-    """The state of a detached stack, or None when none is up."""
-    path = (root or stack_dir()) / STATE_FILE
+    """The state of a detached stack, or None when none is up; CorruptState when unreadable."""
+    root = root or stack_dir()
+    path = root / STATE_FILE
     if not path.exists():
         return None
-    return json.loads(path.read_text())
+    try:
+        state = json.loads(path.read_text())
+        problem = _state_problem(state)
+    except (OSError, ValueError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem:
+        raise CorruptState(
+            f"the background stack's state file {path} is corrupt ({problem}). Its servers may "
+            f"still run: find them with `pgrep -af {root}` (PostgreSQL, Valkey) and "
+            "`pgrep -af service.upstream_fake` and stop them, then delete the file "
+            f"(rm {path}) and start a stack again."
+        )
+    return state
+
+
+def _state_problem(state: object) -> str | None:
+    """What is wrong with a parsed state.json, or None."""
+    if not isinstance(state, dict):
+        return f"expected a JSON object, got {type(state).__name__}"
+    for key in ("database_url", "redis_url"):
+        if not isinstance(state.get(key), str):
+            return f"{key} is missing or not a string"
+    pids = state.get("pids")
+    if not isinstance(pids, dict) or not all(
+        isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in pids.values()
+    ):
+        return "pids must map server names to process ids"
+    return None
 
 
 def stop_detached(root: Path | None = None) -> list[str]:

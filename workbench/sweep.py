@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -164,6 +165,28 @@ def parse_grid(pairs: Sequence[tuple[str, str]]) -> dict[str, list[Any]]:
 
 
 @dataclass(frozen=True)
+class PointFailure:
+    """A sweep point whose notebook raised: the point, the notebook's error, its executed copy."""
+
+    point: dict[str, Any]
+    ename: str
+    evalue: str
+    executed: Path
+
+
+class SweepFailed(RuntimeError):
+    """Some points of a notebook sweep failed; the others ran and are kept."""
+
+    def __init__(self, failures: Sequence[PointFailure], summary: pd.DataFrame) -> None:
+        self.failures = tuple(failures)
+        self.summary = summary
+        super().__init__(
+            f"{len(self.failures)} point(s) failed: "
+            + "; ".join(f"{point_key(f.point)}: {f.ename}: {f.evalue}" for f in self.failures)
+        )
+
+
+@dataclass(frozen=True)
 class NotebookSweep:
     """One papermill execution of a notebook per grid point; executed notebooks mark points done."""
 
@@ -227,12 +250,12 @@ class NotebookSweep:
         import os
 
         from workbench.paths import project_dir
-        from workbench.report import execute
 
         points = self.points()
         folder = project_dir() / "data" / "sweeps" / self.sweep_id
         folder.mkdir(parents=True, exist_ok=True)
         done_before = 0
+        failures: list[PointFailure] = []
         seeded = int(users or next((p["users"] for p in points if "users" in p), DEFAULT_USERS))
         with Stack(users=seeded, progress=lambda _: None) as stack:
             saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "REDIS_URL", "UPSTREAM_URL")}
@@ -253,15 +276,15 @@ class NotebookSweep:
                             done_before += 1
                             bar.write(f"skip (done): {point_key(point)}")
                         else:
-                            tmp = folder / f".{slug}.tmp.ipynb"
-                            execute(
-                                self.notebook,
-                                parameters=self.parameters(point),
-                                output=tmp,
-                                log_output=False,
-                            )
-                            tmp.rename(final)
-                            bar.write(f"done: {point_key(point)}")
+                            failure = self._execute(point, folder, slug)
+                            if failure is None:
+                                bar.write(f"done: {point_key(point)}")
+                            else:
+                                failures.append(failure)
+                                bar.write(
+                                    f"FAILED: {point_key(point)}: {failure.ename}: "
+                                    f"{failure.evalue} (see {failure.executed})"
+                                )
                         bar.update(1)
             finally:
                 for key, value in saved.items():
@@ -269,6 +292,33 @@ class NotebookSweep:
                         os.environ.pop(key, None)
                     else:
                         os.environ[key] = value
+        summary = self._summary(folder)
+        if failures:
+            raise SweepFailed(failures, summary)
+        return summary
+
+    def _execute(self, point: Mapping[str, Any], folder: Path, slug: str) -> PointFailure | None:
+        """Run one point's notebook; its failure (the notebook raised, the kernel died) or None."""
+        import papermill
+        from nbclient.exceptions import DeadKernelError
+
+        from workbench.report import execute
+
+        tmp = folder / f".{slug}.tmp.ipynb"
+        failed = folder / f"{slug}.failed.ipynb"
+        try:
+            execute(self.notebook, parameters=self.parameters(point), output=tmp, log_output=False)
+        except (papermill.PapermillExecutionError, DeadKernelError) as exc:
+            if tmp.exists():
+                tmp.replace(failed)  # kept, with the error, for the user to open
+            ename = getattr(exc, "ename", type(exc).__name__)
+            evalue = getattr(exc, "evalue", str(exc))
+            return PointFailure(dict(point), str(ename), str(evalue), failed)
+        tmp.rename(folder / f"{slug}.ipynb")
+        failed.unlink(missing_ok=True)  # an earlier failure of this point, redone now
+        return None
+
+    def _summary(self, folder: Path) -> pd.DataFrame:
         runs = Store().runs()
         if runs.empty or "sweep" not in runs:
             return runs
