@@ -27,6 +27,7 @@ _MINIMUM: dict[str, float] = {
     "pool_size": 1,
     "max_overflow": 0,
     "pool_timeout": 0.001,
+    "query_timeout": 0.001,
     "pool_recycle": -1,
     "read_pool_size": 1,
     "read_max_overflow": 0,
@@ -66,6 +67,9 @@ class ServiceSettings:
     pool_size: int = 5
     max_overflow: int = 10
     pool_timeout: float = 30.0
+    # Seconds a query, or opening a connection, may take before the request gets a 503
+    # (a frozen or unreachable database would otherwise hold requests and pool slots for good).
+    query_timeout: float = 5.0
     pool_pre_ping: bool = False
     pool_recycle: int = -1
     expire_on_commit: bool = True
