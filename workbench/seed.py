@@ -14,6 +14,11 @@ COUNTRIES = ("IT", "DE", "FR", "ES", "US", "GB", "NL", "SE", "PL", "PT")
 THEMES = ("light", "dark", "system")
 LANGUAGES = ("it", "en", "de", "fr", "es")
 _EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+CONNECT_TIMEOUT_S = 5.0
+# Every statement of the workbench's own is bounded: a frozen server, or a lock held elsewhere,
+# ends in TimeoutError instead of a hang. COPY gets this plus time for its rows on a slow disk.
+QUERY_TIMEOUT_S = 30.0
+COPY_ROWS_PER_S = 20_000
 
 DDL = """
 CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
@@ -57,13 +62,18 @@ def _settings(n: int) -> Iterator[tuple[int, str, str, bool]]:
         yield i, THEMES[i % 3], LANGUAGES[i % 5], i % 2 == 0
 
 
+async def connect(url: str, *, query_timeout: float = QUERY_TIMEOUT_S) -> asyncpg.Connection:
+    """A connection whose opening and every statement are bounded in time."""
+    return await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S, command_timeout=query_timeout)
+
+
 def seeded_users(url: str) -> int | None:
     """How many users the database holds from our seed, or None when it is not seeded."""
     return run_sync(_seeded_users(url))
 
 
 async def _seeded_users(url: str) -> int | None:
-    conn = await asyncpg.connect(url, timeout=10)
+    conn = await connect(url)
     try:
         exists = await conn.fetchval("SELECT to_regclass('workbench_meta') IS NOT NULL")
         if not exists:
@@ -86,21 +96,22 @@ def seed(url: str, *, users: int, progress: Callable[[str], None] = print) -> bo
 
 
 async def _seed(url: str, users: int) -> None:
-    conn = await asyncpg.connect(url, timeout=10)
+    conn = await connect(url)
     try:
         async with conn.transaction():
             await conn.execute(DDL)
+            timeout = QUERY_TIMEOUT_S + users / COPY_ROWS_PER_S
             await conn.copy_records_to_table(
-                "users", records=(user_row(i) for i in range(1, users + 1))
+                "users", records=(user_row(i) for i in range(1, users + 1)), timeout=timeout
             )
-            await conn.copy_records_to_table("profiles", records=_profiles(users))
-            await conn.copy_records_to_table("settings", records=_settings(users))
+            await conn.copy_records_to_table("profiles", records=_profiles(users), timeout=timeout)
+            await conn.copy_records_to_table("settings", records=_settings(users), timeout=timeout)
             await conn.execute(
                 "INSERT INTO workbench_meta VALUES ('seed', $1) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 f"{SEED_VERSION}:{users}",
             )
-        await conn.execute("ANALYZE users, profiles, settings")
+        await conn.execute("ANALYZE users, profiles, settings", timeout=timeout)
     finally:
         await conn.close()
 
@@ -109,7 +120,7 @@ def max_connections(url: str) -> int:
     """The database's max_connections setting."""
 
     async def fetch() -> int:
-        conn = await asyncpg.connect(url, timeout=10)
+        conn = await connect(url)
         try:
             return int(await conn.fetchval("SHOW max_connections"))
         finally:
