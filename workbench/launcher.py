@@ -112,6 +112,10 @@ class ServiceProcess(_process.Managed):
                 return False
             time.sleep(0.1)
 
+    def exit_code(self) -> int | None:
+        """The exit code of a service that ended on its own (it died); None while it runs."""
+        return self.proc.poll() if self.proc is not None else None
+
     def pids(self) -> list[int]:
         """The service's process ids (master and workers)."""
         if self.proc is None or self.proc.poll() is not None:
