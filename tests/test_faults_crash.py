@@ -3,6 +3,7 @@ and log tail, and a sweep redoes it) or a load worker (the partial result is kep
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -11,11 +12,13 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from service.settings import ServiceSettings
 from workbench.experiment import Experiment
 from workbench.launcher import ServiceProcess
+from workbench.load import LoadFailed
 from workbench.monitor import parse_metrics
 from workbench.run import RunStatus
 from workbench.stack import Stack
@@ -103,3 +106,57 @@ def test_service_killed_mid_run_is_stored_crashed_and_redone_by_a_sweep(
         )
     )
     assert notebooks.done(store) == set()
+
+
+def _load_workers() -> list[psutil.Process]:
+    """The load-generator processes this test process spawned (multiprocessing spawn)."""
+    out = []
+    for proc in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            line = " ".join(proc.cmdline())
+            if "spawn_main" in line and "resource_tracker" not in line:
+                out.append(proc)
+    return out
+
+
+def test_load_worker_killed_mid_run_keeps_the_partial_result(stack: Stack, tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    before = descendants()
+    settings = ServiceSettings(serializer="orjson")
+    experiment = Experiment(
+        settings=settings, connections=8, duration=4, warmup=0.3, processes=2,
+        name="load worker killed",
+    )  # fmt: skip
+    killed: dict[str, float] = {}
+
+    def kill_one() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _served(service) < 1:
+            time.sleep(0.05)
+        time.sleep(0.3 + 1.5)  # the warm-up, then a second and a half measured
+        workers = _load_workers()
+        killed["workers"] = len(workers)
+        workers[0].kill()
+        killed["at"] = time.time()
+
+    with ServiceProcess(settings, stack) as service:
+        killer = threading.Thread(target=kill_one, daemon=True)
+        killer.start()
+        with pytest.raises(LoadFailed) as info:
+            experiment.run(stack, store=store, service=service, progress=False)
+        killer.join()
+    assert killed["workers"] == 2
+    assert descendants() <= before  # the other worker is stopped too
+    partial = info.value.result
+    assert partial is not None and partial.interrupted
+    assert partial.failure is not None and "died" in partial.failure
+    [run_id] = store.ids()
+    run = store.load(run_id)
+    at = killed["at"] - run.manifest["window_started_at"]
+    print(f"load worker killed at {at:.2f} s: {partial.failure}\n" + run.series().to_string())
+    assert run.status == "crashed" and "died" in run.manifest["load_failure"]
+    summary = run.summary()
+    # the seconds both workers reported before the kill, counted from the partial result
+    assert 1 <= len(run.series()) <= at + 1, (len(run.series()), at)
+    assert summary["requests"] == partial.requests > 0 and summary["p99_ms"] > 0
+    assert run.series()["completed"].sum() == partial.completed

@@ -25,6 +25,7 @@ from workbench.fingerprint import fingerprint
 from workbench.launcher import ServiceProcess
 from workbench.load import (
     Generators,
+    LoadFailed,
     LoadInterrupted,
     LoadResult,
     Scenario,
@@ -105,6 +106,8 @@ class Experiment:
 
         Ctrl-C or SIGTERM stops everything the run started and stores what was measured, marked
         interrupted, then raises KeyboardInterrupt (LoadInterrupted when the load had begun).
+        A load worker that dies stores the partial result as crashed and raises LoadFailed; a
+        service that dies stores the run as crashed, with its exit code and log tail.
         Within a Session, the load's workers are kept for the next run and the service, when the
         run finished, stops in the background.
         """
@@ -184,6 +187,10 @@ class Experiment:
         except LoadInterrupted as exc:
             status = RunStatus.INTERRUPTED
             load = exc.result
+            raise
+        except LoadFailed as exc:  # a load worker died: keep what was measured, stored crashed
+            load = exc.result
+            manifest["load_failure"] = str(exc)
             raise
         except KeyboardInterrupt:
             status = RunStatus.INTERRUPTED

@@ -12,7 +12,7 @@ import pandas as pd
 from workbench._errors import InputError, positive_float, positive_int
 from workbench.experiment import assemble, load_profile
 from workbench.fingerprint import fingerprint
-from workbench.load import LoadResult, plan_load, run_load
+from workbench.load import LoadFailed, LoadResult, plan_load, run_load
 from workbench.load._engine import _resolve
 from workbench.monitor import Monitor
 from workbench.run import RunResult
@@ -115,6 +115,10 @@ class ExternalExperiment:
             load = run_load(self.url, **self._load_options(progress=progress))
             timings["load_s"] = time.monotonic() - t0
             status = "finished"
+        except LoadFailed as exc:  # a load worker died: keep what was measured, stored crashed
+            load = exc.result
+            manifest["load_failure"] = str(exc)
+            raise
         except KeyboardInterrupt:
             status = "interrupted"
             raise
