@@ -3,6 +3,7 @@ second, the series shows the outage and the recovery, the service recovers witho
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -10,7 +11,7 @@ import psutil
 
 from service.settings import ServiceSettings
 from workbench.experiment import Experiment
-from workbench.faults import Outage
+from workbench.faults import Outage, frozen
 from workbench.launcher import ServiceProcess
 from workbench.stack import Stack
 from workbench.store import Store
@@ -81,6 +82,14 @@ def test_frozen_database_answers_503_within_the_query_timeout(stack: Stack, tmp_
             run = experiment.run(stack, store=store, service=service, progress=False)
         assert postgres.status() != psutil.STATUS_STOPPED  # resumed
         assert httpx.get(service.url + "/users/7", timeout=5).status_code == 200
+        with frozen(stack, "postgres"):  # one request, seen up close: a 503, not a 500
+            started = time.monotonic()
+            answer = httpx.get(service.url + "/users/8", timeout=10)
+            took = time.monotonic() - started
+        assert answer.status_code == 503, answer.text
+        assert answer.json() == {"detail": "database unavailable: TimeoutError"}
+        assert took < QUERY_TIMEOUT + 1.0, took
+        assert httpx.get(service.url + "/users/8", timeout=5).status_code == 200
     down, up = outage.seconds(run.manifest["window_started_at"])
     series = run.series().set_index("second")
     print(f"frozen {down:.2f}-{up:.2f} s\n" + series[
