@@ -15,7 +15,7 @@ from workbench.fingerprint import fingerprint
 from workbench.load import LoadFailed, LoadResult, plan_load, run_load
 from workbench.load._engine import _resolve
 from workbench.monitor import Monitor
-from workbench.run import RunResult
+from workbench.run import RunResult, RunStatus
 from workbench.store import Store, new_run_id
 
 TARGET = "external"
@@ -102,11 +102,11 @@ class ExternalExperiment:
             "profile": self.profile(),
             "environment": fingerprint(),
             "started_at": datetime.now(UTC).isoformat(),
-            "status": "running",
+            "status": RunStatus.RUNNING,
         }
         load: LoadResult | None = None
         monitor: Monitor | None = None
-        status = "crashed"
+        status = RunStatus.CRASHED
         timings: dict[str, float] = {}
         try:
             # no local processes to sample: the service runs elsewhere
@@ -114,13 +114,13 @@ class ExternalExperiment:
             t0 = time.monotonic()
             load = run_load(self.url, **self._load_options(progress=progress))
             timings["load_s"] = time.monotonic() - t0
-            status = "finished"
+            status = RunStatus.FINISHED
         except LoadFailed as exc:  # a load worker died: keep what was measured, stored crashed
             load = exc.result
             manifest["load_failure"] = str(exc)
             raise
         except KeyboardInterrupt:
-            status = "interrupted"
+            status = RunStatus.INTERRUPTED
             raise
         finally:
             server = monitor.stop() if monitor is not None else pd.DataFrame()
