@@ -21,7 +21,7 @@ from redis.backoff import NoBackoff
 
 from service import anatomy, metrics
 from service.batcher import Batcher
-from service.cache import L1Cache, MultiLevelCache
+from service.cache import L1Cache, MultiLevelCache, subscriber_client
 from service.db import Database
 from service.resources import Resources
 from service.routes import router
@@ -65,7 +65,11 @@ def create_app(
         subscriber: aioredis.Redis | None = None
         if settings.cache:
             # Pub/sub holds its connection for good: a client of its own, outside the pool.
-            subscriber = aioredis.Redis.from_url(redis_url) if settings.invalidation else None
+            subscriber = (
+                subscriber_client(redis_url, timeout=REDIS_TIMEOUT)
+                if settings.invalidation
+                else None
+            )
             res.cache = MultiLevelCache(
                 redis=res.redis,
                 subscriber=subscriber,
@@ -131,6 +135,7 @@ def create_app(
 # retry, on a connection kept alive (an unhandled error would close it) and without a traceback.
 _CONNECTION_ERRORS = (
     OSError,
+    TimeoutError,  # query_timeout (asyncpg's command_timeout); an OSError, named for the reader
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
     sqlalchemy.exc.TimeoutError,  # pool_timeout

@@ -16,6 +16,8 @@ from typing import Concatenate, ParamSpec, Protocol
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from service import metrics
@@ -24,6 +26,8 @@ from service.anatomy import Stage, timed
 KEY_PREFIX = "cache:"
 CHANNEL = "cache:invalidations"
 RETRY_DELAY = 0.2
+HEALTH_CHECK_INTERVAL = 1.0  # the listener PINGs a connection silent this long ...
+REPLY_TIMEOUT = 1.0  # ... and resubscribes when the PONG does not come within this
 REPEAT_AFTER = 0.5
 TTL_JITTER = 0.2
 MAX_WRITES = 1_000  # write-behind L2 sets pending at most
@@ -236,21 +240,46 @@ class MultiLevelCache:
             self.l1.delete(key)
         metrics.INVALIDATIONS_RECEIVED.inc()
 
-    async def listen(self, *, retry_delay: float = RETRY_DELAY) -> None:
-        """Apply invalidations from other workers until cancelled; resubscribe after Redis drops."""
+    async def listen(
+        self,
+        *,
+        retry_delay: float = RETRY_DELAY,
+        health_check_interval: float = HEALTH_CHECK_INTERVAL,
+        reply_timeout: float = REPLY_TIMEOUT,
+    ) -> None:
+        """Apply invalidations from other workers until cancelled; resubscribe after Redis drops.
+
+        A connection silent for health_check_interval is sent a PING; no reply within
+        reply_timeout means it is dead or half-open (a frozen server, a lost peer), and the
+        listener resubscribes on a new one rather than miss invalidations without knowing.
+        """
         if self.subscriber is None:
             raise RuntimeError("listen() needs a subscriber client")
+        loop = asyncio.get_running_loop()
         while True:
             pubsub = self.subscriber.pubsub()
             try:
                 await pubsub.subscribe(self.channel)
-                # Invalidations may have been missed while unsubscribed: start L1 afresh.
-                self.l1.clear()
-                self.subscribed.set()
-                metrics.PUBSUB_RECONNECTS.inc()
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self._on_message(message["data"])
+                heard = loop.time()
+                pinged: float | None = None
+                while True:
+                    wait = min(health_check_interval, reply_timeout)
+                    message = await pubsub.get_message(timeout=wait)
+                    now = loop.time()
+                    if message is not None:
+                        heard, pinged = now, None
+                        if message["type"] == "subscribe":
+                            # Invalidations may have been missed while unsubscribed: start L1 afresh.
+                            self.l1.clear()
+                            self.subscribed.set()
+                            metrics.PUBSUB_RECONNECTS.inc()
+                        elif message["type"] == "message":
+                            self._on_message(message["data"])
+                    elif pinged is not None and now - pinged > reply_timeout:
+                        raise ConnectionError(f"no reply to a PING within {reply_timeout:g} s")
+                    if pinged is None and now - heard >= health_check_interval:
+                        await pubsub.ping()
+                        pinged = now
             except (RedisError, OSError) as exc:
                 log.warning("invalidation listener lost Redis (%s); resubscribing", exc)
             finally:
@@ -258,6 +287,14 @@ class MultiLevelCache:
                 with contextlib.suppress(RedisError, OSError):
                     await asyncio.shield(pubsub.aclose())
             await asyncio.sleep(retry_delay)
+
+
+def subscriber_client(url: str, *, timeout: float) -> aioredis.Redis:
+    """A Redis client for the invalidation listener: bounded socket waits, no retries."""
+    # Without a socket timeout, resubscribing to a frozen or unreachable Redis hangs for good.
+    return aioredis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
 
 
 class HasCache(Protocol):

@@ -181,7 +181,7 @@ def _engine(
 ) -> AsyncEngine:
     # AUTOCOMMIT: one round trip per read instead of BEGIN + query + ROLLBACK on checkin.
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
-    return create_async_engine(
+    engine = create_async_engine(
         async_url(url),
         **options,
         pool_size=pool_size,
@@ -189,7 +189,24 @@ def _engine(
         pool_timeout=settings.pool_timeout,
         pool_pre_ping=settings.pool_pre_ping,
         pool_recycle=settings.pool_recycle,
+        # asyncpg's own bounds: every query (command_timeout) and opening a connection (timeout).
+        connect_args={
+            "command_timeout": settings.query_timeout,
+            "timeout": settings.query_timeout,
+        },
     )
+    event.listen(engine.sync_engine, "handle_error", _drop_timed_out)
+    return engine
+
+
+def _drop_timed_out(context: Any) -> None:
+    """A connection whose query timed out is stuck mid-command: discard it at once."""
+    if not isinstance(context.original_exception, TimeoutError):
+        return
+    context.is_disconnect = True
+    if context.connection is not None:
+        # A graceful close would wait on the server again (a frozen one never answers).
+        context.connection.connection.driver_connection.terminate()
 
 
 def _instrument(engine: AsyncEngine, name: str) -> None:

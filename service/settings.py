@@ -29,6 +29,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "pool_size": (1, 1000),
     "max_overflow": (0, 1000),
     "pool_timeout": (0.001, 3600),
+    "query_timeout": (0.001, 3600),
     "pool_recycle": (-1, 7 * 86_400),
     "read_pool_size": (1, 1000),
     "read_max_overflow": (0, 1000),
@@ -68,6 +69,9 @@ class ServiceSettings:
     pool_size: int = 5
     max_overflow: int = 10
     pool_timeout: float = 30.0
+    # Seconds a query, or opening a connection, may take before the request gets a 503
+    # (a frozen or unreachable database would otherwise hold requests and pool slots for good).
+    query_timeout: float = 5.0
     pool_pre_ping: bool = False
     pool_recycle: int = -1
     expire_on_commit: bool = True

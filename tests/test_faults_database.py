@@ -3,13 +3,15 @@ second, the series shows the outage and the recovery, the service recovers witho
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from service.settings import ServiceSettings
 from workbench.experiment import Experiment
-from workbench.faults import Outage
+from workbench.faults import Outage, frozen
 from workbench.launcher import ServiceProcess
 from workbench.stack import Stack
 from workbench.store import Store
@@ -57,3 +59,48 @@ def test_database_outage_is_survived_classed_and_stored(stack: Stack, tmp_path: 
     stored = store.load(run.run_id)
     assert stored.status == "finished" and stored.summary()["errors"] == summary["errors"]
     assert list(stored.series()["status_5xx"]) == list(series["status_5xx"])
+
+
+FROZEN_RATE = 40
+QUERY_TIMEOUT = 0.5
+
+
+def test_frozen_database_answers_503_within_the_query_timeout(stack: Stack, tmp_path: Path) -> None:
+    """PostgreSQL SIGSTOPped (it keeps its sockets, answers nothing): requests end in 503 after
+    query_timeout instead of hanging, the run is stored, and the server is resumed."""
+    store = Store(tmp_path)
+    settings = ServiceSettings(
+        serializer="orjson", query_timeout=QUERY_TIMEOUT, pool_timeout=QUERY_TIMEOUT
+    )
+    experiment = Experiment(
+        settings=settings, rate=FROZEN_RATE, connections=64, duration=4, warmup=0.5,
+        processes=1, name="db frozen",
+    )  # fmt: skip
+    postgres = psutil.Process(stack.pids()["postgres"])
+    with ServiceProcess(settings, stack) as service:
+        with Outage(stack, "postgres", at=2.0, duration=2.0, mode="freeze") as outage:
+            run = experiment.run(stack, store=store, service=service, progress=False)
+        assert postgres.status() != psutil.STATUS_STOPPED  # resumed
+        assert httpx.get(service.url + "/users/7", timeout=5).status_code == 200
+        with frozen(stack, "postgres"):  # one request, seen up close: a 503, not a 500
+            started = time.monotonic()
+            answer = httpx.get(service.url + "/users/8", timeout=10)
+            took = time.monotonic() - started
+        assert answer.status_code == 503, answer.text
+        assert answer.json() == {"detail": "database unavailable: TimeoutError"}
+        assert took < QUERY_TIMEOUT + 1.0, took
+        assert httpx.get(service.url + "/users/8", timeout=5).status_code == 200
+    down, up = outage.seconds(run.manifest["window_started_at"])
+    series = run.series().set_index("second")
+    print(f"frozen {down:.2f}-{up:.2f} s\n" + series[
+        ["sent", "completed", "errors", "status_5xx", "timeout", "p99_ms"]
+    ].to_string())  # fmt: skip
+    assert run.status == "finished" and store.load(run.run_id).status == "finished"
+    assert down > 0 and up < 4, (down, up)
+    during = series.loc[int(down) + 1 : int(up) - 1] if up - down >= 2 else series.loc[[int(down)]]
+    assert (during["status_5xx"] > 0).all(), series.to_string()
+    assert series["timeout"].sum() == 0  # the service answered; no client gave up
+    # each request waited at most pool_timeout + query_timeout, far less than the freeze
+    assert series["p99_ms"].max() < 1000 * (up - down) * 0.75, series.to_string()
+    after = series.loc[int(up) + 1 :]
+    assert not after.empty and (after["errors"] == 0).all(), series.to_string()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import threading
 import time
@@ -42,6 +44,34 @@ def test_gunicorn_workers_start_and_all_stop(stack: Stack) -> None:
         assert len(svc.pids()) >= 3  # master + 2 workers
         assert httpx.get(svc.url + "/users/1").status_code == 200
     assert descendants() <= before
+
+
+def test_a_dead_master_is_noticed_and_its_orphaned_workers_stopped(stack: Stack) -> None:
+    before = descendants()
+    service = ServiceProcess(ServiceSettings(server="gunicorn", workers=2), stack).start()
+    try:
+        deadline = time.monotonic() + 15
+        while len(service.pids()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        master, *workers = service.pids()
+        assert service.exit_code() is None
+        os.kill(master, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while service.exit_code() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert service.exit_code() == -signal.SIGKILL
+        assert any(psutil.pid_exists(pid) for pid in workers)  # orphaned, still serving
+    finally:
+        service.stop()
+    assert not [pid for pid in workers if _running(pid)]
+    assert descendants() <= before
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_pool_over_database_limit_is_refused_before_start(stack: Stack) -> None:

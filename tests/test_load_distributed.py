@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from distributed import Client, LocalCluster
 
 from workbench import hdr as hist
 from workbench._errors import InputError
+from workbench.faults import freeze, thaw
 from workbench.load import run_load
 
 from .load_servers import serve
@@ -210,3 +212,21 @@ def test_clock_offsets_are_measured_per_worker_and_only_large_ones_corrected(
     assert ClockOffset(offset_s=0.25, rtt_s=0.002).correction_s == 0.25
     assert ClockOffset(offset_s=-0.25, rtt_s=0.002).correction_s == -0.25
     assert ClockOffset(offset_s=0.001, rtt_s=0.002).correction_s == 0.0
+
+
+def test_a_frozen_dask_worker_is_reported_not_waited_on(cluster: LocalCluster) -> None:
+    from workbench.load._distributed import clock_offsets
+
+    with Client(cluster, set_as_default=False) as client:
+        pids = client.run(os.getpid)
+        address = sorted(pids)[0]
+        freeze(pids[address])
+        try:
+            started = time.monotonic()
+            with pytest.raises(InputError, match=f"^cluster: Dask worker {address} did not answer"):
+                clock_offsets(client, [address], timeout=0.5)
+            took = time.monotonic() - started
+        finally:
+            thaw(pids[address])
+        assert took < 3.0, took
+        assert sorted(clock_offsets(client, [address])) == [address]  # answers again once thawed

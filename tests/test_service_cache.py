@@ -13,9 +13,16 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from service.cache import KEY_PREFIX, L1Cache, MultiLevelCache, cached_endpoint
+from service.cache import (
+    KEY_PREFIX,
+    L1Cache,
+    MultiLevelCache,
+    cached_endpoint,
+    subscriber_client,
+)
 from service.settings import ServiceSettings
 from tests._prom import metric
+from workbench.faults import frozen
 from workbench.launcher import ServiceProcess
 from workbench.redis import EmbeddedRedis
 from workbench.stack import Stack
@@ -143,6 +150,37 @@ def test_listener_resubscribes_after_redis_drops_it(stack: Stack) -> None:
             await asyncio.gather(task, return_exceptions=True)
             for client in clients:
                 await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_listener_notices_a_frozen_redis_and_resubscribes_after(stack: Stack) -> None:
+    """A connection that stops answering (frozen server, half-open socket) is found by a PING."""
+
+    async def scenario() -> None:
+        subscriber = subscriber_client(stack.redis, timeout=0.3)
+        other = aioredis.Redis.from_url(stack.redis)
+        cache = MultiLevelCache(redis=other, subscriber=subscriber, l2_ttl=30)
+        task = asyncio.create_task(
+            cache.listen(retry_delay=0.05, health_check_interval=0.3, reply_timeout=0.3)
+        )
+        try:
+            await asyncio.wait_for(cache.subscribed.wait(), 5)
+            cache.l1.set("user:1", b"cached before the freeze", ttl=60)
+            with frozen(stack, "redis"):
+                await asyncio.sleep(1.5)
+                noticed = not cache.subscribed.is_set()
+            thawed = time.monotonic()
+            await asyncio.wait_for(cache.subscribed.wait(), 5)
+            back = time.monotonic() - thawed
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await subscriber.aclose()
+            await other.aclose()
+        assert noticed, "the listener still counted itself subscribed to a frozen Redis"
+        assert back < 1.5, back  # resubscribed within a health-check round after the thaw
+        assert "user:1" not in cache.l1  # invalidations may have been missed: L1 starts afresh
 
     asyncio.run(scenario())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import asyncpg
@@ -11,7 +12,8 @@ import pytest
 import redis
 
 from workbench._errors import InputError, StackError
-from workbench.seed import seed, seeded_users, user_row
+from workbench.faults import frozen
+from workbench.seed import connect, seed, seeded_users, user_row
 from workbench.stack import Stack
 
 from .conftest import TEST_USERS, descendants
@@ -43,6 +45,25 @@ def test_stack_serves_real_postgres_and_redis(stack: Stack) -> None:
 def test_seed_is_reused_and_redone_for_another_size(stack: Stack) -> None:
     assert seeded_users(stack.url) == TEST_USERS
     assert seed(stack.url, users=TEST_USERS, progress=lambda _: None) is False
+
+
+def test_workbench_queries_on_a_frozen_database_time_out(stack: Stack) -> None:
+    """The workbench's own statements (checks, seeding) end in TimeoutError, never hang."""
+
+    async def query_while_frozen() -> float:
+        conn = await connect(stack.url, query_timeout=0.5)
+        try:
+            with frozen(stack, "postgres"):
+                started = time.monotonic()
+                with pytest.raises(TimeoutError):
+                    await conn.fetchval("SELECT 1")
+                return time.monotonic() - started
+        finally:
+            conn.terminate()
+
+    took = asyncio.run(query_while_frozen())
+    assert 0.4 < took < 2.0, took
+    assert stack.check()["postgres"].startswith("18")  # resumed
 
 
 def test_attached_stack_neither_starts_nor_stops_servers(stack: Stack) -> None:

@@ -159,6 +159,25 @@ def stop(
         proc.wait(timeout=5)
 
 
+def stop_group(leader: int, *, since: float, timeout: float = 5.0) -> None:
+    """Stop what is left of a dead leader's process group: the children its death orphaned
+    (gunicorn workers outlive a SIGKILLed master by tens of seconds). `since` (epoch seconds,
+    taken before the leader started) keeps a reused group id from matching strangers."""
+    left = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(proc.pid) == leader and proc.create_time() >= since - 1.0:
+                left.append(proc)
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(left, timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,7 @@ from workbench.fingerprint import fingerprint
 from workbench.launcher import ServiceProcess
 from workbench.load import (
     Generators,
+    LoadFailed,
     LoadInterrupted,
     LoadResult,
     Scenario,
@@ -31,9 +33,11 @@ from workbench.load import (
     run_load,
 )
 from workbench.monitor import Monitor
-from workbench.run import RunResult
+from workbench.run import RunResult, RunStatus
 from workbench.stack import Stack
 from workbench.store import Store, new_run_id
+
+SERVICE_LOG_TAIL = 40  # lines of a dead service's log kept in the run's manifest
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,8 @@ class Experiment:
 
         Ctrl-C or SIGTERM stops everything the run started and stores what was measured, marked
         interrupted, then raises KeyboardInterrupt (LoadInterrupted when the load had begun).
+        A load worker that dies stores the partial result as crashed and raises LoadFailed; a
+        service that dies stores the run as crashed, with its exit code and log tail.
         Within a Session, the load's workers are kept for the next run and the service, when the
         run finished, stops in the background.
         """
@@ -131,7 +137,7 @@ class Experiment:
             "profile": profile,
             "environment": fingerprint(),
             "started_at": datetime.now(UTC).isoformat(),
-            "status": "running",
+            "status": RunStatus.RUNNING,
             "notebook": os.environ.get("WORKBENCH_NOTEBOOK"),
         }
         store.begin(run_id, manifest)
@@ -139,7 +145,7 @@ class Experiment:
         svc = service or ServiceProcess(self.settings, stack)
         load: LoadResult | None = None
         monitor: Monitor | None = None
-        status = "crashed"
+        status = RunStatus.CRASHED
         timings: dict[str, float] = {}
         generators = session.generators if session is not None else Generators()
         load_options: dict[str, Any] = {
@@ -178,20 +184,39 @@ class Experiment:
             t1 = time.monotonic()
             load = run_load(svc.url + self.path, generators=generators, **load_options)
             timings["load_s"] = time.monotonic() - t1
-            status = "finished"
+            status = RunStatus.FINISHED
         except LoadInterrupted as exc:
-            status = "interrupted"
+            status = RunStatus.INTERRUPTED
             load = exc.result
             raise
+        except LoadFailed as exc:  # a load worker died: keep what was measured, stored crashed
+            load = exc.result
+            manifest["load_failure"] = str(exc)
+            raise
         except KeyboardInterrupt:
-            status = "interrupted"
+            status = RunStatus.INTERRUPTED
             raise
         finally:
             if session is None:
                 generators.close()
             server = monitor.stop() if monitor is not None else pd.DataFrame()
             cpu = window_cpu(monitor, load)
-            if own and session is not None and status == "finished":
+            log = svc.log if isinstance(svc.log, Path) else None
+            died = svc.exit_code()
+            if died is not None:  # the service ended on its own: what was measured is no result
+                if status is RunStatus.FINISHED:
+                    status = RunStatus.CRASHED
+                manifest["service"] = {
+                    "exit_code": died,
+                    "log_tail": _process.log_tail(log, SERVICE_LOG_TAIL) if log else "",
+                }
+                print(
+                    f"the service died during run {run_id} (exit code {died}); stored as "
+                    f"{status}, with its log's tail in the manifest",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if own and session is not None and status is RunStatus.FINISHED:
                 session.stop_later(svc)
             elif own:
                 t2 = time.monotonic()
@@ -206,7 +231,6 @@ class Experiment:
                 server=server, settings=self.settings, cpu_seconds=cpu,
                 snapshots=monitor.snapshots if monitor is not None else [],
             )  # fmt: skip
-            log = svc.log if isinstance(svc.log, Path) else None
             store.save(result, files={"service.log": log} if log else None)
         return result
 

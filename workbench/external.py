@@ -12,10 +12,10 @@ import pandas as pd
 from workbench._errors import InputError, positive_float, positive_int
 from workbench.experiment import assemble, load_profile, window_cpu
 from workbench.fingerprint import fingerprint
-from workbench.load import Generators, LoadResult, plan_load, run_load
+from workbench.load import Generators, LoadFailed, LoadResult, plan_load, run_load
 from workbench.load._engine import _resolve
 from workbench.monitor import Monitor
-from workbench.run import RunResult
+from workbench.run import RunResult, RunStatus
 from workbench.store import Store, new_run_id
 
 TARGET = "external"
@@ -108,11 +108,11 @@ class ExternalExperiment:
             "profile": self.profile(),
             "environment": fingerprint(),
             "started_at": datetime.now(UTC).isoformat(),
-            "status": "running",
+            "status": RunStatus.RUNNING,
         }
         load: LoadResult | None = None
         monitor: Monitor | None = None
-        status = "crashed"
+        status = RunStatus.CRASHED
         timings: dict[str, float] = {}
         # Local generators are watched for their CPU (a cluster's run elsewhere); the service only
         # when its pids are given, as it may run on another host.
@@ -136,9 +136,13 @@ class ExternalExperiment:
                 self.url, generators=generators, **self._load_options(progress=progress)
             )
             timings["load_s"] = time.monotonic() - t0
-            status = "finished"
+            status = RunStatus.FINISHED
+        except LoadFailed as exc:  # a load worker died: keep what was measured, stored crashed
+            load = exc.result
+            manifest["load_failure"] = str(exc)
+            raise
         except KeyboardInterrupt:
-            status = "interrupted"
+            status = RunStatus.INTERRUPTED
             raise
         finally:
             server = monitor.stop() if monitor is not None else pd.DataFrame()

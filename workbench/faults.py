@@ -6,6 +6,7 @@ import contextlib
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -90,7 +91,7 @@ class Outage:
         if self.mode == "stop":
             self.stack.stop_server(self.server)
         else:
-            _signal_tree(self.stack.pids()[self.server], signal.SIGSTOP)
+            freeze(self.stack.pids()[self.server])
 
     def _up(self) -> None:
         if not self._stopped:
@@ -98,7 +99,7 @@ class Outage:
         if self.mode == "stop":
             self.stack.start_server(self.server)
         else:
-            _signal_tree(self.stack.pids()[self.server], signal.SIGCONT)
+            thaw(self.stack.pids()[self.server])
 
     def seconds(self, started_at: float) -> tuple[float, float]:
         """The outage as (start, end) seconds since a run's measured window began (epoch)."""
@@ -107,7 +108,34 @@ class Outage:
         return self.down_at - started_at, self.up_at - started_at
 
 
+def freeze(pid: int) -> None:
+    """SIGSTOP a process and all its descendants (PostgreSQL: the postmaster and its backends)."""
+    _signal_tree(pid, signal.SIGSTOP)
+
+
+def thaw(pid: int) -> None:
+    """SIGCONT a process and all its descendants (undoes freeze)."""
+    _signal_tree(pid, signal.SIGCONT)
+
+
+@contextlib.contextmanager
+def frozen(stack: Stack, server: str) -> Iterator[int]:
+    """A server of the stack frozen (SIGSTOP) inside the block, resumed on leaving it, even on
+    an error; yields its pid."""
+    if server not in SERVERS:
+        raise InputError("server", f"must be one of {allowed(SERVERS)}, got {server!r}")
+    pid = stack.pids().get(server)
+    if pid is None:
+        raise InputError("server", f"{server!r} was not started by this stack")
+    try:
+        freeze(pid)
+        yield pid
+    finally:
+        thaw(pid)
+
+
 def _signal_tree(pid: int, sig: int) -> None:
+    # The root first: a frozen postmaster forks no backend the list below would miss.
     root = psutil.Process(pid)
     for proc in [root, *root.children(recursive=True)]:
         with contextlib.suppress(psutil.Error):

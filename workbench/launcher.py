@@ -33,6 +33,7 @@ class ServiceProcess(_process.Managed):
     start_timeout: float = 30.0
     check_limits: bool = True  # refuse pools the database cannot hold (False to show what breaks)
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _spawned_at: float = field(default=0.0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.port is not None:
@@ -59,6 +60,7 @@ class ServiceProcess(_process.Managed):
         }
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         assert self.log is not None
+        self._spawned_at = time.time()
         self.proc = _process.spawn(
             [sys.executable, "-m", "service"], log=self.log, env=env, detach=detach
         )
@@ -112,6 +114,10 @@ class ServiceProcess(_process.Managed):
                 return False
             time.sleep(0.1)
 
+    def exit_code(self) -> int | None:
+        """The exit code of a service that ended on its own (it died); None while it runs."""
+        return self.proc.poll() if self.proc is not None else None
+
     def pids(self) -> list[int]:
         """The service's process ids (master and workers)."""
         if self.proc is None or self.proc.poll() is not None:
@@ -122,7 +128,10 @@ class ServiceProcess(_process.Managed):
         return [root.pid, *(p.pid for p in root.children(recursive=True))]
 
     def stop(self) -> None:
-        """Graceful stop (SIGTERM), then kill after a grace period."""
+        """Graceful stop (SIGTERM), then kill after a grace period; a dead master's workers too."""
         if self.proc is not None:
+            died = self.proc.poll() is not None
             _process.stop(self.proc, timeout=10)
+            if died:  # its workers, orphaned, are still in its process group
+                _process.stop_group(self.proc.pid, since=self._spawned_at)
             self.proc = None

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import pandas as pd
 
 from workbench import anatomy, cost, hdr
 
-STATUSES = ("finished", "interrupted", "crashed")
+
+class RunStatus(StrEnum):
+    """How a run ended, as its manifest and summary row store it (plain strings in JSON)."""
+
+    RUNNING = "running"  # begun, not yet saved (Store.unfinished)
+    FINISHED = "finished"
+    INTERRUPTED = "interrupted"  # Ctrl-C / SIGTERM: the partial result is kept
+    CRASHED = "crashed"  # the service, a load worker or the workbench died: a sweep redoes it
+
+
+STATUSES = tuple(s.value for s in RunStatus if s is not RunStatus.RUNNING)
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,9 +37,9 @@ class RunResult:
     anatomy_table: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
-    def status(self) -> str:
+    def status(self) -> RunStatus:
         """finished, interrupted or crashed."""
-        return str(self.manifest.get("status", "finished"))
+        return RunStatus(self.manifest.get("status", RunStatus.FINISHED))
 
     def series(self) -> pd.DataFrame:
         """Client per-second series (second, rate, errors, p50_ms, p95_ms, p99_ms, ...)."""

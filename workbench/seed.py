@@ -23,6 +23,11 @@ _EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 _LOCK = 0x77_6F_72_6B_62_65_6E_63  # pg_advisory_xact_lock key: one seeder at a time per database
 _DIALECT = postgresql.dialect()
 _TABLES = [t for t in metadata.sorted_tables if t is not meta]  # parents first
+CONNECT_TIMEOUT_S = 5.0
+# Every statement of the workbench's own is bounded: a frozen server, or a lock held elsewhere,
+# ends in TimeoutError instead of a hang. COPY gets this plus time for its rows on a slow disk.
+QUERY_TIMEOUT_S = 30.0
+COPY_ROWS_PER_S = 20_000
 
 
 class ForeignSchemaError(StackError):
@@ -54,6 +59,11 @@ def _settings(n: int) -> Iterator[tuple[int, str, str, bool]]:
         yield i, THEMES[i % 3], LANGUAGES[i % 5], i % 2 == 0
 
 
+async def connect(url: str, *, query_timeout: float = QUERY_TIMEOUT_S) -> asyncpg.Connection:
+    """A connection whose opening and every statement are bounded in time."""
+    return await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S, command_timeout=query_timeout)
+
+
 def seeded_users(url: str) -> int | None:
     """How many users the workbench schema holds from our seed, or None when it is not seeded.
 
@@ -63,7 +73,7 @@ def seeded_users(url: str) -> int | None:
 
 
 async def _seeded_users(url: str) -> int | None:
-    conn = await asyncpg.connect(url, timeout=10)
+    conn = await connect(url)
     try:
         return await _state(conn)
     finally:
@@ -111,7 +121,8 @@ def seed(
 async def _seed(
     url: str, users: int, *, statement_stats: bool, progress: Callable[[str], None]
 ) -> bool:
-    conn = await asyncpg.connect(url, timeout=10)
+    conn = await connect(url)
+    timeout = QUERY_TIMEOUT_S + users / COPY_ROWS_PER_S
     try:
         if statement_stats:
             await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
@@ -136,12 +147,13 @@ async def _seed(
                     "users",
                     records=(user_row(i) for i in range(1, users + 1)),
                     schema_name=SCHEMA,
+                    timeout=timeout,
                 )
                 await conn.copy_records_to_table(
-                    "profiles", records=_profiles(users), schema_name=SCHEMA
+                    "profiles", records=_profiles(users), schema_name=SCHEMA, timeout=timeout
                 )
                 await conn.copy_records_to_table(
-                    "settings", records=_settings(users), schema_name=SCHEMA
+                    "settings", records=_settings(users), schema_name=SCHEMA, timeout=timeout
                 )
                 await conn.execute(
                     f"INSERT INTO {meta.fullname} VALUES ('seed', $1) "
@@ -153,7 +165,7 @@ async def _seed(
                 f'could not create or seed the workbench\'s tables in schema "{SCHEMA}": '
                 f"{type(exc).__name__}: {exc}"
             ) from None
-        await conn.execute("ANALYZE " + ", ".join(t.fullname for t in _TABLES))
+        await conn.execute("ANALYZE " + ", ".join(t.fullname for t in _TABLES), timeout=timeout)
     finally:
         await conn.close()
     return True
@@ -163,7 +175,7 @@ def max_connections(url: str) -> int:
     """The database's max_connections setting."""
 
     async def fetch() -> int:
-        conn = await asyncpg.connect(url, timeout=10)
+        conn = await connect(url)
         try:
             return int(await conn.fetchval("SHOW max_connections"))
         finally:

@@ -22,7 +22,7 @@ from workbench._net import check_url, free_port, wait_for_port
 from workbench.paths import project_dir
 from workbench.postgres import DEFAULT_MAX_CONNECTIONS, EmbeddedPostgres
 from workbench.redis import EmbeddedRedis
-from workbench.seed import max_connections, seed
+from workbench.seed import connect, max_connections, seed
 
 DEFAULT_USERS = 100_000
 STATE_FILE = "state.json"
@@ -289,7 +289,7 @@ def stop_detached(root: Path | None = None) -> list[str]:
 
 
 async def _pg_version(url: str) -> str:
-    conn = await asyncpg.connect(url, timeout=5)
+    conn = await connect(url)
     try:
         return str(await conn.fetchval("SHOW server_version"))
     finally:

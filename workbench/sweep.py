@@ -17,6 +17,7 @@ from tqdm import tqdm
 from service.settings import ServiceSettings, SettingsError
 from workbench._errors import InputError
 from workbench.experiment import Experiment, Session
+from workbench.run import RunStatus
 from workbench.stack import DEFAULT_USERS, Stack
 from workbench.store import Store
 
@@ -104,12 +105,8 @@ class Sweep:
         )
 
     def done(self, store: Store) -> set[str]:
-        """Keys of the points already finished in the store."""
-        runs = store.runs()
-        if runs.empty or "sweep" not in runs:
-            return set()
-        mine = runs[(runs["sweep"] == self.sweep_id) & (runs["status"] == "finished")]
-        return set(mine["point"])
+        """Keys of the points already finished in the store (crashed or interrupted ones are redone)."""
+        return _finished_points(store, self.sweep_id)
 
     def run(
         self, stack: Stack, *, store: Store | None = None, progress: bool = True
@@ -132,7 +129,9 @@ class Sweep:
                         stack, store=store, progress=False, session=session
                     )
                     row = run.summary()
-                    if progress:
+                    if run.status is not RunStatus.FINISHED:
+                        bar.write(f"{run.status} (a rerun redoes it): {point_key(point)}")
+                    elif progress:
                         bar.write(
                             f"{point_key(point)}: {row.get('throughput_rps', 0):,.0f} req/s, "
                             f"P99 {row.get('p99_ms', float('nan')):.1f} ms, {row['bottleneck']}"
@@ -142,11 +141,7 @@ class Sweep:
 
     def summary(self, store: Store | None = None) -> pd.DataFrame:
         """One row per finished point (the latest run of each)."""
-        runs = (store if store is not None else Store()).runs()
-        if runs.empty or "sweep" not in runs:
-            return runs
-        mine = runs[(runs["sweep"] == self.sweep_id) & (runs["status"] == "finished")]
-        return mine.drop_duplicates("point", keep="last").reset_index(drop=True)
+        return _finished_runs(store if store is not None else Store(), self.sweep_id)
 
 
 def parse_grid(pairs: Sequence[tuple[str, str]]) -> dict[str, list[Any]]:
@@ -245,15 +240,43 @@ class NotebookSweep:
         stem = self.notebook.rsplit("/", 1)[-1].removesuffix(".ipynb")
         return f"{stem}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
+    @property
+    def folder(self) -> Path:
+        """data/sweeps/<sweep_id>: one executed notebook per point done, and summary.csv."""
+        from workbench.paths import project_dir
+
+        return project_dir() / "data" / "sweeps" / self.sweep_id
+
+    def notebook_of(self, point: Mapping[str, Any]) -> Path:
+        """Where the executed notebook of a point is kept once done."""
+        return self.folder / f"{hashlib.sha1(point_key(point).encode()).hexdigest()[:10]}.ipynb"
+
+    def done(self, store: Store | None = None) -> set[str]:
+        """Keys of the points whose notebook ran, unless the point's latest run crashed."""
+        crashed = self._crashed(store if store is not None else Store())
+        return {
+            point_key(p)
+            for p in self.points()
+            if point_key(p) not in crashed and self.notebook_of(p).exists()
+        }
+
+    def _crashed(self, store: Store) -> set[str]:
+        """Keys of the points whose latest stored run crashed."""
+        runs = store.runs()
+        if runs.empty or not {"sweep", "point"} <= set(runs):
+            return set()
+        latest = runs[runs["sweep"] == self.sweep_id].drop_duplicates("point", keep="last")
+        return set(latest.loc[latest["status"] == RunStatus.CRASHED, "point"])
+
     def run(self, *, users: int | None = None, progress: bool = True) -> pd.DataFrame:
         """Start the stack once, execute every point not yet done, and summarize the sweep's runs."""
         import os
 
-        from workbench.paths import project_dir
-
         points = self.points()
-        folder = project_dir() / "data" / "sweeps" / self.sweep_id
+        folder = self.folder
         folder.mkdir(parents=True, exist_ok=True)
+        store = Store()
+        done = self.done(store)
         done_before = 0
         failures: list[PointFailure] = []
         seeded = int(users or next((p["users"] for p in points if "users" in p), DEFAULT_USERS))
@@ -270,21 +293,23 @@ class NotebookSweep:
                 )
                 with bar:
                     for point in points:
-                        slug = hashlib.sha1(point_key(point).encode()).hexdigest()[:10]
-                        final = folder / f"{slug}.ipynb"
-                        if final.exists():
+                        final = self.notebook_of(point)
+                        if point_key(point) in done:
                             done_before += 1
                             bar.write(f"skip (done): {point_key(point)}")
                         else:
+                            slug = final.stem
                             failure = self._execute(point, folder, slug)
-                            if failure is None:
-                                bar.write(f"done: {point_key(point)}")
-                            else:
+                            if failure is not None:
                                 failures.append(failure)
                                 bar.write(
                                     f"FAILED: {point_key(point)}: {failure.ename}: "
                                     f"{failure.evalue} (see {failure.executed})"
                                 )
+                            else:
+                                crashed = point_key(point) in self._crashed(store)
+                                how = "crashed (a rerun redoes it)" if crashed else "done"
+                                bar.write(f"{how}: {point_key(point)}")
                         bar.update(1)
             finally:
                 for key, value in saved.items():
@@ -319,10 +344,21 @@ class NotebookSweep:
         return None
 
     def _summary(self, folder: Path) -> pd.DataFrame:
-        runs = Store().runs()
-        if runs.empty or "sweep" not in runs:
-            return runs
-        mine = runs[(runs["sweep"] == self.sweep_id) & (runs["status"] == "finished")]
-        summary = mine.drop_duplicates("point", keep="last").reset_index(drop=True)
-        summary.to_csv(folder / "summary.csv", index=False)
+        summary = _finished_runs(Store(), self.sweep_id)
+        if "sweep" in summary:
+            summary.to_csv(folder / "summary.csv", index=False)
         return summary
+
+
+def _finished_runs(store: Store, sweep_id: str) -> pd.DataFrame:
+    """The latest finished run of each point of a sweep, one row each."""
+    runs = store.runs()
+    if runs.empty or "sweep" not in runs:
+        return runs
+    mine = runs[(runs["sweep"] == sweep_id) & (runs["status"] == RunStatus.FINISHED)]
+    return mine.drop_duplicates("point", keep="last").reset_index(drop=True)
+
+
+def _finished_points(store: Store, sweep_id: str) -> set[str]:
+    runs = _finished_runs(store, sweep_id)
+    return set(runs["point"]) if not runs.empty and "point" in runs else set()

@@ -10,7 +10,7 @@ min(timeout, 2 s)) count in the histograms and in `late`, not in throughput.
 
 from workbench.load._engine import Generators, plan_load, run_load
 from workbench.load._profile import LoadProfile, Stage
-from workbench.load._result import ERROR_CLASSES, LoadInterrupted, LoadResult
+from workbench.load._result import ERROR_CLASSES, LoadFailed, LoadInterrupted, LoadResult
 from workbench.load._scenario import Endpoint, Scenario
 from workbench.load._slo import SLO
 
@@ -19,6 +19,7 @@ __all__ = [
     "SLO",
     "Endpoint",
     "Generators",
+    "LoadFailed",
     "LoadInterrupted",
     "LoadProfile",
     "LoadResult",

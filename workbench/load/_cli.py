@@ -10,12 +10,14 @@ from pathlib import Path
 from workbench._errors import InputError
 from workbench.load._engine import plan_load, run_load
 from workbench.load._profile import ARRIVALS
+from workbench.load._result import LoadFailed
 from workbench.load._slo import SLO
 from workbench.load._transport import TRANSPORTS
 
 EXIT_OK = 0
 EXIT_SLO_BROKEN = 1
 EXIT_BAD_INPUT = 2
+EXIT_FAILED = 3
 EXIT_INTERRUPTED = 130
 
 
@@ -44,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run `workbench load`; 0 ok, 1 SLO broken, 2 bad input, 130 interrupted."""
+    """Run `workbench load`; 0 ok, 1 SLO broken, 2 bad input, 3 a worker died, 130 interrupted."""
     try:
         slo = SLO.parse(args.slo) if args.slo is not None else None
         options = {
@@ -90,6 +92,13 @@ def main(args: argparse.Namespace) -> int:
                 Path(args.json).write_text(json.dumps(partial.summary(), indent=2) + "\n")
         print("workbench load: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except LoadFailed as exc:  # a worker died: what was measured until then is still shown
+        if exc.result is not None:
+            print(exc.result.text(), flush=True)
+            if args.json is not None:
+                Path(args.json).write_text(json.dumps(exc.result.summary(), indent=2) + "\n")
+        print(f"workbench load: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except InputError as exc:  # e.g. a --cluster scheduler that cannot be reached
         print(f"workbench load: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -40,6 +40,7 @@ CLOCK_SAMPLES = 3
 LATE_START_WARN_S = 0.05
 FORWARD_JOIN_S = 5.0
 STOP_POLL_S = 0.25
+RUN_TIMEOUT_S = 10.0  # a worker that does not answer a client.run within this is reported
 _HOST_PORT = re.compile(r"[A-Za-z0-9_.\-\[\]:]+:\d+")
 
 
@@ -96,7 +97,11 @@ class ClockOffset:
 
 
 def clock_offsets(
-    client: Client, addresses: list[str], *, samples: int = CLOCK_SAMPLES
+    client: Client,
+    addresses: list[str],
+    *,
+    samples: int = CLOCK_SAMPLES,
+    timeout: float = RUN_TIMEOUT_S,
 ) -> dict[str, ClockOffset]:
     """NTP-style offset of each worker's time.time(): the sample with the shortest round trip wins."""
     out: dict[str, ClockOffset] = {}
@@ -104,7 +109,12 @@ def clock_offsets(
         best: ClockOffset | None = None
         for _ in range(samples):
             t0 = time.time()
-            remote = client.run(time.time, workers=[address])[address]
+            try:
+                remote = client.run(time.time, workers=[address], callback_timeout=timeout)[address]
+            except TimeoutError:
+                raise InputError(
+                    "cluster", f"Dask worker {address} did not answer within {timeout:g} s"
+                ) from None
             t1 = time.time()
             sample = ClockOffset(offset_s=float(remote) - (t0 + t1) / 2, rtt_s=t1 - t0)
             if best is None or sample.rtt_s < best.rtt_s:

@@ -30,7 +30,7 @@ from workbench import hdr as hist
 from workbench._aio import close_loop
 from workbench._errors import InputError, allowed, positive_float, positive_int
 from workbench.load._profile import LoadProfile, default_processes, split_evenly
-from workbench.load._result import ERROR_CLASSES, LoadInterrupted, LoadResult
+from workbench.load._result import ERROR_CLASSES, LoadFailed, LoadInterrupted, LoadResult
 from workbench.load._scenario import DEFAULT_ID_MAX, Scenario
 from workbench.load._timer import Waker
 from workbench.load._transport import (
@@ -878,6 +878,10 @@ def _execute(plan: _Plan, generators: Generators | None = None) -> LoadResult:
         if isinstance(exc, LoadInterrupted) or collector is None:
             raise
         raise LoadInterrupted(collector.partial()) from None
+    except RuntimeError as exc:  # a worker died, failed or missed its deadline
+        if collector is None:
+            raise
+        raise LoadFailed(str(exc), collector.partial(failure=str(exc))) from exc
     finally:
         _stop(procs)
         for pipe in pipes:
@@ -904,10 +908,13 @@ def _receive(
             pipe.close()
             if finished is None or index not in finished:
                 procs[index].join(1.0)
+                code = procs[index].exitcode
+                if code is not None and code < 0:  # killed by a signal
+                    raise RuntimeError(f"load worker {index} died (signal {-code})") from None
                 raise RuntimeError(
-                    f"load worker {index} exited without reporting (exit code "
-                    f"{procs[index].exitcode}); a script that calls run_load must guard its "
-                    "entry point with `if __name__ == '__main__':` (multiprocessing spawn)"
+                    f"load worker {index} exited without reporting (exit code {code}); a script "
+                    "that calls run_load must guard its entry point with "
+                    "`if __name__ == '__main__':` (multiprocessing spawn)"
                 ) from None
             continue
         if message[0] == "error":
@@ -1002,7 +1009,7 @@ class _Collector:
                 flush=True,
             )
 
-    def partial(self) -> LoadResult | None:
+    def partial(self, *, failure: str | None = None) -> LoadResult | None:
         """What the seconds merged so far measured (None before the first); flagged interrupted."""
         if not self.rows:
             return None
@@ -1012,7 +1019,7 @@ class _Collector:
         self.finals = {0: {"lat": lat, "svc": lat, "lag": lag, "connections_used": 0}}
         self.pending.clear()  # seconds not every worker reported are left out
         seconds = float(len(self.rows))  # only the last second of a full run is shorter
-        return self.result(duration=seconds, interrupted=True)
+        return dataclasses.replace(self.result(duration=seconds, interrupted=True), failure=failure)
 
     def result(self, *, duration: float | None = None, interrupted: bool = False) -> LoadResult:
         plan, profile = self.plan, self.plan.profile

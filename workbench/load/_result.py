@@ -64,6 +64,7 @@ class LoadResult:
     clock_skew_ms: float | None = None  # max |clock offset| of the Dask workers vs the client
     worker_hdr_latency: tuple[bytes, ...] = field(default=(), repr=False)
     interrupted: bool = False  # stopped early: counts and series cover the seconds collected
+    failure: str | None = None  # why it stopped early when not by Ctrl-C (a load worker died)
 
     @property
     def throughput_rps(self) -> float:
@@ -102,6 +103,7 @@ class LoadResult:
                 else {}
             ),
             "interrupted": self.interrupted,
+            "failure": self.failure,
         }
 
     def series(self) -> pd.DataFrame:
@@ -138,7 +140,11 @@ class LoadResult:
                 f"  generated on {len(set(self.workers))} Dask worker(s), clock skew "
                 f"{self.clock_skew_ms or 0.0:.1f} ms: " + ", ".join(sorted(set(self.workers)))
             )
-        if self.interrupted:
+        if self.failure:
+            lines.append(
+                f"  FAILED: {self.failure}; partial result of the first {self.duration_s:g} s"
+            )
+        elif self.interrupted:
             lines.append(f"  INTERRUPTED: partial result of the first {self.duration_s:g} s")
         if self.generator_saturated:
             lines.append(f"  GENERATOR SATURATED: {self.saturation_reason}")
@@ -167,4 +173,12 @@ class LoadInterrupted(KeyboardInterrupt):
 
     def __init__(self, result: LoadResult | None) -> None:
         super().__init__("load run interrupted")
+        self.result = result
+
+
+class LoadFailed(RuntimeError):
+    """A load worker died or failed mid-run; `.result` holds what was measured until then (or None)."""
+
+    def __init__(self, message: str, result: LoadResult | None) -> None:
+        super().__init__(message)
         self.result = result
