@@ -77,6 +77,7 @@ def create_app(
                 l2_ttl=settings.l2_ttl,
                 publish=settings.invalidation,
                 write_behind=settings.l2_write_behind,
+                bypass_below=settings.l2_bypass_below,
             )
             if subscriber is not None:
                 watchers.append(asyncio.create_task(res.cache.listen()))

@@ -30,6 +30,8 @@ HEALTH_CHECK_INTERVAL = 1.0  # the listener PINGs a connection silent this long 
 REPLY_TIMEOUT = 1.0  # ... and resubscribes when the PONG does not come within this
 REPEAT_AFTER = 0.5
 TTL_JITTER = 0.2
+BYPASS_WINDOW = 256  # L2 reads over which its hit ratio is judged
+BYPASS_PROBE = 8  # while bypassed, one L1 miss in this many still reads L2
 MAX_WRITES = 1_000  # write-behind L2 sets pending at most
 L2_PAUSE = 1.0  # after a Redis failure, requests skip L2 this long instead of each waiting on it
 
@@ -95,6 +97,7 @@ class MultiLevelCache:
         channel: str = CHANNEL,
         repeat_after: float | None = REPEAT_AFTER,
         write_behind: bool = False,
+        bypass_below: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.redis = redis
@@ -112,6 +115,35 @@ class MultiLevelCache:
         self._clock = clock
         self._l2_down_until = 0.0  # 0: L2 in use; else skipped until then (a circuit breaker)
         self._probing = False
+        self.bypass_below = bypass_below
+        self._asked = 0.0  # L2 reads and their hits, decaying (halved every BYPASS_WINDOW reads)
+        self._hits = 0.0
+        self._skipped = 0
+
+    def _worth_asking(self) -> bool:
+        """Whether to read L2 on this L1 miss.
+
+        A read costs a Redis round trip; it pays only when it hits often enough. While fewer than
+        `bypass_below` of recent reads hit (uniform ids over many users, a cold cache), most
+        misses go straight to the database and fill L2 for later; one in BYPASS_PROBE still
+        reads it, so the ratio is known and reading resumes once L2 has warmed up.
+        """
+        if self.bypass_below <= 0 or self._asked < BYPASS_WINDOW / 2:
+            return True
+        if self._hits >= self.bypass_below * self._asked:
+            return True
+        self._skipped += 1
+        if self._skipped % BYPASS_PROBE == 0:
+            return True
+        metrics.L2_BYPASSED.inc()
+        return False
+
+    def _count_read(self, hit: bool) -> None:
+        self._asked += 1
+        self._hits += hit
+        if self._asked >= BYPASS_WINDOW:
+            self._asked /= 2
+            self._hits /= 2
 
     def _l2_available(self) -> bool:
         """Closed: use L2. Open (after a failure): skip it for L2_PAUSE, then let one probe in."""
@@ -142,7 +174,7 @@ class MultiLevelCache:
             return value
         metrics.CACHE_MISSES.labels("l1").inc()
         raw = None
-        if self._l2_available():
+        if self._worth_asking() and self._l2_available():
             try:
                 with timed(Stage.L2):
                     raw = await self.redis.get(KEY_PREFIX + key)
@@ -151,6 +183,7 @@ class MultiLevelCache:
                 self._l2_failed()
             else:
                 self._l2_ok()
+                self._count_read(raw is not None)
         if raw is None:
             metrics.CACHE_MISSES.labels("l2").inc()
             return None

@@ -48,6 +48,9 @@ BATCH_PENDING = Gauge(
     "Lookups waiting in the batcher (max of the workers)",
     multiprocess_mode="livemax",
 )
+L2_BYPASSED = Counter(
+    "cache_l2_bypassed_total", "L1 misses that skipped L2 because it rarely hit (l2_bypass_below)"
+)
 L2_SKIPPED = Counter(
     "cache_l2_pauses_total", "Times L2 was skipped for a while after a Redis error"
 )

@@ -341,3 +341,33 @@ def test_write_behind_fills_l2_without_the_request_waiting_for_it(stack: Stack) 
             await client.aclose()
 
     asyncio.run(scenario())
+
+
+def test_l2_reads_are_skipped_while_they_rarely_hit_and_resume_when_they_do(stack: Stack) -> None:
+    async def misses(client: aioredis.Redis) -> int:
+        return int((await client.info("stats"))["keyspace_misses"])
+
+    async def scenario() -> None:
+        client = aioredis.Redis.from_url(stack.redis)
+        prefix = f"test:{uuid.uuid4().hex}:"
+        try:
+            cache = MultiLevelCache(redis=client, bypass_below=0.5)
+            before = await misses(client)
+            for i in range(1000):  # a cold cache: every read misses
+                assert await cache.get(f"{prefix}cold{i}") is None
+            read = await misses(client) - before
+            # the first 128 reads judge the ratio; then one L1 miss in 8 still reads L2
+            assert 128 <= read <= 128 + 900 / 8 + 2, read
+            always = MultiLevelCache(redis=client)  # bypass off: every miss reads L2
+            before = await misses(client)
+            for i in range(100):
+                assert await always.get(f"{prefix}other{i}") is None
+            assert await misses(client) - before == 100
+            # L2 warms up (filled elsewhere): the probes hit, and reading resumes
+            await client.mset({f"{KEY_PREFIX}{prefix}warm{i}": b"v" for i in range(3000)})
+            found = [await cache.get(f"{prefix}warm{i}") for i in range(3000)]
+            assert found[-500:] == [b"v"] * 500  # read from L2 again at the end
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
