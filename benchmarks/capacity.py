@@ -68,7 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         for run, what in ((capacity.held, "at capacity"), (capacity.broke, "where it broke")):
             if run is not None and not run.anatomy().empty:
-                print(f"    {what}: {anatomy.sentence(run.anatomy_table)}")
+                opened = (
+                    run.server["connects_per_s"].mean() if "connects_per_s" in run.server else 0
+                )
+                print(
+                    f"    {what}: {anatomy.sentence(run.anatomy_table)} "
+                    f"New database connections: {opened:.1f}/s."
+                )
     _explain(found, closed, closed_p95, slo=SLO.parse(args.slo))
     naive, optimized = found["naive"].max_rate, found["optimized"].max_rate
     if naive and optimized:

@@ -11,6 +11,7 @@ from service.settings import ServiceSettings
 from workbench._errors import InputError
 from workbench.capacity import Capacity, bracket, estimate, holds, narrow, search
 from workbench.experiment import Session
+from workbench.load import SLO
 from workbench.stack import Stack
 from workbench.store import Store
 
@@ -85,3 +86,20 @@ def test_holds_reads_summary_rows() -> None:
 def test_bad_input_is_named(stack: Stack, kwargs: dict[str, object], name: str) -> None:
     with pytest.raises(InputError, match=f"^{name}: "):
         search(stack, settings=ServiceSettings(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_step_broken_only_by_the_generator_is_told_apart() -> None:
+    from workbench.capacity import breaks, generator_only
+    from workbench.run import RunResult
+
+    def run(**row: object) -> RunResult:
+        summary = {"p95_ms": 5.0, "requests": 1000, "errors": 0, "asked_rate": 300.0,
+                   "throughput_rps": 300.0, **row}  # fmt: skip
+        return RunResult("r", {}, summary, pd.DataFrame(), pd.DataFrame(), b"")
+
+    slo = SLO.parse("p95=50ms")
+    lagging = run(generator_saturated=True, saturation_reason="send lag P99 14.8 ms > 10 ms")
+    assert generator_only(lagging, slo) and breaks(lagging, slo)  # broken, but not by the service
+    slow = run(generator_saturated=True, p95_ms=80.0)
+    assert not generator_only(slow, slo)
+    assert not generator_only(run(), slo) and not breaks(run(), slo)

@@ -67,6 +67,15 @@ def test_ratio_interval_pairs_the_rounds() -> None:
     assert row["capacity_ci_low"] < row["capacity_ci_high"]
 
 
+def test_one_round_gives_each_search_its_bisection_bracket() -> None:
+    found = table(measured({"naive": [400], "+pool": [800]}), n_boot=200).set_index("step")
+    assert found.loc["naive", ["capacity_ci_low", "capacity_ci_high"]].tolist() == [400, 420]
+    assert found.loc["+pool", ["capacity_ci_low", "capacity_ci_high"]].tolist() == [800, 840]
+    # the ratio spans the ends of both brackets: 800 / 420 .. 840 / 400
+    assert found.loc["+pool", "ratio_ci_low"] == pytest.approx(800 / 420)
+    assert found.loc["+pool", "ratio_ci_high"] == pytest.approx(840 / 400)
+
+
 def test_mechanism_names_the_stage_that_moved_most() -> None:
     before = anatomy(pool=(90.0, 180.0), query=(1.0, 2.0))
     after = anatomy(pool=(1.0, 2.0), query=(1.1, 2.1))

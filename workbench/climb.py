@@ -248,6 +248,10 @@ def table(
     rows = []
     previous = pd.DataFrame()
     previous_frames: list[pd.DataFrame] = []
+    single = len(wide) == 1
+    if single and "broke_at" in measured:
+        broke = measured.set_index("step")["broke_at"].astype(float)
+        base_high = broke.get(names[0], float("nan"))
     for name in names:
         repeats = measured[measured["step"] == name]
         capacity = wide[name].to_numpy()
@@ -256,6 +260,14 @@ def table(
             ratio_boot = np.nanmedian(capacity[draws], axis=1) / base_boot
             ratio = cap / float(np.nanmedian(base))
         ratio_low, ratio_high = interval(ratio_boot, confidence=confidence)
+        if single and "broke_at" in measured:
+            # One search per step: its bisection bracket [held, broke) is the interval it gives,
+            # and the ratio's interval spans the two brackets' ends.
+            cap_high = float(broke.get(name, float("nan")))
+            base_low = float(base[0])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio_low = cap_low / base_high if base_high == base_high else float("nan")
+                ratio_high = cap_high / base_low if base_low else float("nan")
         p95_ms, p95_low, p95_high = _median_ci(p95[name].to_numpy(), draws, confidence)
         frames = list(repeats["anatomy"])
         current = _mean_anatomy(frames)
