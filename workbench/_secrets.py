@@ -16,7 +16,9 @@ MASK = "***"
 PASSWORD_FILE = "password"
 # Real URLs of masked ones, for processes we start (a notebook's kernel): {masked: real}.
 REVEAL_ENV = "WORKBENCH_SECRET_URLS"
-_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
+_USERINFO = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s\"',]*):(?P<pw>[^@/\s\"',]+)@"
+)
 
 
 def mask_url(url: str) -> str:
