@@ -244,3 +244,12 @@ def test_connections_go_to_the_address_that_was_checked(
     assert summary["errors"] == 0 and summary["requests"] > 150
     assert "server_rps" in store.load(result.run_id).server  # the scrapes reached it too
     assert asked_later == []
+
+
+def test_urls_with_a_password_are_stored_masked() -> None:
+    experiment = ExternalExperiment(
+        target_url="http://bench:S3CRET@127.0.0.1:8000",
+        metrics_url="http://bench:S3CRET@127.0.0.1:9100/metrics",
+    )
+    assert "S3CRET" not in str(experiment.target())
+    assert experiment.target()["target_url"] == "http://bench:***@127.0.0.1:8000"
