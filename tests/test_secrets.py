@@ -128,3 +128,12 @@ def test_an_in_process_sweep_with_database_url_writes_it_nowhere(
     assert SECRET not in out + err and stack_password not in out + err
     assert list((data / "runs").iterdir())
     assert _files_with(data, [SECRET, stack_password]) == []
+
+
+def test_a_bad_url_is_named_without_its_password() -> None:
+    from workbench._errors import InputError
+
+    with pytest.raises(InputError) as info:
+        Stack(database_url=f"mysql://user:{SECRET}@127.0.0.1/db")
+    assert info.value.name == "database_url"
+    assert SECRET not in str(info.value) and "user:***@" in str(info.value)
