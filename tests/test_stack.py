@@ -278,3 +278,15 @@ def test_servers_run_unprivileged_and_refuse_clients_without_the_password(stack:
             redis_url=stack.redis,
         ).check()
     assert password not in str(info.value) and "postgres:***@" in str(info.value)
+
+
+def test_a_second_stack_in_the_same_process_on_the_same_folder_is_refused(
+    stack_root: Path,
+) -> None:
+    root = _own_root(stack_root, "twice")
+    with Stack(users=10, root=root, progress=lambda _: None) as first:
+        with pytest.raises(StackError, match=rf"this process already runs a stack on {root}"):
+            Stack(users=10, root=root, progress=lambda _: None).start()
+        first.check()  # untouched
+    with Stack(users=10, root=root, progress=lambda _: None) as again:  # free once stopped
+        again.check()

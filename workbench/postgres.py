@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -172,6 +173,12 @@ class EmbeddedPostgres:
         old = _postmaster(self.data_dir)
         if old is None:
             return
+        with contextlib.suppress(psutil.Error):
+            if old.ppid() == os.getpid():  # the stack lock does not tell apart our own stacks
+                raise StackError(
+                    f"this process already runs PostgreSQL (pid {old.pid}) on {self.data_dir}; "
+                    "stop that stack first, or give this one another folder"
+                )
         try:
             old.wait(OLD_SERVER_WAIT_S)
             return

@@ -30,6 +30,9 @@ DEFAULT_USERS = 100_000
 STATE_FILE = "state.json"
 # Held (a POSIX lock, which forked children do not inherit) by the process whose stack runs here.
 LOCK_FILE = "stack.lock"
+# Folders this process holds: POSIX locks do not exclude their own process, and closing any
+# descriptor of the lock file would release it.
+_HELD: set[Path] = set()
 
 
 def stack_dir() -> Path:
@@ -145,6 +148,11 @@ class Stack(_process.Managed):
 
     def _take_folder(self) -> None:
         """Lock root for this process; StackError naming the process whose stack runs there."""
+        if self.root.resolve() in _HELD:
+            raise StackError(
+                f"this process already runs a stack on {self.root}; use that one (or attach to "
+                "its URLs), or give this one another folder"
+            )
         path = self.root / LOCK_FILE
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
@@ -161,6 +169,7 @@ class Stack(_process.Managed):
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(me).encode(), 0)
         self._lock = fd
+        _HELD.add(self.root.resolve())
 
     def _release_folder(self) -> None:
         if self._lock is not None:
@@ -168,6 +177,7 @@ class Stack(_process.Managed):
                 os.ftruncate(self._lock, 0)
             os.close(self._lock)  # closing releases the lock
             self._lock = None
+            _HELD.discard(self.root.resolve())
 
     def _start_upstream(self, *, detach: bool) -> None:
         """The fake upstream HTTP service (service.upstream_fake) on a free port."""
