@@ -198,8 +198,11 @@ def test_a_second_stack_on_a_busy_folder_names_the_process_holding_it(stack_root
     holder, _ = _holder(root)
     try:
         before = descendants()
-        with pytest.raises(StackError, match=rf"another stack runs on {root}: pid {holder.pid} "):
+        with pytest.raises(
+            StackError, match=rf"another stack runs on {root}: pid {holder.pid} "
+        ) as info:
             Stack(users=10, root=root, progress=lambda _: None).start()
+        assert f"`kill {holder.pid}`" in str(info.value)
         assert descendants() <= before
         assert holder.poll() is None  # the running stack is untouched
     finally:

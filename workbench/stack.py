@@ -158,12 +158,12 @@ class Stack(_process.Managed):
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            holder = _holder(fd)
+            pid, holder = _holder(fd)
             os.close(fd)
             raise StackError(
                 f"another stack runs on {self.root}: {holder}. Stop it (Ctrl-C where it runs, or "
-                "`kill PID`), or run `workbench stack up` once so that every command attaches to "
-                "one stack, or set WORKBENCH_STACK_DIR to another folder for a separate stack"
+                f"`kill {pid or 'PID'}`), or run `workbench stack up` once so that every command "
+                "attaches to one stack, or set WORKBENCH_STACK_DIR to another folder"
             ) from None
         me = {"pid": os.getpid(), "command": " ".join(sys.argv)[:200]}
         os.ftruncate(fd, 0)
@@ -391,15 +391,15 @@ def stop_detached(root: Path | None = None) -> list[str]:
     return stopped
 
 
-def _holder(fd: int) -> str:
-    """Who holds a stack's lock file, from what it wrote there."""
+def _holder(fd: int) -> tuple[int | None, str]:
+    """Who holds a stack's lock file (pid, description), from what it wrote there."""
     try:
         info = json.loads(os.pread(fd, 4096, 0) or b"{}")
         pid = int(info["pid"])
     except (OSError, ValueError, KeyError, TypeError):
-        return "a process that did not say which"
+        return None, "a process that did not say which"
     command = info.get("command") or "?"
-    return f"pid {pid} (`{command}`)"
+    return pid, f"pid {pid} (`{command}`)"
 
 
 async def _pg_version(url: str) -> str:
