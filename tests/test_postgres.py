@@ -4,12 +4,14 @@ is recreated with a message instead of failing or staying open."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from workbench._errors import StackError
 from workbench.postgres import binaries_major, data_major, password_auth, pg_bin_dir
 from workbench.stack import Stack
 
@@ -62,3 +64,23 @@ def test_a_data_folder_open_to_everyone_is_recreated_with_a_password(root: Path)
 
         with pytest.raises(asyncpg.InvalidPasswordError):
             asyncio.run(without_password())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_a_pginstall_planted_by_another_user_is_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pwd
+
+    from workbench import postgres
+
+    cache = tmp_path / "stack"
+    planted = cache / "pginstall" / "bin"
+    planted.mkdir(parents=True)
+    (planted / "postgres").write_text("#!/bin/sh\necho pwned\n")
+    nobody = pwd.getpwnam("nobody")
+    os.chown(cache / "pginstall", nobody.pw_uid, nobody.pw_gid)
+    # as when the venv lies under a 0700 home: the wheel's binaries are copied into the stack folder
+    monkeypatch.setattr(postgres._process, "reachable_by", lambda path, user: False)
+    with pytest.raises(StackError, match=r"pginstall belongs to nobody"):
+        postgres._bin_for("nobody", cache)

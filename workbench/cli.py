@@ -467,8 +467,15 @@ def _cmd_stack(args: argparse.Namespace) -> int:
         print(f"REDIS_URL={mask_url(str(state['redis_url']))}  (Redis {health['redis']})")
         print(f"password (for *** above) in {stack_dir() / PASSWORD_FILE}")
         return 0
+    listed = (read_state() or {}).get("pids")
     stopped = stop_detached()
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    if isinstance(listed, dict) and listed and not stopped:
+        # pids are reused: one is signalled only while its start time is the recorded one
+        print(
+            f"state.json listed pids {sorted(listed.values())} (not the stack's servers any more, "
+            "or recorded without start times by an older workbench); none was signalled"
+        )
     return 0
 
 
