@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from workbench._secrets import hide, mask_text, mask_url, reveal, with_password
+from workbench._secrets import hide, reveal, with_password
 from workbench.experiment import Experiment
 from workbench.stack import Stack
 from workbench.store import Store
@@ -20,28 +20,6 @@ from workbench.sweep import Sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "S3cretPassw0rdXyz"
-
-
-@pytest.mark.parametrize(
-    ("url", "masked"),
-    [
-        ("postgresql://user:pw@host:5432/db", "postgresql://user:***@host:5432/db"),
-        ("redis://:pw@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
-        ("http://127.0.0.1:8000/users/1", "http://127.0.0.1:8000/users/1"),
-        ("postgresql://user@host/db", "postgresql://user@host/db"),
-        ("https://a:b%40c@example.com/x?y=1", "https://a:***@example.com/x?y=1"),
-    ],
-)
-def test_mask_url_hides_the_password_only(url: str, masked: str) -> None:
-    assert mask_url(url) == masked
-
-
-def test_mask_text_masks_urls_inside_messages() -> None:
-    text = 'connect to "postgresql://u:pw@h/db" failed; see http://127.0.0.1:80,"a@b"'
-    assert (
-        mask_text(text)
-        == 'connect to "postgresql://u:***@h/db" failed; see http://127.0.0.1:80,"a@b"'
-    )
 
 
 def test_hidden_urls_are_revealed_only_through_the_environment(

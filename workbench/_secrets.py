@@ -4,42 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from service.redact import MASK, mask_text, mask_url
 from workbench import _fs
 
-MASK = "***"
+__all__ = ["MASK", "hide", "mask_text", "mask_url", "reveal", "stack_password", "with_password"]
+
 PASSWORD_FILE = "password"
 # Real URLs of masked ones, for processes we start (a notebook's kernel): {masked: real}.
 REVEAL_ENV = "WORKBENCH_SECRET_URLS"
-_USERINFO = re.compile(
-    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s\"',]*):(?P<pw>[^@/\s\"',]+)@"
-)
-
-
-def mask_url(url: str) -> str:
-    """url with its password replaced by ***: postgresql://user:***@host/db."""
-    if not isinstance(url, str):
-        return url
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return mask_text(url)
-    if not password:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
-
-
-def mask_text(text: str) -> str:
-    """text with the password of every URL in it masked (for messages that quote URLs)."""
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
 
 
 def password_of(url: str) -> str | None:
