@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -163,8 +164,7 @@ def _holder(root: Path) -> tuple[subprocess.Popen[str], str]:
 
 
 def _own_root(stack_root: Path, name: str) -> Path:
-    root = stack_root / name
-    root.mkdir()
+    root = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=stack_root))
     root.chmod(0o755)
     return root
 
