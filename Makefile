@@ -4,16 +4,18 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# The exact versions installed (a pip freeze of a clean install): installs do not drift.
+LOCK := constraints.txt
 
-.PHONY: install demo test check format lab clean-stack
+.PHONY: install demo test check format lab clean-stack lock
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing into $(VENV) ..."
 	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@$(PY) -m pip install -q --disable-pip-version-check -c $(LOCK) -e '.[dev]'
 	@$(PY) -c "from workbench.report import ensure_kernel; ensure_kernel()"
 	@touch $(STAMP)
 
@@ -34,6 +36,16 @@ format: install
 
 lab: install
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+# Re-resolve the dependencies in a fresh venv and write the lock (after editing pyproject.toml).
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+	.venv-lock/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	{ sed -n '1,2p' $(LOCK); .venv-lock/bin/python -m pip freeze --exclude-editable; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf .venv-lock
 
 clean-stack:
 	-@$(VENV)/bin/workbench stack down

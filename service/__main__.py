@@ -7,6 +7,7 @@ import sys
 import tempfile
 from urllib.parse import urlsplit
 
+from service.redact import mask_text, mask_url
 from service.settings import ServiceSettings, SettingsError
 
 # Variable → (required, allowed URL schemes)
@@ -33,11 +34,11 @@ def check_environment(environ: dict[str, str]) -> tuple[ServiceSettings, str, in
             parts = urlsplit(value)
             _ = parts.port
         except ValueError as exc:
-            raise SettingsError(name, f"is not a valid URL ({exc}): {value!r}") from None
+            raise SettingsError(name, f"is not a valid URL ({exc}): {mask_text(value)!r}") from None
         if parts.scheme not in schemes or not parts.hostname:
             raise SettingsError(
                 name,
-                f"must be a URL like {schemes[0]}://host:port/... ({'/'.join(schemes)}), got {value!r}",
+                f"must be a URL like {schemes[0]}://host:port/... ({'/'.join(schemes)}), got {mask_url(value)!r}",
             )
     host = environ.get("HOST", "127.0.0.1")
     text = environ.get("PORT", "8000")

@@ -169,10 +169,13 @@ def test_stack_up_status_down(stack: Stack) -> None:
     env = {"WORKBENCH_STACK_DIR": str(Path(stack.root) / "detached")}
     up = workbench("stack", "up", "--users", "100", env=env)
     assert up.returncode == 0, up.stderr
-    assert "DATABASE_URL=postgresql://" in up.stdout
+    assert "DATABASE_URL=postgresql://postgres:***@127.0.0.1:" in up.stdout
+    password = (Path(stack.root) / "detached" / "password").read_text().strip()
     try:
         status = workbench("stack", "status", env=env)
         assert status.returncode == 0 and "PostgreSQL 18" in status.stdout
+        for shown in (up, status):  # the password is in its 0600 file, not in the output
+            assert password not in shown.stdout + shown.stderr and "***@" in shown.stdout
         assert workbench("stack", "up", env=env).returncode == 1  # one at a time
     finally:
         down = workbench("stack", "down", env=env)

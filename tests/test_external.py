@@ -193,3 +193,63 @@ def test_external_run_costs_what_it_can_see(external: str, tmp_path: Path) -> No
     assert seen.projection(cores=8).rate_rps == pytest.approx(8000 / ms["service"])
     with pytest.raises(InputError, match="^pids: "):
         ExternalExperiment(target_url=external, pids=("1",))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("transport", ["raw", "httpx"])
+def test_connections_go_to_the_address_that_was_checked(
+    external: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
+    """DNS rebinding: the name resolves to loopback when checked, elsewhere afterwards."""
+    import socket
+    import types
+
+    import workbench.load._engine as engine
+
+    port = int(external.rsplit(":", 1)[1])
+    name = "rebind.test"
+    real_getaddrinfo = socket.getaddrinfo
+    asked_later: list[str] = []
+
+    def at_check(host: str, *args: object, **kwargs: object) -> list[tuple]:  # type: ignore[type-arg]
+        host = "127.0.0.1" if host == name else host
+        return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    def afterwards(host: str, *args: object, **kwargs: object) -> list[tuple]:  # type: ignore[type-arg]
+        if host == name:
+            asked_later.append(host)
+            host = "192.0.2.1"  # a documentation address: nothing answers there
+        return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    # the loopback guard sees the first answer; every later lookup in this process the second
+    # (load workers resolve with uvloop, which cannot find this made-up name at all)
+    monkeypatch.setattr(
+        engine,
+        "socket",
+        types.SimpleNamespace(getaddrinfo=at_check, SOCK_STREAM=socket.SOCK_STREAM),
+    )
+    monkeypatch.setattr(socket, "getaddrinfo", afterwards)
+    store = Store(tmp_path / "runs")
+    result = ExternalExperiment(
+        target_url=f"http://{name}:{port}",
+        metrics_url=f"http://{name}:{port}/metrics",
+        path="/items/{id}",
+        rate=100,
+        duration=2,
+        warmup=0.2,
+        connections=4,
+        processes=1,
+        transport=transport,
+    ).run(store=store, progress=False)
+    summary = result.summary()
+    assert summary["errors"] == 0 and summary["requests"] > 150
+    assert "server_rps" in store.load(result.run_id).server  # the scrapes reached it too
+    assert asked_later == []
+
+
+def test_urls_with_a_password_are_stored_masked() -> None:
+    experiment = ExternalExperiment(
+        target_url="http://bench:S3CRET@127.0.0.1:8000",
+        metrics_url="http://bench:S3CRET@127.0.0.1:9100/metrics",
+    )
+    assert "S3CRET" not in str(experiment.target())
+    assert experiment.target()["target_url"] == "http://bench:***@127.0.0.1:8000"

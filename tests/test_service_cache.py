@@ -272,7 +272,8 @@ def _drop_l2(stack: Stack, key: str) -> None:
 
 
 def test_workers_survive_a_redis_restart_and_resubscribe(stack: Stack, tmp_path: Path) -> None:
-    redis_server = EmbeddedRedis(tmp_path / "redis")
+    # a folder the server user (nobody, under root) can reach: not pytest's 0700 tmp_path
+    redis_server = EmbeddedRedis(stack.root / f"restart-{tmp_path.name}" / "redis")
     redis_server.start()
     try:
         own = Stack(

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +20,7 @@ import redis
 from workbench._errors import InputError, StackError
 from workbench.faults import frozen
 from workbench.seed import connect, seed, seeded_users, user_row
-from workbench.stack import Stack
+from workbench.stack import Stack, stop_detached
 
 from .conftest import TEST_USERS, descendants
 
@@ -132,3 +138,158 @@ def test_missing_server_binary_is_a_clear_error(
             upstream_url=stack.upstream_url,
         ).start()  # fmt: skip
     assert descendants() <= before
+
+
+# --- one stack per folder, pids checked, servers behind a password (issue 13) -------------
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from workbench.stack import Stack, stop_detached
+stack = Stack(users=10, root=Path(sys.argv[1]), progress=lambda _: None).start()
+print(stack.url, flush=True)
+time.sleep(600)
+"""
+
+
+def _holder(root: Path) -> tuple[subprocess.Popen[str], str]:
+    """A process running a stack on root (a `workbench serve`, a notebook); its database URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(root)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    assert url.startswith("postgresql://"), "the holder did not start its stack"
+    return proc, url
+
+
+def _own_root(stack_root: Path, name: str) -> Path:
+    root = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=stack_root))
+    root.chmod(0o755)
+    return root
+
+
+def test_stack_down_does_not_signal_a_pid_now_used_by_another_process(tmp_path: Path) -> None:
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        started = psutil.Process(bystander.pid).create_time()
+        # state.json of a stack whose postgres had this pid, but started at another time
+        (tmp_path / "state.json").write_text(
+            json.dumps(
+                {
+                    "database_url": "postgresql://postgres@127.0.0.1:1/postgres",
+                    "redis_url": "redis://127.0.0.1:1/0",
+                    "upstream_url": None,
+                    "pids": {"postgres": bystander.pid},
+                    "started": {"postgres": started - 1000.0},
+                }
+            )
+        )
+        assert stop_detached(tmp_path) == []
+        time.sleep(0.3)
+        assert bystander.poll() is None, "stack down signalled a process that is not its server"
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_a_second_stack_on_a_busy_folder_names_the_process_holding_it(stack_root: Path) -> None:
+    root = _own_root(stack_root, "busy")
+    holder, _ = _holder(root)
+    try:
+        before = descendants()
+        with pytest.raises(
+            StackError, match=rf"another stack runs on {root}: pid {holder.pid} "
+        ) as info:
+            Stack(users=10, root=root, progress=lambda _: None).start()
+        assert f"`kill {holder.pid}`" in str(info.value)
+        assert descendants() <= before
+        assert holder.poll() is None  # the running stack is untouched
+    finally:
+        holder.terminate()
+        holder.wait(30)
+
+
+def test_a_stack_attaches_to_a_detached_stack_on_its_folder(stack_root: Path) -> None:
+    root = _own_root(stack_root, "detached")
+    up = Stack(users=10, root=root, progress=lambda _: None).start(detach=True)
+    try:
+        state = json.loads((root / "state.json").read_text())
+        password = (root / "password").read_text().strip()
+        assert password not in json.dumps(state)  # no secret in state.json
+        assert set(state["started"]) == {"postgres", "redis", "upstream"}
+        messages: list[str] = []
+        with Stack(users=10, root=root, progress=messages.append) as second:
+            assert second.pids() == {}  # it started nothing
+            assert second.url == up.url and second.redis == up.redis
+            second.check()
+        assert any("attached to the stack running on" in m for m in messages)
+    finally:
+        assert sorted(stop_detached(root)) == ["postgres", "redis", "upstream"]
+
+
+def test_a_stack_starts_on_a_folder_whose_previous_owner_was_killed(stack_root: Path) -> None:
+    root = _own_root(stack_root, "killed")
+    holder, url = _holder(root)
+    connected = threading.Event()
+
+    async def client_for_a_while() -> None:
+        # A client still connected keeps the orphaned server alive after its owner dies (it
+        # shuts down once its clients leave), as the service's connections do for a moment.
+        conn = await asyncpg.connect(url)
+        connected.set()
+        await asyncio.sleep(1.5)
+        await conn.close()
+
+    client = threading.Thread(target=asyncio.run, args=(client_for_a_while(),))
+    client.start()
+    assert connected.wait(10)
+    holder.kill()
+    holder.wait()
+    old = int((root / "postgres" / "postmaster.pid").read_text().split()[0])
+    try:
+        assert psutil.pid_exists(old)
+        with Stack(users=10, root=root, progress=lambda _: None) as again:
+            again.check()
+        assert not psutil.pid_exists(old)
+    finally:
+        client.join(10)
+
+
+def test_servers_run_unprivileged_and_refuse_clients_without_the_password(stack: Stack) -> None:
+    if os.geteuid() == 0:
+        for name in ("postgres", "redis"):
+            assert psutil.Process(stack.pids()[name]).username() == "nobody", name
+    password = (stack.root / "password").read_text().strip()
+    assert os.stat(stack.root / "password").st_mode & 0o777 == 0o600
+    assert f":{password}@" in stack.url and f":{password}@" in stack.redis
+    port = stack.url.rsplit(":", 1)[1].split("/")[0]
+
+    async def without_password() -> None:
+        conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres")
+        await conn.close()
+
+    with pytest.raises(
+        (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)
+    ):
+        asyncio.run(without_password())
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis.from_url(stack.redis.replace(f":{password}@", "")).get("x")
+    with pytest.raises(StackError) as info:  # errors show URLs without their password
+        Stack(
+            database_url=f"postgresql://postgres:{password}@127.0.0.1:1/postgres",
+            redis_url=stack.redis,
+        ).check()
+    assert password not in str(info.value) and "postgres:***@" in str(info.value)
+
+
+def test_a_second_stack_in_the_same_process_on_the_same_folder_is_refused(
+    stack_root: Path,
+) -> None:
+    root = _own_root(stack_root, "twice")
+    with Stack(users=10, root=root, progress=lambda _: None) as first:
+        with pytest.raises(StackError, match=rf"this process already runs a stack on {root}"):
+            Stack(users=10, root=root, progress=lambda _: None).start()
+        first.check()  # untouched
+    with Stack(users=10, root=root, progress=lambda _: None) as again:  # free once stopped
+        again.check()

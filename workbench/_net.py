@@ -7,6 +7,7 @@ import socket
 from urllib.parse import urlsplit
 
 from workbench._errors import InputError
+from workbench._secrets import mask_text, mask_url
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
@@ -64,7 +65,9 @@ def check_url(name: str, url: str, *, schemes: tuple[str, ...]) -> str:
         parts = urlsplit(url)
         _ = parts.port
     except ValueError as exc:
-        raise InputError(name, f"not a valid URL ({exc}): {url!r}") from None
+        raise InputError(name, f"not a valid URL ({exc}): {mask_text(url)!r}") from None
     if parts.scheme not in schemes or not parts.hostname:
-        raise InputError(name, f"must be a URL like {schemes[0]}://host:port/..., got {url!r}")
+        raise InputError(
+            name, f"must be a URL like {schemes[0]}://host:port/..., got {mask_url(url)!r}"
+        )
     return url

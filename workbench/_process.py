@@ -19,6 +19,7 @@ from typing import Any, Self
 
 import psutil
 
+from workbench import _fs
 from workbench._errors import StackError
 
 _PR_SET_PDEATHSIG = 1
@@ -93,7 +94,7 @@ def _popen(
 ) -> subprocess.Popen[bytes]:
     ids = user_ids(user)
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
+    with os.fdopen(_fs.open_append(log), "ab") as out:
         return subprocess.Popen(
             list(argv),
             stdout=out,
@@ -131,11 +132,32 @@ def run(
     )
 
 
-def stop_pid(pid: int, *, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-    """Send sig to pid and its process tree, wait, then SIGKILL whatever is left."""
+def started_at(pid: int) -> float | None:
+    """The start time of process pid (psutil's create_time), or None when it is gone."""
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def same_process(pid: int, started: float) -> bool:
+    """True when pid is still the process that started at `started` (not a reused pid)."""
+    now = started_at(pid)
+    return now is not None and abs(now - started) < 0.05
+
+
+def stop_pid(
+    pid: int, *, sig: int = signal.SIGTERM, timeout: float = 10.0, started: float | None = None
+) -> None:
+    """Send sig to pid and its process tree, wait, then SIGKILL whatever is left.
+
+    started: the process's start time when it was recorded; a pid now used by another is left alone.
+    """
     try:
         root = psutil.Process(pid)
     except psutil.NoSuchProcess:
+        return
+    if started is not None and not same_process(pid, started):
         return
     family = [root]
     with contextlib.suppress(psutil.Error):

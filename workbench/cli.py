@@ -438,30 +438,44 @@ def _print_summary(sweep_id: str, summary: Any) -> None:
 
 
 def _cmd_stack(args: argparse.Namespace) -> int:
-    from workbench.stack import Stack, read_state, stop_detached
+    from workbench._secrets import PASSWORD_FILE, mask_url
+    from workbench.stack import Stack, read_state, stack_dir, state_alive, stop_detached
 
     if args.action == "up":
-        if read_state():
+        state = read_state()
+        if state and state_alive(state):
             print("a stack is already up; `workbench stack status` shows it", file=sys.stderr)
             return 1
         stack = Stack(users=args.users).start(detach=True)
         print(f"state saved in {stack.save_state()}")
         print(
-            f"DATABASE_URL={stack.url}\nREDIS_URL={stack.redis}\nUPSTREAM_URL={stack.upstream_url}"
+            f"DATABASE_URL={mask_url(stack.url)}\nREDIS_URL={mask_url(stack.redis)}\n"
+            f"UPSTREAM_URL={stack.upstream_url}"
         )
+        print(f"password (for *** above) in {stack.root / PASSWORD_FILE}")
         return 0
     if args.action == "status":
         state = read_state()
-        if not state:
+        if not state or not state_alive(state):
             print("no stack is up")
             return 1
         attached = Stack(database_url=str(state["database_url"]), redis_url=str(state["redis_url"]))
         health = attached.check()
-        print(f"DATABASE_URL={state['database_url']}  (PostgreSQL {health['postgres']})")
-        print(f"REDIS_URL={state['redis_url']}  (Redis {health['redis']})")
+        print(
+            f"DATABASE_URL={mask_url(str(state['database_url']))}  (PostgreSQL {health['postgres']})"
+        )
+        print(f"REDIS_URL={mask_url(str(state['redis_url']))}  (Redis {health['redis']})")
+        print(f"password (for *** above) in {stack_dir() / PASSWORD_FILE}")
         return 0
+    listed = (read_state() or {}).get("pids")
     stopped = stop_detached()
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    if isinstance(listed, dict) and listed and not stopped:
+        # pids are reused: one is signalled only while its start time is the recorded one
+        print(
+            f"state.json listed pids {sorted(listed.values())} (not the stack's servers any more, "
+            "or recorded without start times by an older workbench); none was signalled"
+        )
     return 0
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from workbench._errors import InputError, positive_float, positive_int
+from workbench._secrets import mask_url
 from workbench.experiment import assemble, load_profile, window_cpu
 from workbench.fingerprint import fingerprint
 from workbench.load import Generators, LoadFailed, LoadResult, plan_load, run_load
@@ -74,7 +75,11 @@ class ExternalExperiment:
 
     def target(self) -> dict[str, Any]:
         """What is recorded instead of service settings: the run's target is external."""
-        return {"target": TARGET, "target_url": self.target_url, "metrics_url": self.metrics_url}
+        return {
+            "target": TARGET,
+            "target_url": mask_url(self.target_url),
+            "metrics_url": mask_url(self.metrics_url) if self.metrics_url else None,
+        }
 
     def profile(self) -> dict[str, Any]:
         """The load profile as a JSON-able dict."""
@@ -85,18 +90,25 @@ class ExternalExperiment:
             "cluster": _cluster_name(self.cluster),
         }
 
-    def check(self) -> None:
-        """Validate the load and the metrics URL (loopback unless allow_remote); start nothing."""
+    def check(self) -> str | None:
+        """Validate the load and the metrics URL (loopback unless allow_remote); start nothing.
+
+        The address metrics_url's host resolved to and was checked at: scrapes connect there.
+        """
         plan_load(self.url, **self._load_options(progress=False, for_plan=True))
-        if self.metrics_url is not None:
-            try:
-                _resolve(self.metrics_url, allow_remote=self.allow_remote, transport="httpx")
-            except InputError as exc:
-                raise InputError("metrics_url", str(exc).removeprefix("url: ")) from None
+        if self.metrics_url is None:
+            return None
+        try:
+            _, address, _ = _resolve(
+                self.metrics_url, allow_remote=self.allow_remote, transport="httpx"
+            )
+        except InputError as exc:
+            raise InputError("metrics_url", str(exc).removeprefix("url: ")) from None
+        return address
 
     def run(self, *, store: Store | None = None, progress: bool = True) -> RunResult:
         """Load the target, scrape its metrics, attribute and store the run."""
-        self.check()
+        metrics_address = self.check()
         run_id = new_run_id(self.name or f"external{self.path}")
         store = store if store is not None else Store()
         manifest: dict[str, Any] = {
@@ -130,7 +142,9 @@ class ExternalExperiment:
                         self.url, **self._load_options(progress=False, for_plan=True)
                     ).processes
                 )
-            monitor = Monitor(metrics_url=self.metrics_url, processes=pids).start()
+            monitor = Monitor(
+                metrics_url=self.metrics_url, processes=pids, metrics_address=metrics_address
+            ).start()
             t0 = time.monotonic()
             load = run_load(
                 self.url, generators=generators, **self._load_options(progress=progress)

@@ -18,6 +18,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from workbench import anatomy
+from workbench.load._transport import pin_request
 
 Sample = dict[str, float]
 
@@ -242,6 +243,8 @@ class Monitor:
     # Families accounted in cpu_seconds() only, without per-second columns (the load reports its
     # generators' CPU per second itself).
     cpu_only: tuple[str, ...] = ("generator",)
+    # the address the loopback guard checked for metrics_url's host: scrapes go there, by name
+    metrics_address: str | None = None
     rows: list[dict[str, Any]] = field(default_factory=list, init=False)
     # (epoch s, the service's anatomy histograms) at each scrape, for the run's window
     snapshots: list[tuple[float, anatomy.Snapshot]] = field(default_factory=list, init=False)
@@ -311,7 +314,10 @@ class Monitor:
         row: dict[str, Any] = {"time": now_wall, "since": last}
         if self.metrics_url:
             try:
-                families = list(text_string_to_metric_families(client.get(self.metrics_url).text))
+                request = client.build_request("GET", self.metrics_url)
+                if self.metrics_address:
+                    request = pin_request(request, self.metrics_address)
+                families = list(text_string_to_metric_families(client.send(request).text))
                 scraped = _sample(families)
                 snap = anatomy.snapshot(families)
                 if snap is not None:

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workbench import _process
+import psutil
+
+from workbench import _fs, _process, _secrets
 from workbench._errors import StackError
 from workbench._net import free_port
 
 DEFAULT_MAX_CONNECTIONS = 300
+# How long a server left by an earlier stack on the same folder (its owner was killed) may take
+# to exit before we stop it ourselves.
+OLD_SERVER_WAIT_S = 5.0
 
 
 def pg_bin_dir() -> Path:
@@ -41,12 +49,41 @@ def _bin_for(user: str | None, cache: Path) -> Path:
     if _process.reachable_by(source, user):
         return source
     install = cache / "pginstall"
+    if os.path.lexists(install):
+        _fs.check_ours(install)  # never run binaries someone else planted
     if not (install / "bin" / "postgres").exists():
         tmp = cache / "pginstall.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(source.parent, tmp, symlinks=True)
         tmp.rename(install)
     return install / "bin"
+
+
+def binaries_major(bindir: Path) -> str:
+    """The major version of the PostgreSQL binaries in bindir ('18')."""
+    out = _process.run([str(bindir / "postgres"), "-V"], timeout=30).stdout
+    found = re.search(r"(\d+)(?:\.\d+)?", out)
+    if not found:
+        raise StackError(f"PostgreSQL: cannot read the version of {bindir / 'postgres'}: {out!r}")
+    return found.group(1)
+
+
+def data_major(data_dir: Path) -> str | None:
+    """The major version a data folder was made by (its PG_VERSION), or None when there is none."""
+    try:
+        return (data_dir / "PG_VERSION").read_text().strip()
+    except OSError:
+        return None
+
+
+def password_auth(data_dir: Path) -> bool:
+    """True when the data folder's pg_hba.conf asks for passwords (no `trust` line)."""
+    try:
+        lines = (data_dir / "pg_hba.conf").read_text().splitlines()
+    except OSError:
+        return False
+    rules = [line.split() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return bool(rules) and all("trust" not in rule for rule in rules)
 
 
 @dataclass
@@ -57,12 +94,14 @@ class EmbeddedPostgres:
     port: int = 0
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     user: str | None = field(default_factory=_process.unprivileged_user)
+    password: str | None = None
+    progress: Callable[[str], None] = print
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        """The server's URL (user postgres, trust auth on loopback)."""
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        """The server's URL (user postgres, its password: scram-sha-256 on loopback)."""
+        return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/postgres"
 
     @property
     def log(self) -> Path:
@@ -70,14 +109,21 @@ class EmbeddedPostgres:
 
     def start(self, *, detach: bool = False, timeout: float = 30.0) -> None:
         """initdb on first use, then start the server and wait until it accepts queries."""
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        _fs.private_dir(self.data_dir.parent, mode=_fs.TRAVERSABLE if self.user else _fs.PRIVATE)
         if not _process.reachable_by(self.data_dir.parent, self.user):
             raise StackError(
                 f"PostgreSQL refuses to run as root, so it runs as {self.user!r}, who cannot reach "
                 f"{self.data_dir.parent}; set WORKBENCH_STACK_DIR to a folder whose parents are "
                 "world-traversable (e.g. /var/tmp/workbench)"
             )
+        new_password = False
+        if self.password is None:
+            self.password, new_password = _secrets.stack_password(self.data_dir.parent)
         bindir = _bin_for(self.user, self.data_dir.parent)
+        self._wait_for_old_server()
+        if why := self._unusable(bindir, new_password=new_password):
+            self.progress(f"PostgreSQL: {why}; recreating it (only seeded data is lost)")
+            shutil.rmtree(self.data_dir, ignore_errors=True)
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb(bindir)
         self.port = self.port or free_port()
@@ -106,6 +152,53 @@ class EmbeddedPostgres:
             self.stop()
             raise
 
+    def _unusable(self, bindir: Path, *, new_password: bool) -> str | None:
+        """Why the existing data folder cannot be started as it is, or None."""
+        made_by = data_major(self.data_dir)
+        if made_by is None:
+            return None
+        if made_by != (ours := binaries_major(bindir)):
+            return (
+                f"the data folder {self.data_dir} was made by PostgreSQL {made_by} and the "
+                f"installed binaries are PostgreSQL {ours}"
+            )
+        if not password_auth(self.data_dir):
+            return f"the data folder {self.data_dir} lets anyone in without a password (trust)"
+        if new_password:
+            return f"the password of the data folder {self.data_dir} is lost"
+        return None
+
+    def _wait_for_old_server(self) -> None:
+        """Let a server left on this folder by a killed stack exit (bounded), then stop it."""
+        old = _postmaster(self.data_dir)
+        if old is None:
+            return
+        with contextlib.suppress(psutil.Error):
+            if old.ppid() == os.getpid():  # the stack lock does not tell apart our own stacks
+                raise StackError(
+                    f"this process already runs PostgreSQL (pid {old.pid}) on {self.data_dir}; "
+                    "stop that stack first, or give this one another folder"
+                )
+        try:
+            old.wait(OLD_SERVER_WAIT_S)
+            return
+        except psutil.TimeoutExpired:
+            pass
+        except psutil.Error:
+            return
+        # Still there: its owner is gone (the stack lock said so), so it is ours to stop.
+        self.progress(f"PostgreSQL: stopping pid {old.pid}, left running on {self.data_dir}")
+        try:
+            old.send_signal(signal.SIGINT)
+            old.wait(OLD_SERVER_WAIT_S * 2)
+        except psutil.TimeoutExpired:
+            raise StackError(
+                f"PostgreSQL pid {old.pid} still runs on {self.data_dir} and does not stop; "
+                f"stop it (`kill -9 {old.pid}`) or set WORKBENCH_STACK_DIR to another folder"
+            ) from None
+        except psutil.Error:
+            return
+
     def _initdb(self, bindir: Path) -> None:
         shutil.rmtree(self.data_dir, ignore_errors=True)
         self.data_dir.mkdir(parents=True)
@@ -113,11 +206,20 @@ class EmbeddedPostgres:
         if ids:
             os.chown(self.data_dir, *ids)
         self.data_dir.chmod(0o700)
-        done = _process.run(
-            [str(bindir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-             "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"],
-            user=self.user,
-        )  # fmt: skip
+        # initdb runs as the server's user: give it a password file of its own, then remove it.
+        pwfile = self.data_dir.parent / f".initdb-password.{os.getpid()}"
+        _fs.write_private(pwfile, f"{self.password}\n")
+        try:
+            if ids:
+                os.chown(pwfile, *ids)
+            done = _process.run(
+                [str(bindir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
+                 "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C",
+                 "--no-sync"],
+                user=self.user,
+            )  # fmt: skip
+        finally:
+            pwfile.unlink(missing_ok=True)
         if done.returncode != 0:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             raise StackError(f"PostgreSQL initdb failed:\n{done.stdout}\n{done.stderr}")
@@ -127,3 +229,15 @@ class EmbeddedPostgres:
         if self.proc is not None:
             _process.stop(self.proc, sig=signal.SIGINT, timeout=10)
             self.proc = None
+
+
+def _postmaster(data_dir: Path) -> psutil.Process | None:
+    """The live server that holds data_dir (its postmaster.pid), or None."""
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        proc = psutil.Process(pid)
+        if proc.name() != "postgres" or str(data_dir) not in " ".join(proc.cmdline()):
+            return None
+        return proc
+    except (OSError, ValueError, psutil.Error):
+        return None

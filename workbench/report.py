@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from workbench import _fs, _secrets
 from workbench._errors import InputError
 from workbench.paths import notebooks_dir, reports_dir
 
@@ -40,8 +41,8 @@ def ensure_kernel() -> str:
 def _runtime_dir() -> None:
     # Jupyter warns in every cell output when XDG_RUNTIME_DIR is unset (as under CI and cron).
     if "XDG_RUNTIME_DIR" not in os.environ:
-        path = Path(tempfile.gettempdir()) / f"runtime-{os.getuid()}"
-        path.mkdir(mode=0o700, exist_ok=True)
+        # a predictable name in a shared folder: ours, 0700, or refused
+        path = _fs.private_dir(Path(tempfile.gettempdir()) / f"runtime-{os.getuid()}")
         os.environ["XDG_RUNTIME_DIR"] = str(path)
 
 
@@ -71,7 +72,11 @@ def execute(
     output: Path | None = None,
     log_output: bool = True,
 ) -> Path:
-    """Run a notebook headless with papermill; the executed copy goes to data/reports/."""
+    """Run a notebook headless with papermill; the executed copy goes to data/reports/.
+
+    URL parameters with a password reach the notebook masked (user:***@) and its Stack gets the
+    real URL from the environment (_secrets.reveal): no password is written into the notebook.
+    """
     import papermill
 
     source = find_notebook(notebook)
@@ -82,25 +87,46 @@ def execute(
     kernel = ensure_kernel()
     # Runs made by this execution record the notebook (the kernel inherits the environment),
     # and get a copy of it in their folder once it is written.
-    previous = os.environ.get(NOTEBOOK_ENV)
+    previous = {key: os.environ.get(key) for key in (NOTEBOOK_ENV, _secrets.REVEAL_ENV)}
     os.environ[NOTEBOOK_ENV] = str(output.resolve())
+    shown, real = _secrets.hide(dict(parameters or {}))
+    if real:
+        known = json.loads(previous[_secrets.REVEAL_ENV] or "{}")
+        os.environ[_secrets.REVEAL_ENV] = json.dumps({**known, **real})
     try:
         papermill.execute_notebook(
             str(source),
             str(output),
-            parameters=dict(parameters or {}),
+            parameters=shown,
             kernel_name=kernel,
             log_output=log_output,
             progress_bar=False,
             cwd=str(source.parent),
         )
     finally:
-        if previous is None:
-            os.environ.pop(NOTEBOOK_ENV, None)
-        else:
-            os.environ[NOTEBOOK_ENV] = previous
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _scrub(output, [p for url in real.values() if (p := _secrets.password_of(url))])
         _attach_to_runs(output)
     return output
+
+
+def _scrub(executed: Path, passwords: list[str]) -> None:
+    """Mask, in an executed notebook, URL passwords and the given ones its cells may have printed."""
+    try:
+        text = executed.read_text()
+    except OSError:
+        return
+    clean = _secrets.mask_text(text)
+    for password in passwords:
+        clean = clean.replace(password, _secrets.MASK)
+    if clean != text:
+        tmp = executed.with_name(f".{executed.name}.scrub.tmp")
+        tmp.write_text(clean)
+        tmp.replace(executed)
 
 
 def _attach_to_runs(executed: Path) -> None:

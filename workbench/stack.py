@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -12,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
-import psutil
 import redis
 
-from workbench import _process
+from workbench import _fs, _process, _secrets
 from workbench._aio import run_sync
 from workbench._errors import InputError, StackError
 from workbench._net import check_url, free_port, wait_for_port
+from workbench._secrets import mask_text, mask_url
 from workbench.paths import project_dir
 from workbench.postgres import DEFAULT_MAX_CONNECTIONS, EmbeddedPostgres
 from workbench.redis import EmbeddedRedis
@@ -26,6 +28,11 @@ from workbench.seed import connect, max_connections, seed
 
 DEFAULT_USERS = 100_000
 STATE_FILE = "state.json"
+# Held (a POSIX lock, which forked children do not inherit) by the process whose stack runs here.
+LOCK_FILE = "stack.lock"
+# Folders this process holds: POSIX locks do not exclude their own process, and closing any
+# descriptor of the lock file would release it.
+_HELD: set[Path] = set()
 
 
 def stack_dir() -> Path:
@@ -37,6 +44,8 @@ def stack_dir() -> Path:
     if _process.reachable_by(here.parent, user):
         return here
     digest = hashlib.sha1(str(here).encode()).hexdigest()[:10]
+    # A predictable name in a shared folder: Stack.start creates it as ours (_fs.private_dir)
+    # and refuses it when another user made it first.
     return Path("/var/tmp") / f"fastapi-workbench-{digest}"
 
 
@@ -55,8 +64,12 @@ class Stack(_process.Managed):
     _upstream: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _postgres: EmbeddedPostgres | None = field(default=None, init=False, repr=False)
     _redis: EmbeddedRedis | None = field(default=None, init=False, repr=False)
+    _lock: int | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        # a URL masked by a parent process (report.execute) comes back with its password
+        self.database_url = _secrets.reveal(self.database_url)
+        self.redis_url = _secrets.reveal(self.redis_url)
         given = (self.database_url, self.redis_url)
         self.database_url = self.database_url or os.environ.get("DATABASE_URL") or None
         self.redis_url = self.redis_url or os.environ.get("REDIS_URL") or None
@@ -83,18 +96,25 @@ class Stack(_process.Managed):
     def start(self, *, detach: bool = False) -> Stack:
         """Start (or attach to) both servers, check them and seed the database."""
         try:
+            if not (self.database_url and self.redis_url):
+                server_user = _process.unprivileged_user()
+                _fs.private_dir(self.root, mode=_fs.TRAVERSABLE if server_user else _fs.PRIVATE)
+                if not self._attach_detached():
+                    self._take_folder()
             if not self.database_url:
                 self._postgres = EmbeddedPostgres(
-                    self.root / "postgres", max_connections=self.max_connections
+                    self.root / "postgres",
+                    max_connections=self.max_connections,
+                    progress=self.progress,
                 )
                 self._postgres.start(detach=detach)
                 self.database_url = self._postgres.url
-                self.progress(f"PostgreSQL (embedded) on {self.database_url}")
+                self.progress(f"PostgreSQL (embedded) on {mask_url(self.database_url)}")
             if not self.redis_url:
                 self._redis = EmbeddedRedis(self.root / "redis")
                 self._redis.start(detach=detach)
                 self.redis_url = self._redis.url
-                self.progress(f"Redis (embedded Valkey) on {self.redis_url}")
+                self.progress(f"Redis (embedded Valkey) on {mask_url(self.redis_url)}")
             if not self.upstream_url:
                 self._start_upstream(detach=detach)
             self.check()
@@ -104,10 +124,60 @@ class Stack(_process.Managed):
                 statement_stats=self._postgres is not None,  # only on a server of our own
                 progress=self.progress,
             )
+            if detach:
+                self.save_state()
+                self._release_folder()  # the servers outlive us; state.json says who they are
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _attach_detached(self) -> bool:
+        """Use the servers of a detached stack (`workbench stack up`) running on root; True if any."""
+        state = read_state(self.root)
+        if not state:
+            return False
+        if not state_alive(state):
+            (self.root / STATE_FILE).unlink(missing_ok=True)  # its servers are gone
+            return False
+        self.database_url = self.database_url or str(state["database_url"])
+        self.redis_url = self.redis_url or str(state["redis_url"])
+        self.upstream_url = self.upstream_url or (str(state["upstream_url"] or "") or None)
+        self.progress(f"attached to the stack running on {self.root} (`workbench stack up`)")
+        return True
+
+    def _take_folder(self) -> None:
+        """Lock root for this process; StackError naming the process whose stack runs there."""
+        if self.root.resolve() in _HELD:
+            raise StackError(
+                f"this process already runs a stack on {self.root}; use that one (or attach to "
+                "its URLs), or give this one another folder"
+            )
+        path = self.root / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            pid, holder = _holder(fd)
+            os.close(fd)
+            raise StackError(
+                f"another stack runs on {self.root}: {holder}. Stop it (Ctrl-C where it runs, or "
+                f"`kill {pid or 'PID'}`), or run `workbench stack up` once so that every command "
+                "attaches to one stack, or set WORKBENCH_STACK_DIR to another folder"
+            ) from None
+        me = {"pid": os.getpid(), "command": " ".join(sys.argv)[:200]}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        self._lock = fd
+        _HELD.add(self.root.resolve())
+
+    def _release_folder(self) -> None:
+        if self._lock is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._lock, 0)
+            os.close(self._lock)  # closing releases the lock
+            self._lock = None
+            _HELD.discard(self.root.resolve())
 
     def _start_upstream(self, *, detach: bool) -> None:
         """The fake upstream HTTP service (service.upstream_fake) on a free port."""
@@ -134,6 +204,7 @@ class Stack(_process.Managed):
             self._postgres.stop()
             self._postgres = None
             self.database_url = None
+        self._release_folder()
 
     # --- faults (workbench.faults): stop a server and start it again on the same port ----
     def stop_server(self, name: str) -> None:
@@ -184,13 +255,17 @@ class Stack(_process.Managed):
         try:
             version = run_sync(_pg_version(self.url))
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            raise StackError(f"PostgreSQL at {self.url} does not answer: {exc}") from None
+            raise StackError(
+                f"PostgreSQL at {mask_url(self.url)} does not answer: {mask_text(str(exc))}"
+            ) from None
         try:
             client = redis.Redis.from_url(self.redis, socket_timeout=3)
             info = client.info("server")
             client.close()
         except redis.RedisError as exc:
-            raise StackError(f"Redis at {self.redis} does not answer: {exc}") from None
+            raise StackError(
+                f"Redis at {mask_url(self.redis)} does not answer: {mask_text(str(exc))}"
+            ) from None
         return {"postgres": version, "redis": str(info.get("redis_version", "?"))}
 
     def connection_limit(self) -> int:
@@ -217,18 +292,18 @@ class Stack(_process.Managed):
 
     # --- detached stacks (`workbench stack up | status | down`) ------------------------
     def save_state(self) -> Path:
-        """Write the URLs and pids of a detached stack to data/stack/state.json."""
+        """Write the URLs (passwords masked) and pids of a detached stack to data/stack/state.json."""
         path = self.root / STATE_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
+        pids = self.pids()
         state = {
-            "database_url": self.url,
-            "redis_url": self.redis,
+            "database_url": mask_url(self.url),
+            "redis_url": mask_url(self.redis),
             "upstream_url": self.upstream_url,
-            "pids": self.pids(),
+            "pids": pids,
+            # so that `stack down` never signals a pid the system gave to another process since
+            "started": {name: _process.started_at(pid) for name, pid in pids.items()},
         }
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(path)
+        _fs.write_private(path, json.dumps(state, indent=2))
         return path
 
 
@@ -237,13 +312,14 @@ class CorruptState(StackError):
 
 
 def read_state(root: Path | None = None) -> dict[str, object] | None:
-    """The state of a detached stack, or None when none is up; CorruptState when unreadable."""
+    """The state of a detached stack (URLs with their password), or None when none is up;
+    CorruptState when unreadable."""
     root = root or stack_dir()
     path = root / STATE_FILE
-    if not path.exists():
+    if not os.path.lexists(path):
         return None
     try:
-        state = json.loads(path.read_text())
+        state = json.loads(_fs.read_private(path, secret=False))
         problem = _state_problem(state)
     except (OSError, ValueError) as exc:
         problem = f"{type(exc).__name__}: {exc}"
@@ -254,7 +330,12 @@ def read_state(root: Path | None = None) -> dict[str, object] | None:
             "`pgrep -af service.upstream_fake` and stop them, then delete the file "
             f"(rm {path}) and start a stack again."
         )
-    return state
+    if _secrets.MASK in state["database_url"] + state["redis_url"]:
+        password, _ = _secrets.stack_password(root)
+        for key in ("database_url", "redis_url"):
+            if _secrets.password_of(state[key]) == _secrets.MASK:
+                state[key] = _secrets.with_password(state[key], password)
+    return dict(state)
 
 
 def _state_problem(state: object) -> str | None:
@@ -269,23 +350,56 @@ def _state_problem(state: object) -> str | None:
         isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in pids.values()
     ):
         return "pids must map server names to process ids"
+    started = state.get("started", {})
+    if not isinstance(started, dict) or not all(
+        t is None or isinstance(t, float) for t in started.values()
+    ):
+        return "started must map server names to start times"
     return None
 
 
+def state_alive(state: dict[str, object]) -> bool:
+    """True when every server a state lists is still the process that was recorded."""
+    pids = state.get("pids") or {}
+    started = state.get("started") or {}
+    if not isinstance(pids, dict) or not isinstance(started, dict) or not pids:
+        return False
+    return all(
+        isinstance(started.get(name), float) and _process.same_process(pid, started[name])
+        for name, pid in pids.items()
+    )
+
+
 def stop_detached(root: Path | None = None) -> list[str]:
-    """Stop a detached stack's servers and forget it; the names of the servers stopped."""
+    """Stop a detached stack's servers and forget it; the names of the servers stopped.
+
+    A pid is signalled only while it is the process recorded (same start time): pids are reused.
+    """
     root = root or stack_dir()
     state = read_state(root)
     stopped = []
     if state:
         pids = state.get("pids") or {}
-        assert isinstance(pids, dict)
+        started = state.get("started") or {}
+        assert isinstance(pids, dict) and isinstance(started, dict)
         for name, pid in pids.items():
-            if psutil.pid_exists(pid):
-                _process.stop_pid(pid, sig=2 if name == "postgres" else 15)
+            when = started.get(name)
+            if isinstance(when, float) and _process.same_process(pid, when):
+                _process.stop_pid(pid, sig=2 if name == "postgres" else 15, started=when)
                 stopped.append(name)
         (root / STATE_FILE).unlink(missing_ok=True)
     return stopped
+
+
+def _holder(fd: int) -> tuple[int | None, str]:
+    """Who holds a stack's lock file (pid, description), from what it wrote there."""
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        pid = int(info["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, "a process that did not say which"
+    command = info.get("command") or "?"
+    return pid, f"pid {pid} (`{command}`)"
 
 
 async def _pg_version(url: str) -> str:

@@ -29,6 +29,7 @@ import httpx
 from workbench import hdr as hist
 from workbench._aio import close_loop
 from workbench._errors import InputError, allowed, positive_float, positive_int
+from workbench._secrets import mask_url
 from workbench.load._profile import LoadProfile, default_processes, split_evenly
 from workbench.load._result import ERROR_CLASSES, LoadFailed, LoadInterrupted, LoadResult
 from workbench.load._scenario import DEFAULT_ID_MAX, Scenario
@@ -40,6 +41,7 @@ from workbench.load._transport import (
     RawConnection,
     connect_raw,
     make_httpx_client,
+    pin_request,
 )
 
 TRANSPORT_FAILURES = ("timeout", "connect", "reset", "other")
@@ -141,7 +143,11 @@ class _Driver:
                 return_exceptions=True,
             )
         else:
-            self.pool = spec.scenario.requests(spec.base_url, seed=spec.seed + spec.index)
+            # to the address that was checked (spec.host), never to a new lookup of the name
+            self.pool = [
+                pin_request(r, spec.host)
+                for r in spec.scenario.requests(spec.base_url, seed=spec.seed + spec.index)
+            ]
             context = ssl.create_default_context()
             self.conns = [
                 HttpxUser(self, make_httpx_client(timeout=spec.timeout, ssl_context=context))
@@ -595,7 +601,7 @@ def plan_load(
         )
     base_url = f"{parsed.scheme}://{parsed.netloc.decode('ascii')}"
     return _Plan(
-        url=str(parsed),
+        url=mask_url(str(parsed)),
         base_url=base_url,
         host=host,
         port=port,

@@ -137,6 +137,26 @@ class HttpxUser:
             self.owner.on_response(self, response.status_code)
 
 
+def pin_request(request: httpx.Request, address: str) -> httpx.Request:
+    """The same request sent to address (the one the loopback guard checked), not to a new lookup.
+
+    The Host header keeps the name, and for https so do SNI and the certificate check.
+    """
+    name = request.url.host
+    if name == address or not address:
+        return request
+    extensions = dict(request.extensions)
+    if request.url.scheme == "https":
+        extensions["sni_hostname"] = name
+    return httpx.Request(
+        request.method,
+        request.url.copy_with(host=address),
+        headers=request.headers,  # with Host: name (set when the request was built)
+        content=request.content,
+        extensions=extensions,
+    )
+
+
 def make_httpx_client(*, timeout: float, ssl_context: ssl.SSLContext) -> httpx.AsyncClient:
     """An AsyncClient for one virtual user: one connection, shared SSL context (no CA reload)."""
     return httpx.AsyncClient(
