@@ -137,3 +137,14 @@ def test_climb_interleaves_rounds_on_the_real_service(stack: Stack, tmp_path: Pa
         if not order or order[-1] != key:
             order.append(key)
     assert order == [(1, "naive"), (1, "+pool"), (2, "naive"), (2, "+pool")]
+
+
+def test_mechanism_tells_the_cpu_each_request_costs() -> None:
+    found = table(measured({"naive": [400], "+pool": [800]}), n_boot=100).set_index("step")
+    # the synthetic rows have no server column: nothing is claimed
+    assert "CPU" not in found.loc["+pool", "mechanism"]
+    from workbench.climb import cpu_change
+
+    text = cpu_change({"server": 2.2, "service": 1.9}, {"server": 1.1, "service": 0.8})
+    assert text == "; server CPU 2.2 → 1.1 ms per request (service 1.9 → 0.80)"
+    assert cpu_change({}, {"server": 1.0}) == ""

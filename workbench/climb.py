@@ -3,6 +3,7 @@ fixed load, repeated in interleaved rounds, with bootstrap confidence intervals.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -228,6 +229,22 @@ def mechanism(
     return text
 
 
+def cpu_change(before: Mapping[str, float], after: Mapping[str, float]) -> str:
+    """The change of server-side CPU per request between two steps, as a sentence's tail.
+
+    Capacity is where the CPU runs out: at the fixed rate a stage's time may barely move while
+    the CPU each request costs (what limits capacity on these cores) drops.
+    """
+    old, new = before.get("server", math.nan), after.get("server", math.nan)
+    if not (old == old and new == new):
+        return ""
+    text = f"; server CPU {_ms(old)} → {_ms(new)} ms per request"
+    service_old, service_new = before.get("service", math.nan), after.get("service", math.nan)
+    if service_old == service_old and service_new == service_new:
+        text += f" (service {_ms(service_old)} → {_ms(service_new)})"
+    return text
+
+
 def table(
     measured: pd.DataFrame, *, n_boot: int = N_BOOT, confidence: float = 0.95, seed: int = 0
 ) -> pd.DataFrame:
@@ -248,6 +265,7 @@ def table(
     rows = []
     previous = pd.DataFrame()
     previous_frames: list[pd.DataFrame] = []
+    previous_cpu: dict[str, float] = {}
     single = len(wide) == 1
     if single and "broke_at" in measured:
         broke = measured.set_index("step")["broke_at"].astype(float)
@@ -272,6 +290,7 @@ def table(
         frames = list(repeats["anatomy"])
         current = _mean_anatomy(frames)
         cpu = pd.DataFrame(list(repeats["cpu_ms_per_request"])).mean()
+        cpu_now = {str(k): float(v) for k, v in cpu.items()}
         # noise: how far a stage moves between repeats of the same step (either step)
         spreads = (_spread_ms(previous_frames), _spread_ms(frames))
         noise = {k: max(s.get(k, 0.0) for s in spreads) for k in {*spreads[0], *spreads[1]}}
@@ -302,10 +321,11 @@ def table(
                     previous if name != names[0] else pd.DataFrame(),
                     current,
                     noise_ms=noise,
-                ),  # fmt: skip
+                )
+                + (cpu_change(previous_cpu, cpu_now) if name != names[0] else ""),  # fmt: skip
             }
         )
-        previous, previous_frames = current, frames
+        previous, previous_frames, previous_cpu = current, frames, cpu_now
     return pd.DataFrame(rows)
 
 
