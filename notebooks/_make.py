@@ -33,6 +33,22 @@ def notebook(name: str, cells: list[tuple[str, str]]) -> None:
     nbformat.write(nb, HERE / f"{name}.ipynb")
 
 
+# The cost-per-request cells of a notebook holding one run as `run` (quickstart, stored run).
+COST = [
+    ("md", """
+## Cost per request
+
+CPU milliseconds each component spent per request in the measured window (warm-up excluded),
+from the processes' own CPU counters; the generator is the client side. The projection says
+what rate these costs would allow on a bigger machine or a fleet, if throughput were CPU-bound.
+"""),
+    ("code", """
+print(run.projection(cores=8).sentence())  # e.g. the account's 8 workers
+wb.cost_table(run)
+"""),
+    ("code", "wb.show(wb.plots.cpu_per_request({run.run_id: run.cpu_ms_per_request()}))"),
+]
+
 QUICKSTART = [
     ("md", """
 # Quickstart: launch the service, load it, look inside
@@ -80,18 +96,7 @@ with wb.Stack(users=params.users, database_url=params.database_url, redis_url=pa
 print(run.manifest["bottleneck"]["sentence"])
 wb.summary_table(run)
 """),
-    ("md", """
-## Cost per request
-
-CPU milliseconds each component spent per request in the measured window (warm-up excluded),
-from the processes' own CPU counters; the generator is the client side. The projection says
-what rate these costs would allow on a bigger machine or a fleet, if throughput were CPU-bound.
-"""),
-    ("code", """
-print(run.projection(cores=8).sentence())  # e.g. the account's 8 workers
-wb.cost_table(run)
-"""),
-    ("code", "wb.show(wb.plots.cpu_per_request({run.run_id: run.cpu_ms_per_request()}))"),
+    *COST,
     ("md", "## Throughput and latency over time"),
     ("code", "wb.show(wb.plots.throughput_over_time(run))"),
     ("code", "wb.show(wb.plots.latency_over_time(run))"),
@@ -128,18 +133,7 @@ run = wb.store.load(run_id)
 print(run.status, "|", run.manifest["bottleneck"]["sentence"])
 wb.summary_table(run)
 """),
-    ("md", """
-## Cost per request
-
-CPU milliseconds each component spent per request in the measured window (warm-up excluded),
-from the processes' own CPU counters; the generator is the client side. The projection says
-what rate these costs would allow on a bigger machine or a fleet, if throughput were CPU-bound.
-"""),
-    ("code", """
-print(run.projection(cores=8).sentence())  # e.g. the account's 8 workers
-wb.cost_table(run)
-"""),
-    ("code", "wb.show(wb.plots.cpu_per_request({run.run_id: run.cpu_ms_per_request()}))"),
+    *COST,
     ("code", "run.manifest['profile'], wb.ServiceSettings(**run.manifest['settings']).diff()"),
     ("code", "wb.show(wb.plots.throughput_over_time(run))"),
     ("code", "wb.show(wb.plots.latency_over_time(run))"),
