@@ -134,7 +134,8 @@ def test_ladder_writes_its_json(stack: Stack, tmp_path: Path) -> None:
             "anatomy_ms", "cpu_ms_per_request", "mechanism")  # fmt: skip
     assert set(keys) <= set(steps[0])
     low, high = steps[0]["capacity_ci"]
-    assert low <= steps[0]["capacity_rps"] <= high
+    assert low <= steps[0]["capacity_rps"]
+    assert high is None or steps[0]["capacity_rps"] <= high  # None: the search never broke
     assert steps[0]["ratio_to_naive"] == 1.0 and steps[0]["p95_ms"] > 0
 
 

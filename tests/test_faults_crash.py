@@ -48,6 +48,8 @@ def _kill_after(service: ServiceProcess, requests: int, killed: dict[str, float]
         except httpx.HTTPError:
             pass
         time.sleep(0.05)
+    # Requests flow from the warm-up on (0.3 s); past it by half a second, the kill is mid-run.
+    time.sleep(0.8)
     os.kill(pid, signal.SIGKILL)
     killed["at"] = time.time()
 

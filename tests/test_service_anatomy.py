@@ -9,12 +9,14 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import redis
 from prometheus_client import generate_latest
 from prometheus_client.utils import floatToGoString
 
 from service import anatomy
 from service.anatomy import Stage, timed
 from service.batcher import Batcher
+from service.cache import KEY_PREFIX
 from service.settings import ServiceSettings
 from tests._prom import metric
 from workbench.launcher import ServiceProcess
@@ -128,6 +130,15 @@ def _flushed(svc: ServiceProcess) -> str:
     return svc.metrics()
 
 
+def _forget(stack: Stack, ids: range) -> None:
+    """Drop the ids' entries from L2 (other tests of the session may have cached them)."""
+    client = redis.Redis.from_url(stack.redis)
+    try:
+        client.delete(*(f"{KEY_PREFIX}user:{i}" for i in ids))
+    finally:
+        client.close()
+
+
 def _concurrently(url: str, ids: range, *, concurrency: int) -> None:
     async def main() -> None:
         async with httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency)) as client:
@@ -138,8 +149,9 @@ def _concurrently(url: str, ids: range, *, concurrency: int) -> None:
 
 
 def test_the_batcher_stage_appears_only_with_the_batcher_on(
-    plain: ServiceProcess, cached: ServiceProcess
+    plain: ServiceProcess, cached: ServiceProcess, stack: Stack
 ) -> None:
+    _forget(stack, range(1200, 1240))
     for svc in (plain, cached):
         _concurrently(svc.url, range(1200, 1240), concurrency=8)
     assert _count(_flushed(plain), "batcher") == 0
@@ -147,7 +159,8 @@ def test_the_batcher_stage_appears_only_with_the_batcher_on(
     assert _count(plain.metrics(), "query") >= 40  # the plain service is timed too
 
 
-def test_l2_time_only_on_l1_misses(cached: ServiceProcess) -> None:
+def test_l2_time_only_on_l1_misses(cached: ServiceProcess, stack: Stack) -> None:
+    _forget(stack, range(1311, 1312))
     before = _flushed(cached)
     assert httpx.get(f"{cached.url}/users/1311").status_code == 200  # a miss: L2 get + set
     middle = _flushed(cached)
