@@ -25,7 +25,9 @@ from prometheus_client import Histogram
 class Stage(StrEnum):
     """A part of a request's time in the service."""
 
-    QUEUE = "queue"  # request parsed -> the app called: waiting for the event loop
+    QUEUE = (
+        "queue"  # waiting for the event loop: parsed -> app called, and a batch answered -> resumed
+    )
     ROUTING = "routing"  # middleware -> handler: routing, path validation
     L1 = "l1"  # in-process cache lookup
     L2 = "l2"  # Redis cache round trips (get on an L1 miss, set after a fill)

@@ -24,13 +24,14 @@ class BatcherFull(RuntimeError):
 class _Lookup(Generic[K, V]):
     """One queued lookup: its key, the future its caller awaits, and how its batch went."""
 
-    __slots__ = ("key", "future", "queued", "sent", "batch")
+    __slots__ = ("key", "future", "queued", "sent", "answered", "batch")
 
     def __init__(self, key: K, future: asyncio.Future[V | None]) -> None:
         self.key = key
         self.future = future
         self.queued = time.perf_counter()
         self.sent = 0.0  # when its batch's fetch began
+        self.answered = 0.0  # when its batch's fetch returned
         self.batch: Timings | None = None  # the batch's own stages (pool, query)
 
 
@@ -92,6 +93,8 @@ class Batcher(Generic[K, V]):
                 timings.add(Stage.BATCHER, lookup.sent - lookup.queued)
                 if lookup.batch is not None:
                     timings.merge(lookup.batch)  # this request waited for the batch's query too
+                if lookup.answered:  # answered, this task waited for the loop to run it again
+                    timings.add(Stage.QUEUE, time.perf_counter() - lookup.answered)
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> asyncio.TimerHandle | asyncio.Handle:
         if self.interval == 0:
@@ -128,7 +131,9 @@ class Batcher(Generic[K, V]):
                 if not lookup.future.done():
                     lookup.future.set_exception(exc)
             return
+        answered = time.perf_counter()
         for lookup in batch:
+            lookup.answered = answered
             if not lookup.future.done():
                 lookup.future.set_result(found.get(lookup.key))
 
