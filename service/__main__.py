@@ -93,6 +93,8 @@ def main() -> int:
         limit_max_requests=settings.max_requests or None,
         log_level=settings.log_level,
         access_log=False,
+        # Served on loopback, behind no proxy: no X-Forwarded-* to read on every request.
+        proxy_headers=False,
         loop="uvloop",
         http=StampingProtocol if settings.anatomy else "httptools",
     )
