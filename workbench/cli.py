@@ -67,17 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     stack.add_argument("--users", type=int, default=100_000, help="users to seed (default 100000)")
 
     serve = sub.add_parser("serve", help="run stack + service in the foreground until Ctrl-C")
-    serve.add_argument(
-        "--preset", default="optimized", help="naive | optimized (default optimized)"
-    )
-    serve.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, repeatable; names: " + ", ".join(ServiceSettings.names()),
-    )
+    _settings_arguments(serve)
     serve.add_argument(
         "--port", type=int, default=None, help="port for the service (default: a free one)"
     )
@@ -138,17 +128,7 @@ def _parser() -> argparse.ArgumentParser:
         "to DATABASE_URL / REDIS_URL when set.",
     )
     _search_arguments(capacity, ids="uniform", path="/users/{id}")
-    capacity.add_argument(
-        "--preset", default="optimized", help="naive | optimized (default optimized)"
-    )
-    capacity.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, repeatable; names: " + ", ".join(ServiceSettings.names()),
-    )
+    _settings_arguments(capacity)
     capacity.add_argument(
         "--repeats",
         type=int,
@@ -156,6 +136,21 @@ def _parser() -> argparse.ArgumentParser:
         help="searches to run; > 1 gives a bootstrap CI (default 1)",
     )
     return parser  # fmt: skip
+
+
+def _settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """--preset and --set: the service's settings, shared by `serve` and `capacity`."""
+    parser.add_argument(
+        "--preset", default="optimized", help="naive | optimized (default optimized)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, repeatable; names: " + ", ".join(ServiceSettings.names()),
+    )
 
 
 def _search_arguments(parser: argparse.ArgumentParser, *, ids: str, path: str) -> None:
