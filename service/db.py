@@ -171,6 +171,12 @@ class Database:
             await engine.dispose()
 
 
+# PostgreSQL re-plans a prepared statement at every execution while its generic plan looks
+# dearer than the custom ones: the batched 3-table join (`id = ANY($1)`) stayed custom and
+# spent ~0.2 ms planning per call (0.38 against 0.17 ms per call with the generic plan).
+GENERIC_PLANS = {"plan_cache_mode": "force_generic_plan"}
+
+
 def _engine(
     url: str,
     *,
@@ -193,6 +199,7 @@ def _engine(
         connect_args={
             "command_timeout": settings.query_timeout,
             "timeout": settings.query_timeout,
+            **({"server_settings": GENERIC_PLANS} if settings.generic_plans else {}),
         },
     )
     event.listen(engine.sync_engine, "handle_error", _drop_timed_out)

@@ -82,6 +82,8 @@ class ServiceSettings:
     read_max_overflow: int = 10
     # Reads without BEGIN/ROLLBACK around each query (SQLAlchemy otherwise opens a transaction).
     read_autocommit: bool = False
+    # Prepared statements planned once (PostgreSQL's plan_cache_mode=force_generic_plan).
+    generic_plans: bool = False
     # Serialization and the TTL object cache.
     serializer: str = "pydantic"
     model_cache: bool = False
@@ -256,6 +258,8 @@ def ladder() -> list[tuple[str, ServiceSettings]]:
             {
                 "upstream_mode": "shared",
                 "upstream_max_connections": 10,
+                # the batched lookups' `id = ANY($1)` joins would be re-planned at every call
+                "generic_plans": True,
                 "batcher": True,
                 "batch_flush_interval": 0.0,
             },

@@ -118,3 +118,20 @@ def test_overflow_connections_are_opened_again_for_every_burst(stack: Stack) -> 
     _with_db(stack, ServiceSettings(pool_size=1, max_overflow=3), bursts)
     # the kept connection once, then the overflow ones for each burst (closed on return)
     assert opened() - before >= 1 + 3 * 3
+
+
+@pytest.mark.parametrize("generic", [False, True])
+def test_generic_plans_are_set_on_every_engines_connections(stack: Stack, generic: bool) -> None:
+    async def body(db: Database) -> list[str]:
+        modes = []
+        for engine in db.engines().values():
+            async with engine.connect() as conn:
+                modes.append((await conn.exec_driver_sql("SHOW plan_cache_mode")).scalar_one())
+        # the batched join answers the same either way
+        rows = await db.get_user_details([5, 6, 7])
+        assert sorted(rows) == [5, 6, 7] and rows[6]["theme"]
+        return modes
+
+    settings = ServiceSettings(read_split=True, generic_plans=generic)
+    modes = _with_db(stack, settings, body)
+    assert modes == ["force_generic_plan" if generic else "auto"] * 2
