@@ -94,7 +94,7 @@ def measure(
     max_bisections: int = MAX_BISECTIONS,
     repeats: int = REPEATS,
     steps: Sequence[str] | None = None,
-    ids: str = "uniform",
+    ids: str = "seed",
     zipf_s: float = 1.1,
     store: Store | None = None,
     progress: bool = True,
@@ -266,10 +266,12 @@ def table(
     previous = pd.DataFrame()
     previous_frames: list[pd.DataFrame] = []
     previous_cpu: dict[str, float] = {}
-    single = len(wide) == 1
-    if single and "broke_at" in measured:
-        broke = measured.set_index("step")["broke_at"].astype(float)
-        base_high = broke.get(names[0], float("nan"))
+    # One search per step: its bisection bracket [held, broke) is the interval it gives.
+    broke = (
+        measured.set_index("step")["broke_at"].astype(float)
+        if len(wide) == 1 and "broke_at" in measured
+        else None
+    )
     for name in names:
         repeats = measured[measured["step"] == name]
         capacity = wide[name].to_numpy()
@@ -278,14 +280,11 @@ def table(
             ratio_boot = np.nanmedian(capacity[draws], axis=1) / base_boot
             ratio = cap / float(np.nanmedian(base))
         ratio_low, ratio_high = interval(ratio_boot, confidence=confidence)
-        if single and "broke_at" in measured:
-            # One search per step: its bisection bracket [held, broke) is the interval it gives,
-            # and the ratio's interval spans the two brackets' ends.
-            cap_high = float(broke.get(name, float("nan")))
-            base_low = float(base[0])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio_low = cap_low / base_high if base_high == base_high else float("nan")
-                ratio_high = cap_high / base_low if base_low else float("nan")
+        if broke is not None:  # the ratio's interval spans the two brackets' ends
+            cap_high = float(broke.get(name, math.nan))
+            base_low, base_high = float(base[0]), float(broke.get(names[0], math.nan))
+            ratio_low = cap_low / base_high if base_high == base_high else math.nan
+            ratio_high = cap_high / base_low if base_low else math.nan
         p95_ms, p95_low, p95_high = _median_ci(p95[name].to_numpy(), draws, confidence)
         frames = list(repeats["anatomy"])
         current = _mean_anatomy(frames)
@@ -384,30 +383,10 @@ def records(table: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def climb(
-    stack: Stack,
-    *,
-    slo: SLO | str = "p95=50ms,errors=1%",
-    path: str = "/users/{id}/full",
-    fixed_rate: float = 300.0,
-    duration: float = 3.0,
-    warmup: float = 1.0,
-    start: float = 250.0,
-    limit: float = 50_000.0,
-    tolerance: float = TOLERANCE,
-    max_bisections: int = MAX_BISECTIONS,
-    repeats: int = REPEATS,
-    steps: Sequence[str] | None = None,
-    ids: str = "uniform",
-    zipf_s: float = 1.1,
-    store: Store | None = None,
-    progress: bool = True,
-) -> pd.DataFrame:
+def climb(stack: Stack, **options: Any) -> pd.DataFrame:
     """One row per ladder step: capacity under the SLO with its CI, ratio to naive with its CI,
-    P95 at fixed_rate, anatomy, CPU per request and the mechanism, beside the published ladder."""
-    measured = measure(
-        stack, slo=slo, path=path, fixed_rate=fixed_rate, duration=duration, warmup=warmup,
-        start=start, limit=limit, tolerance=tolerance, max_bisections=max_bisections,
-        repeats=repeats, steps=steps, ids=ids, zipf_s=zipf_s, store=store, progress=progress,
-    )  # fmt: skip
-    return table(measured)
+    P95 at fixed_rate, anatomy, CPU per request and the mechanism, beside the published ladder.
+
+    The options are `measure`'s (declared there once).
+    """
+    return table(measure(stack, **options))
