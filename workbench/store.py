@@ -131,14 +131,17 @@ class Store:
             if p.is_dir() and not p.name.startswith(_TMP_PREFIX) and (p / MANIFEST).is_file()
         )
 
+    def summary(self, run_id: str) -> dict[str, Any] | None:
+        """One stored run's summary row (None when unreadable), without loading its series."""
+        try:
+            row: dict[str, Any] = json.loads((self.path(run_id) / SUMMARY).read_text())
+        except (OSError, ValueError):
+            return None
+        return row
+
     def runs(self, *, unfinished: bool = False) -> pd.DataFrame:
         """One row per stored run: its summary, with its settings as columns (+ unfinished runs)."""
-        rows: list[dict[str, Any]] = []
-        for run_id in self.ids():
-            try:
-                rows.append(json.loads((self.path(run_id) / SUMMARY).read_text()))
-            except (OSError, ValueError):
-                continue
+        rows = [row for row in map(self.summary, self.ids()) if row is not None]
         frame = pd.DataFrame(rows)
         if unfinished:
             frame = pd.concat([frame, self.unfinished()], ignore_index=True)

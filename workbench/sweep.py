@@ -299,6 +299,7 @@ class NotebookSweep:
                             bar.write(f"skip (done): {point_key(point)}")
                         else:
                             slug = final.stem
+                            before = set(store.ids())
                             failure = self._execute(point, folder, slug)
                             if failure is not None:
                                 failures.append(failure)
@@ -307,7 +308,12 @@ class NotebookSweep:
                                     f"{failure.evalue} (see {failure.executed})"
                                 )
                             else:
-                                crashed = point_key(point) in self._crashed(store)
+                                # only the runs this point stored, not the whole store again
+                                crashed = any(
+                                    (row := store.summary(run_id)) is not None
+                                    and row.get("status") == RunStatus.CRASHED
+                                    for run_id in set(store.ids()) - before
+                                )
                                 how = "crashed (a rerun redoes it)" if crashed else "done"
                                 bar.write(f"{how}: {point_key(point)}")
                         bar.update(1)
