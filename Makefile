@@ -30,7 +30,9 @@ check: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+# Notebooks are their own source (edited in Lab): committed without outputs or execution counts.
 format: install
+	$(VENV)/bin/jupyter nbconvert --log-level=WARN --clear-output --inplace notebooks/*.ipynb
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 

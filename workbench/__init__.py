@@ -31,6 +31,7 @@ _NAMES: dict[str, tuple[str, str | None]] = {
     "show": ("workbench.notebook", "show"),
     "summary_table": ("workbench.notebook", "summary_table"),
     "cost_table": ("workbench.notebook", "cost_table"),
+    "cost_section": ("workbench.notebook", "cost_section"),
     "Params": ("workbench.params", "Params"),
     "check_params": ("workbench.params", "check_params"),
     "preset_settings": ("workbench.params", "preset_settings"),

@@ -10,6 +10,13 @@ import plotly.graph_objects as go
 import plotly.offline
 
 _MIME_PLOTLY = "application/vnd.plotly.v1+json"
+COST_INTRO = (
+    "CPU milliseconds each component spent per request in the measured window (warm-up "
+    "excluded), from the processes' own CPU counters; the generator is the client side. The "
+    "projection says what rate these costs would allow on a bigger machine or a fleet, if "
+    "throughput were CPU-bound."
+)
+PROJECTED_CORES = 8  # the account's 8 workers
 
 
 def setup() -> None:
@@ -65,3 +72,15 @@ def cost_table(run: Any) -> pd.DataFrame:
         {"CPU ms per request": list(rows.values()), "share of server CPU": share},
         index=pd.Index(list(rows), name="component"),
     ).round(3)
+
+
+def cost_section(run: Any, *, cores: int = PROJECTED_CORES) -> None:
+    """A run's cost per request in a notebook: what it means, the projection, the table, the chart."""
+    from IPython.display import Markdown, display
+
+    from workbench import plots
+
+    display(Markdown(COST_INTRO))
+    print(run.projection(cores=cores).sentence())
+    display(cost_table(run))
+    show(plots.cpu_per_request({run.run_id: run.cpu_ms_per_request()}))
