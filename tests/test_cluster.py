@@ -6,6 +6,8 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -13,18 +15,21 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+import pandas as pd
 import psutil
 import pytest
 
+from workbench._errors import InputError
+from workbench.cluster import StackSpec, by_machine
 from workbench.experiment import Experiment
 from workbench.stack import Stack
 from workbench.store import Store
 from workbench.sweep import Sweep
+from workbench.tune import tune
 
 from .conftest import TEST_USERS, processes_under
 
-pytestmark = pytest.mark.slow
-
+QUICKSTART = str(Path(__file__).resolve().parent.parent / "notebooks" / "01_quickstart.ipynb")
 STACK_NAMES = ("postgres", "valkey", "redis", "uvicorn", "gunicorn")
 
 
@@ -102,6 +107,7 @@ def given_urls(stack: Stack) -> Stack:
     )
 
 
+@pytest.mark.slow
 def test_two_hosts_run_four_points_in_half_the_time(
     cluster: object, cluster_root: Path, stack: Stack, tmp_path: Path
 ) -> None:
@@ -139,6 +145,7 @@ def test_two_hosts_run_four_points_in_half_the_time(
     assert sorted(again["run_id"]) == sorted(summary["run_id"])
 
 
+@pytest.mark.slow
 def test_a_killed_worker_s_point_is_redone_on_the_other(
     cluster: object, cluster_root: Path, tmp_path: Path
 ) -> None:
@@ -178,3 +185,111 @@ def test_a_killed_worker_s_point_is_redone_on_the_other(
     while (left := stack_processes(cluster_root)) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not left
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_the_points_and_stops_every_stack(
+    cluster: object, cluster_root: Path, tmp_path: Path
+) -> None:
+    def interrupt_once_both_load() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            running = [
+                any("-m service" in line for line in stack_processes(cluster_root / "cluster" / n))
+                for n in ("0", "1")
+            ]
+            if all(running):
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.2)
+
+    store = Store(tmp_path)
+    threading.Thread(target=interrupt_once_both_load, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        four_points().run(Stack(users=TEST_USERS), store=store, progress=False, cluster=cluster)
+    assert time.monotonic() - started < 100
+    assert not stack_processes(cluster_root)  # both hosts' stacks, services and loads are gone
+    assert len(store.ids()) < 4  # the remaining points were cancelled
+
+
+@pytest.mark.slow
+def test_tuner_runs_trials_in_parallel_one_per_host(
+    cluster: object, stack: Stack, tmp_path: Path
+) -> None:
+    store = Store(tmp_path)
+    tuning = tune(
+        given_urls(stack),
+        cluster=cluster,
+        space={"pool_size": ("int", 2, 10)},
+        trials=4,
+        slo="p95=10s",
+        connections=4,
+        duration=1,
+        warmup=0.3,
+        confirm=False,
+        store=store,
+        progress=False,
+    )
+    assert len(tuning.trials) == 4 and tuning.best_value > 0
+    workers = tuning.trials["user_attrs_worker"]
+    assert set(workers) == {"0", "1"}
+    assert len(store.ids()) == 4
+    assert busy_s(store) > 1.4 * span_s(store)  # trials overlapped: n_jobs = hosts
+
+
+@pytest.mark.slow
+def test_cli_notebook_sweep_on_a_cluster(
+    cluster: object, cluster_root: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    env = {**os.environ, "WORKBENCH_HOME": str(home)}
+    for key in ("DATABASE_URL", "REDIS_URL", "UPSTREAM_URL"):
+        env.pop(key, None)
+    argv = [
+        sys.executable, "-m", "workbench.cli", "sweep", QUICKSTART,
+        "-p", "pool_size", "5,10", "-p", "duration", "1", "-p", "connections", "4",
+        "--users", "300", "--cluster", cluster.scheduler_address,  # type: ignore[attr-defined]
+    ]  # fmt: skip
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "2 finished points" in done.stdout
+    notebooks = list(home.glob("data/sweeps/*/[!.]*.ipynb"))
+    assert len(notebooks) == 2  # the executed notebooks came home
+    runs = Store(home / "data" / "runs").runs()
+    assert set(runs["status"]) == {"finished"} and set(runs["worker"]) == {"0", "1"}
+    assert not stack_processes(cluster_root)
+    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0 and again.stdout.count("skip (done)") == 2
+
+
+def test_summary_groups_by_machine_and_says_when_a_grid_mixed_them() -> None:
+    summary = pd.DataFrame(
+        {
+            "point": ["a", "b", "c"],
+            "host": ["big-1", "small-1", "big-2"],
+            "machine": ["m-big", "m-small", "m-big"],
+        }
+    )
+    said: list[str] = []
+    grouped = by_machine(summary, say=said.append)
+    assert list(grouped["point"]) == ["a", "c", "b"] and grouped.attrs["machines"] == 2
+    assert said and "2 different machines" in said[0] and "big-1, big-2" in said[0]
+    said.clear()
+    assert by_machine(summary.iloc[[0, 2]], say=said.append).attrs["machines"] == 1 and not said
+
+
+def test_an_embedded_stack_s_urls_stay_home(stack: Stack) -> None:
+    assert StackSpec.of(stack) == StackSpec(users=stack.users)  # loopback URLs of this host
+    given = StackSpec.of(given_urls(stack))
+    assert given.database_url == stack.database_url and given.users == TEST_USERS
+
+
+def test_a_cluster_without_bench_workers_is_refused() -> None:
+    from distributed import LocalCluster
+
+    with (
+        LocalCluster(n_workers=1, processes=False, dashboard_address=None) as local,
+        pytest.raises(InputError, match="bench=1"),
+    ):
+        four_points().run(Stack(users=TEST_USERS), progress=False, cluster=local)
