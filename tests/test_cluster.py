@@ -19,6 +19,7 @@ import pandas as pd
 import psutil
 import pytest
 
+from service.settings import ServiceSettings
 from workbench._errors import InputError
 from workbench.cluster import StackSpec, by_machine
 from workbench.experiment import Experiment
@@ -53,7 +54,7 @@ def cluster(cluster_root: Path) -> Iterator[object]:
         threads_per_worker=1,
         processes=True,
         resources={"bench": 1},
-        dashboard_address=None,
+        dashboard_address=":0",
     ) as local:
         yield local
 
@@ -73,9 +74,13 @@ def stack_processes(root: Path) -> list[str]:
 
 
 def four_points() -> Sweep:
+    """Points of fixed length and little CPU (one uvicorn worker, a low open-loop rate), so that
+    two of them side by side on this 2-core machine do not slow each other down much."""
     return Sweep(
         {"pool_size": [4, 6, 8, 10]},
-        base=Experiment(connections=4, duration=2, warmup=0.5, seed=1),
+        base=Experiment(
+            settings=ServiceSettings(), connections=4, rate=50, duration=2, warmup=1, seed=1
+        ),
         name="cluster",
     )
 
@@ -289,7 +294,7 @@ def test_a_cluster_without_bench_workers_is_refused() -> None:
     from distributed import LocalCluster
 
     with (
-        LocalCluster(n_workers=1, processes=False, dashboard_address=None) as local,
+        LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as local,
         pytest.raises(InputError, match="bench=1"),
     ):
         four_points().run(Stack(users=TEST_USERS), progress=False, cluster=local)

@@ -10,6 +10,7 @@ runs come back as bytes into the local store. The scheduler redoes a dead worker
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from workbench import _process
+from workbench import _fs, _process
 from workbench._errors import InputError, StackError
 from workbench.fingerprint import fingerprint, machine
 from workbench.stack import DEFAULT_USERS, Stack, stack_dir
@@ -203,18 +204,26 @@ def ship_all(
     spec: StackSpec,
     store: Store,
     on_point: Callable[[Shipped], None],
-) -> int:
-    """Run jobs across the cluster's bench workers, saving each point's runs here as it ends; hosts used."""
+    on_failure: Callable[[Job, Exception], None],
+) -> None:
+    """Run jobs across the cluster's bench workers, saving each point's runs here as it ends.
+
+    A point that could not run (its host's stack did not start, it killed worker after worker)
+    goes to on_failure and the others go on; a rerun redoes it.
+    """
     from distributed import as_completed
 
     with session(cluster) as own:
-        hosts = bench_workers(own.client)
-        futures = [own.submit(job, spec) for job in jobs]
+        bench_workers(own.client)
+        futures = {own.submit(job, spec): job for job in jobs}
         for future in as_completed(futures, loop=own.client.loop):
-            shipped: Shipped = future.result()
+            try:
+                shipped: Shipped = future.result()
+            except Exception as exc:
+                on_failure(futures[future], exc)
+                continue
             shipped.save(store)
             on_point(shipped)
-    return len(hosts)
 
 
 def run_sweep(
@@ -237,8 +246,18 @@ def run_sweep(
                 f"{row.get('throughput_rps') or 0:,.0f} req/s, P99 {row.get('p99_ms')} ms"
             )
 
+    def on_failure(job: Job, exc: Exception) -> None:
+        print(
+            f"point {job.key} could not run (a rerun redoes it): {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+            flush=True,
+        )
+
     if jobs:
-        ship_all(jobs, cluster=cluster, spec=StackSpec.of(stack), store=store, on_point=on_point)
+        spec = StackSpec.of(stack)
+        ship_all(
+            jobs, cluster=cluster, spec=spec, store=store, on_point=on_point, on_failure=on_failure
+        )
 
 
 def run_notebook_sweep(
@@ -285,9 +304,17 @@ def run_notebook_sweep(
             failed.unlink(missing_ok=True)
             say(f"done on {shipped.worker}: {shipped.key}")
 
+    def on_failure(job: Job, exc: Exception) -> None:
+        final = sweep.notebook_of(by_key[job.key])
+        failed = final.with_suffix(".failed.ipynb")
+        failures.append(PointFailure(by_key[job.key], type(exc).__name__, str(exc), failed))
+        say(f"FAILED: {job.key}: {type(exc).__name__}: {exc}")
+
     if jobs:
         spec = StackSpec.of(None, users=users or _users_of(points))
-        ship_all(jobs, cluster=cluster, spec=spec, store=store, on_point=on_point)
+        ship_all(
+            jobs, cluster=cluster, spec=spec, store=store, on_point=on_point, on_failure=on_failure
+        )
     return failures
 
 
@@ -379,9 +406,14 @@ def tune_on(
         ask()
         for future in done:
             trial = running.pop(future)
-            shipped: Shipped = future.result()
-            shipped.save(store)
-            study.tell(trial, scored(trial, shipped))
+            try:
+                shipped: Shipped = future.result()
+            except Exception as exc:  # its host's stack did not start, or it killed its workers
+                trial.set_user_attr("failure", f"{type(exc).__name__}: {exc}")
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            else:
+                shipped.save(store)
+                study.tell(trial, scored(trial, shipped))
             ask()
         best = base.replace(**dict(study.best_params))
         if confirm and study.best_value > 0:
@@ -417,6 +449,7 @@ def _quiet(_: str) -> None:
 
 _LOCK = threading.Lock()
 _AGENTS: dict[str, _Agent] = {}  # token → the agent a session started on this worker
+_ENDED: set[str] = set()  # tokens whose session ended: a late point starts no agent again
 
 
 def host_root(worker_name: str) -> Path:
@@ -444,7 +477,9 @@ class _Agent:
     def start(cls, spec: StackSpec, *, worker: str) -> _Agent:
         """The agent of a session on this worker, once its stack is up."""
         root = host_root(worker)
-        root.mkdir(parents=True, exist_ok=True)
+        mode = _fs.TRAVERSABLE if _process.unprivileged_user() else _fs.PRIVATE
+        for folder in (root.parent.parent, root.parent, root):  # never through a link
+            _fs.private_dir(folder, mode=mode)
         env = {**os.environ, "WORKBENCH_STACK_DIR": str(root)}
         for name, url in (
             ("DATABASE_URL", spec.database_url),
@@ -498,6 +533,8 @@ class _Agent:
 
 def _agent_for(token: str, spec: StackSpec, worker: str) -> _Agent:
     with _LOCK:
+        if token in _ENDED:
+            raise StackError("the sweep of this point ended (cancelled)")
         agent = _AGENTS.get(token)
         if agent is None or agent.proc.poll() is not None:
             agent = _AGENTS[token] = _Agent.start(spec, worker=worker)
@@ -550,12 +587,13 @@ def _interrupt_points(token: str) -> bool:
     return agent is not None
 
 
-def _stop_stack(token: str) -> bool:
+async def _stop_stack(token: str) -> bool:
     """End the agent of token on this worker, and with it its stack; True if there was one."""
     with _LOCK:
         agent = _AGENTS.pop(token, None)
+        _ENDED.add(token)
     if agent is not None:
-        agent.stop()
+        await asyncio.to_thread(agent.stop)  # the worker's event loop goes on meanwhile
     return agent is not None
 
 
