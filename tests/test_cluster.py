@@ -143,6 +143,7 @@ def test_two_hosts_run_four_points_in_half_the_time(
     here, there = span_s(local_store), span_s(store)
     print(f"points' span: {here:.1f} s here, {there:.1f} s on 2 workers ({there / here:.0%})")
     assert there < 0.7 * here
+    assert cluster_s < local_s  # the whole sweep too, the cluster's fixed cost included
     assert busy_s(store) > 1.6 * there  # two points at once, most of the time
     assert not stack_processes(cluster_root)
     # resumable: a rerun measures nothing again

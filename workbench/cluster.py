@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -22,25 +23,26 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
+# The worker's side imports only these: it hands points to its agent, which imports the rest.
 from workbench import _fs, _process
 from workbench._errors import InputError, StackError
-from workbench.fingerprint import fingerprint, machine
-from workbench.stack import DEFAULT_USERS, Stack, stack_dir
-from workbench.store import _TMP_PREFIX, Store
 
 if TYPE_CHECKING:
+    import pandas as pd
     from distributed import Client
 
     from workbench.experiment import Experiment
+    from workbench.stack import Stack
+    from workbench.store import Store
     from workbench.sweep import NotebookSweep, PointFailure, Sweep
     from workbench.tune import Tuning
 
@@ -48,16 +50,17 @@ RESOURCE = "bench"  # the Dask worker resource a point holds: give each host's o
 JOB_FILE = "job.pkl"
 OUTCOME_FILE = "outcome.json"
 EXECUTED = "executed.ipynb"
-AGENT_LOG = "agent.log"
+MANIFEST = "manifest.json"  # as workbench.store writes it
 CANCEL_WAIT_S = 30.0  # a point interrupted by Ctrl-C stores what it measured within this
 INTERRUPTED_EXIT = 130
+FOLDER_WAIT_S = 60.0  # how long a new agent waits for the stack of a dead one to stop
 
 
 @dataclass(frozen=True)
 class StackSpec:
     """What each host's stack is: embedded (seeded with users) unless URLs are given."""
 
-    users: int = DEFAULT_USERS
+    users: int | None = None  # None: the stack's default
     database_url: str | None = None
     redis_url: str | None = None
     upstream_url: str | None = None
@@ -66,7 +69,7 @@ class StackSpec:
     def of(cls, stack: Stack | None, *, users: int | None = None) -> StackSpec:
         """The spec of a Stack: only the URLs a user gave (an embedded server's are this host's)."""
         if stack is None:
-            return cls(users=users or DEFAULT_USERS)
+            return cls(users=users)
         mine = (
             stack.pids()
         )  # servers this process started: their loopback URLs mean nothing elsewhere
@@ -80,10 +83,10 @@ class StackSpec:
 
 @dataclass(frozen=True)
 class Job:
-    """One point for a worker: an Experiment, or a notebook (its text) with its parameters."""
+    """One point for a worker: a pickled Experiment, or a notebook (its text) with its parameters."""
 
     key: str
-    experiment: Experiment | None = None
+    experiment: bytes = b""  # pickled here, unpickled by the agent (the worker needs no pandas)
     notebook: str = ""
     source: bytes = b""
     parameters: dict[str, Any] = field(default_factory=dict)
@@ -103,6 +106,8 @@ class Shipped:
 
     def save(self, store: Store) -> list[str]:
         """Write the runs into store (each atomically, like Store.save); their ids."""
+        from workbench.store import _TMP_PREFIX
+
         store.root.mkdir(parents=True, exist_ok=True)
         for run_id, files in self.runs.items():
             tmp = store.root / f"{_TMP_PREFIX}{run_id}"
@@ -236,7 +241,7 @@ def run_sweep(
     for point in sweep.points():
         if _key(point) in finished:
             say(f"skip (done): {_key(point)}")
-    jobs = [Job(_key(p), experiment=sweep.experiment(p)) for p in todo]
+    jobs = [Job(_key(p), experiment=pickle.dumps(sweep.experiment(p))) for p in todo]
 
     def on_point(shipped: Shipped) -> None:
         for run_id in shipped.runs:
@@ -265,6 +270,7 @@ def run_notebook_sweep(
 ) -> list[PointFailure]:
     """Execute every point of a NotebookSweep not yet done, each on a bench worker; the failures."""
     from workbench.report import find_notebook
+    from workbench.store import Store
     from workbench.sweep import PointFailure
 
     store = Store()
@@ -396,9 +402,8 @@ def tune_on(
                     trial.set_user_attr("skipped", str(exc))
                     study.tell(trial, 0.0)
                     continue
-                job = Job(
-                    str(trial.number), experiment=experiment(settings, {"trial": trial.number})
-                )
+                point = experiment(settings, {"trial": trial.number})
+                job = Job(str(trial.number), experiment=pickle.dumps(point))
                 future = own.submit(job, spec)
                 running[future] = trial
                 done.add(future)
@@ -417,7 +422,7 @@ def tune_on(
             ask()
         best = base.replace(**dict(study.best_params))
         if confirm and study.best_value > 0:
-            job = Job("confirm", experiment=experiment(best, {"trial": "confirm"}))
+            job = Job("confirm", experiment=pickle.dumps(experiment(best, {"trial": "confirm"})))
             shipped = own.submit(job, spec).result()
             shipped.save(store)
             again = store.load(next(iter(shipped.runs)))
@@ -437,8 +442,8 @@ def _key(point: Mapping[str, Any]) -> str:
     return point_key(point)
 
 
-def _users_of(points: Sequence[Mapping[str, Any]]) -> int:
-    return int(next((p["users"] for p in points if "users" in p), DEFAULT_USERS))
+def _users_of(points: Sequence[Mapping[str, Any]]) -> int | None:
+    return next((int(p["users"]) for p in points if "users" in p), None)
 
 
 def _quiet(_: str) -> None:
@@ -453,8 +458,10 @@ _ENDED: set[str] = set()  # tokens whose session ended: a late point starts no a
 
 
 def host_root(worker_name: str) -> Path:
-    """This worker's folder: its stack and its points' scratch space (one per worker, so that
+    """A worker's folder: its stack and its points' scratch space (one per worker, so that
     two workers on one machine never share a stack)."""
+    from workbench.stack import stack_dir
+
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", worker_name).strip("-") or "worker"
     if len(slug) > 40:
         slug = slug[:30] + "-" + hashlib.sha1(slug.encode()).hexdigest()[:8]
@@ -470,17 +477,14 @@ class _Agent:
     """
 
     proc: subprocess.Popen[bytes]
-    root: Path
+    log: Path
+    root: Path = Path()
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def start(cls, spec: StackSpec, *, worker: str) -> _Agent:
-        """The agent of a session on this worker, once its stack is up."""
-        root = host_root(worker)
-        mode = _fs.TRAVERSABLE if _process.unprivileged_user() else _fs.PRIVATE
-        for folder in (root.parent.parent, root.parent, root):  # never through a link
-            _fs.private_dir(folder, mode=mode)
-        env = {**os.environ, "WORKBENCH_STACK_DIR": str(root)}
+        """The agent of a session on this worker, once its stack is up (it names its folder)."""
+        env = dict(os.environ)
         for name, url in (
             ("DATABASE_URL", spec.database_url),
             ("REDIS_URL", spec.redis_url),
@@ -490,13 +494,15 @@ class _Agent:
                 env[name] = url
             else:
                 env.pop(name, None)  # this worker's own environment names no server of the sweep
-        argv = [sys.executable, "-m", "workbench.cluster", str(root), str(spec.users), worker]
-        agent = cls(_process.spawn(argv, log=root / AGENT_LOG, env=env, pipe=True), root)
-        answer = agent._read()
-        if answer != "ready":
+        argv = [sys.executable, "-m", "workbench.cluster", str(spec.users or 0), worker]
+        log = Path(tempfile.mkstemp(prefix="workbench-agent-", suffix=".log")[1])
+        agent = cls(_process.spawn(argv, log=log, env=env, pipe=True), log)
+        kind, _, root = agent._read().partition(" ")
+        if kind != "ready":
             agent.stop()
-            tail = _process.log_tail(root / AGENT_LOG, 30)
-            raise StackError(f"the stack on {worker} did not start ({answer}); {tail}")
+            tail = _process.log_tail(log, 30)
+            raise StackError(f"the stack on {worker} did not start ({kind} {root}); {tail}")
+        agent.root = Path(root)
         return agent
 
     def _read(self) -> str:
@@ -529,6 +535,8 @@ class _Agent:
             self.proc.wait(timeout=CANCEL_WAIT_S)
         except subprocess.TimeoutExpired:
             _process.stop(self.proc, timeout=5)
+        if self.proc.returncode == 0:
+            self.log.unlink(missing_ok=True)  # kept when something went wrong
 
 
 def _agent_for(token: str, spec: StackSpec, worker: str) -> _Agent:
@@ -556,13 +564,13 @@ def _run_point(token: str, job: Job, spec: StackSpec) -> Shipped:
         try:
             outcome = json.loads((scratch / OUTCOME_FILE).read_text())
         except (OSError, ValueError):
-            tail = _process.log_tail(agent.root / AGENT_LOG, 30)
+            tail = _process.log_tail(agent.log, 30)
             raise StackError(f"point {job.key} failed on {name} (code {code}):\n{tail}") from None
         runs: dict[str, dict[str, bytes]] = {}
         for folder in (scratch / "runs", scratch / "home" / "data" / "runs"):
-            local = Store(folder)
-            for run_id in local.ids():
-                runs[run_id] = {p.name: p.read_bytes() for p in local.path(run_id).iterdir()}
+            for run in folder.glob(f"*/{MANIFEST}"):
+                if not run.parent.name.startswith("."):  # complete runs only (Store.ids)
+                    runs[run.parent.name] = {p.name: p.read_bytes() for p in run.parent.iterdir()}
         executed = scratch / EXECUTED
         error = outcome.get("error")
         return Shipped(
@@ -604,9 +612,11 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _agent_main(root: Path, users: int, worker: str) -> int:
+def _agent_main(users: int | None, worker: str) -> int:
     """Start this host's stack, then run the points named on stdin until it ends or we are stopped."""
     from workbench.experiment import Session
+    from workbench.fingerprint import fingerprint, machine
+    from workbench.stack import DEFAULT_USERS, Stack
 
     # SIGINT (a cancelled sweep) and SIGTERM (the worker died) stop the point as Ctrl-C does,
     # whatever the worker's own handlers were; leaving the `with` blocks stops the stack.
@@ -618,8 +628,17 @@ def _agent_main(root: Path, users: int, worker: str) -> int:
     os.dup2(2, 1)
     where = {"worker": worker, "host": socket.gethostname(), "machine": machine(fingerprint())}
     try:
-        with Stack(users=users, root=root / "stack", progress=_quiet) as stack, Session() as s:
-            answers.write("ready\n")
+        root = host_root(worker)
+        mode = _fs.TRAVERSABLE if _process.unprivileged_user() else _fs.PRIVATE
+        for folder in (root.parent.parent, root.parent, root):  # ours, never through a link
+            _fs.private_dir(folder, mode=mode)
+        os.environ["WORKBENCH_STACK_DIR"] = str(root)  # the services and loads we start
+        _wait_for_folder(root / "stack")
+        with (
+            Stack(users=users or DEFAULT_USERS, root=root / "stack", progress=_quiet) as stack,
+            Session() as s,
+        ):
+            answers.write(f"ready {root}\n")
             while line := sys.stdin.readline():
                 code = _agent_point(Path(line.strip()), stack, s, where)
                 answers.write(f"done {code}\n")
@@ -633,14 +652,41 @@ def _agent_main(root: Path, users: int, worker: str) -> int:
     return 0
 
 
+def _wait_for_folder(folder: Path, *, timeout: float = FOLDER_WAIT_S) -> None:
+    """Wait until no process holds the stack folder: the agent of a worker that died just before
+    (the worker restarted by its nanny, with the same name) may still be stopping its stack."""
+    from workbench.stack import LOCK_FILE
+
+    path = folder / LOCK_FILE
+    if not path.exists():
+        return
+    fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                if time.monotonic() > deadline:
+                    return  # Stack.start names the holder
+                time.sleep(0.25)
+            else:
+                return
+    finally:
+        os.close(fd)  # releases the lock for Stack.start to take
+
+
 def _agent_point(scratch: Path, stack: Stack, session: Any, where: Mapping[str, str]) -> int:
     """Run one point's job against the stack, its runs stored under scratch; 130 when interrupted."""
+    from workbench.store import Store
+
     job: Job = pickle.loads((scratch / JOB_FILE).read_bytes())
     outcome: dict[str, Any] = {"host": where["host"]}
     code = 0
     try:
-        if job.experiment is not None:
-            labelled = replace(job.experiment, labels={**job.experiment.labels, **where})
+        if job.experiment:
+            experiment: Experiment = pickle.loads(job.experiment)
+            labelled = replace(experiment, labels={**experiment.labels, **where})
             labelled.run(stack, store=Store(scratch / "runs"), progress=False, session=session)
         else:
             outcome["error"] = _execute_notebook(job, scratch, stack, where)
@@ -683,4 +729,4 @@ def _execute_notebook(
 
 
 if __name__ == "__main__":
-    sys.exit(_agent_main(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]))
+    sys.exit(_agent_main(int(sys.argv[1]) or None, sys.argv[2]))
