@@ -299,3 +299,21 @@ def test_a_cluster_without_bench_workers_is_refused() -> None:
         pytest.raises(InputError, match="bench=1"),
     ):
         four_points().run(Stack(users=TEST_USERS), progress=False, cluster=local)
+
+
+@pytest.mark.slow
+def test_a_host_whose_stack_cannot_start_is_reported_and_nothing_stored(
+    cluster: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nowhere = Stack(
+        database_url="postgresql://bench:secret@127.0.0.1:9/bench",
+        redis_url="redis://127.0.0.1:9/0",
+        upstream_url="http://127.0.0.1:9",
+        users=TEST_USERS,
+    )
+    store = Store(tmp_path)
+    summary = four_points().run(nowhere, store=store, progress=False, cluster=cluster)
+    assert summary.empty and not store.ids()
+    said = capsys.readouterr().err
+    assert said.count("could not run (a rerun redoes it)") == 4
+    assert "PostgreSQL at postgresql://bench:***@127.0.0.1:9/bench does not answer" in said
