@@ -70,9 +70,8 @@ class StackSpec:
         """The spec of a Stack: only the URLs a user gave (an embedded server's are this host's)."""
         if stack is None:
             return cls(users=users)
-        mine = (
-            stack.pids()
-        )  # servers this process started: their loopback URLs mean nothing elsewhere
+        # servers this process started: their loopback URLs mean nothing on another host
+        mine = stack.pids()
         return cls(
             users=users or stack.users,
             database_url=None if "postgres" in mine else stack.database_url,
@@ -102,6 +101,7 @@ class Shipped:
     runs: dict[str, dict[str, bytes]]
     notebook: bytes | None = None
     error: tuple[str, str] | None = None  # (ename, evalue) when the notebook raised
+    failure: str = ""  # what stopped the point when it raised (its run, if any, stored crashed)
     interrupted: bool = False
 
     def save(self, store: Store) -> list[str]:
@@ -244,6 +244,8 @@ def run_sweep(
     jobs = [Job(_key(p), experiment=pickle.dumps(sweep.experiment(p))) for p in todo]
 
     def on_point(shipped: Shipped) -> None:
+        if shipped.failure:
+            say(f"{shipped.key} on {shipped.worker} failed (a rerun redoes it): {shipped.failure}")
         for run_id in shipped.runs:
             row = store.summary(run_id) or {}
             say(
@@ -418,14 +420,18 @@ def tune_on(
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
             else:
                 shipped.save(store)
-                study.tell(trial, scored(trial, shipped))
+                if shipped.runs:
+                    study.tell(trial, scored(trial, shipped))
+                else:  # it failed before its run began
+                    trial.set_user_attr("failure", shipped.failure)
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
             ask()
         best = base.replace(**dict(study.best_params))
         if confirm and study.best_value > 0:
             job = Job("confirm", experiment=pickle.dumps(experiment(best, {"trial": "confirm"})))
             shipped = own.submit(job, spec).result()
             shipped.save(store)
-            again = store.load(next(iter(shipped.runs)))
+            again = store.load(next(iter(shipped.runs))) if shipped.runs else None
     return Tuning(
         study=study,
         base=base,
@@ -581,6 +587,7 @@ def _run_point(token: str, job: Job, spec: StackSpec) -> Shipped:
             notebook=executed.read_bytes() if executed.exists() else None,
             error=(str(error[0]), str(error[1])) if error else None,
             interrupted=code == INTERRUPTED_EXIT,
+            failure=str(outcome.get("failure", "")),
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
