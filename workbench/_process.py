@@ -74,13 +74,21 @@ def spawn(
     user: str | None = None,
     cwd: Path | None = None,
     detach: bool = False,
+    pipe: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start argv as a child writing to log; it dies with us unless detach."""
+    """Start argv as a child writing to log; it dies with us unless detach.
+
+    pipe: its stdin and stdout are pipes to us (stderr still goes to log).
+    """
     if not detach and threading.current_thread() is not threading.main_thread():
         # The kernel sends PDEATHSIG when the *thread* that forked the child ends: a child
         # started from a short-lived thread would be killed with it. Fork from one that stays.
-        return _spawner().submit(_popen, argv, log=log, env=env, user=user, cwd=cwd).result()
-    return _popen(argv, log=log, env=env, user=user, cwd=cwd, detach=detach)
+        return (
+            _spawner()
+            .submit(_popen, argv, log=log, env=env, user=user, cwd=cwd, pipe=pipe)
+            .result()
+        )
+    return _popen(argv, log=log, env=env, user=user, cwd=cwd, detach=detach, pipe=pipe)
 
 
 def _popen(
@@ -91,15 +99,16 @@ def _popen(
     user: str | None,
     cwd: Path | None,
     detach: bool = False,
+    pipe: bool = False,
 ) -> subprocess.Popen[bytes]:
     ids = user_ids(user)
     log.parent.mkdir(parents=True, exist_ok=True)
     with os.fdopen(_fs.open_append(log), "ab") as out:
         return subprocess.Popen(
             list(argv),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if pipe else out,
+            stderr=out if pipe else subprocess.STDOUT,
+            stdin=subprocess.PIPE if pipe else subprocess.DEVNULL,
             env=dict(env) if env is not None else None,
             cwd=cwd,
             user=ids[0] if ids else None,

@@ -89,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
         help="a grid axis: a notebook parameter or a setting, comma-separated values; repeatable",
     )
     sweep.add_argument("--users", type=int, default=None, help="users to seed once for every point")
+    sweep.add_argument(
+        "--cluster",
+        default=None,
+        help="Dask scheduler address (tcp://host:8786): each point on a worker with bench=1",
+    )
 
     load = sub.add_parser(
         "load", help="load a loopback URL (wrk2-style: open or closed loop, HDR latencies)"
@@ -402,8 +407,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     sweep = NotebookSweep(args.notebook, parse_grid(args.parameter))
     sweep.points()  # checks every name and value before anything starts
+    if args.cluster is not None:
+        from workbench.load._distributed import check_cluster
+
+        check_cluster(args.cluster)
     try:
-        summary = sweep.run(users=args.users)
+        summary = sweep.run(users=args.users, cluster=args.cluster)
     except SweepFailed as exc:
         _print_summary(sweep.sweep_id, exc.summary)
         for failure in exc.failures:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import platform
+import socket
 import subprocess
+from collections.abc import Mapping
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import psutil
-
-from workbench.paths import project_dir
 
 PACKAGES = (
     "fastapi", "uvicorn", "gunicorn", "sqlalchemy", "asyncpg", "redis", "orjson", "pydantic",
@@ -35,7 +37,7 @@ def _git() -> dict[str, Any]:
     def git(*args: str) -> str:
         done = subprocess.run(
             ["git", *args],
-            cwd=project_dir(),
+            cwd=Path(__file__).resolve().parent,  # the code's checkout, wherever the data lives
             capture_output=True,
             text=True,
             timeout=10,
@@ -60,6 +62,7 @@ def fingerprint() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return {
+        "host": socket.gethostname(),
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
@@ -68,3 +71,12 @@ def fingerprint() -> dict[str, Any]:
         "packages": versions,
         "git": _git(),
     }
+
+
+MACHINE_KEYS = ("cpu_model", "cpu_count", "memory_gib", "os")
+
+
+def machine(environment: Mapping[str, Any]) -> str:
+    """A short id of the hardware and OS in a fingerprint: runs on equal ids ran on alike machines."""
+    text = "|".join(str(environment.get(key)) for key in MACHINE_KEYS)
+    return hashlib.sha1(text.encode()).hexdigest()[:8]

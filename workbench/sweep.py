@@ -109,10 +109,26 @@ class Sweep:
         return _finished_points(store, self.sweep_id)
 
     def run(
-        self, stack: Stack, *, store: Store | None = None, progress: bool = True
+        self,
+        stack: Stack | None = None,
+        *,
+        store: Store | None = None,
+        progress: bool = True,
+        cluster: object = None,
     ) -> pd.DataFrame:
-        """Measure every point not yet finished; the summary of every finished point."""
+        """Measure every point not yet finished; the summary of every finished point.
+
+        cluster (a Dask scheduler address, Client or LocalCluster): each point on a worker with
+        the resource `bench`, with that host's own stack (or stack's URLs); see workbench.cluster.
+        """
         store = store if store is not None else Store()
+        if cluster is not None:
+            from workbench import cluster as on_cluster
+
+            on_cluster.run_sweep(self, cluster=cluster, stack=stack, store=store, progress=progress)
+            return on_cluster.by_machine(self.summary(store))
+        if stack is None:
+            raise InputError("stack", "is needed without a cluster: give a started Stack")
         points = self.points()
         finished = self.done(store)
         bar = tqdm(
@@ -268,10 +284,25 @@ class NotebookSweep:
         latest = runs[runs["sweep"] == self.sweep_id].drop_duplicates("point", keep="last")
         return set(latest.loc[latest["status"] == RunStatus.CRASHED, "point"])
 
-    def run(self, *, users: int | None = None, progress: bool = True) -> pd.DataFrame:
-        """Start the stack once, execute every point not yet done, and summarize the sweep's runs."""
+    def run(
+        self, *, users: int | None = None, progress: bool = True, cluster: object = None
+    ) -> pd.DataFrame:
+        """Start the stack once, execute every point not yet done, and summarize the sweep's runs.
+
+        cluster: each point on a Dask worker with the resource `bench` (see workbench.cluster).
+        """
         import os
 
+        if cluster is not None:
+            from workbench import cluster as on_cluster
+
+            failed = on_cluster.run_notebook_sweep(
+                self, cluster=cluster, users=users, progress=progress
+            )
+            summary = on_cluster.by_machine(self._summary(self.folder))
+            if failed:
+                raise SweepFailed(failed, summary)
+            return summary
         points = self.points()
         folder = self.folder
         folder.mkdir(parents=True, exist_ok=True)

@@ -101,7 +101,7 @@ class Tuning:
 
 
 def tune(
-    stack: Stack,
+    stack: Stack | None,
     *,
     base: ServiceSettings | None = None,
     space: Mapping[str, Sequence[Any]] | None = None,
@@ -115,14 +115,36 @@ def tune(
     confirm: bool = True,
     store: Store | None = None,
     progress: bool = True,
+    cluster: object = None,
 ) -> Tuning:
-    """Search settings for the highest closed-loop throughput whose run holds the SLO."""
+    """Search settings for the highest closed-loop throughput whose run holds the SLO.
+
+    cluster (a Dask scheduler address, Client or LocalCluster): trials run in parallel, one per
+    worker with the resource `bench` (one per host), each on that host's stack (or stack's URLs).
+    """
     checked = check_space(space or DEFAULT_SPACE)
     trials = positive_int("trials", trials)
     slo = SLO.parse(slo) if isinstance(slo, str) else slo
     base = base or ServiceSettings.optimized()
-    limit = stack.connection_limit()
     study_id = new_run_id("tune")
+    if cluster is not None:
+        from workbench.cluster import tune_on
+
+        def trial_run(settings: ServiceSettings, labels: dict[str, Any]) -> Experiment:
+            return Experiment(
+                settings=settings, path=path, connections=connections, duration=duration,
+                warmup=warmup, name="tune-confirm" if labels["trial"] == "confirm" else "tune",
+                labels={"tune": study_id, **labels},
+            )  # fmt: skip
+
+        return tune_on(
+            cluster, stack=stack, base=base, space=checked, trials=trials, slo=slo,
+            experiment=trial_run, seed=seed, confirm=confirm, store=store or Store(),
+            progress=progress,
+        )  # fmt: skip
+    if stack is None:
+        raise InputError("stack", "is needed without a cluster: give a started Stack")
+    limit = stack.connection_limit()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
 

@@ -1,0 +1,319 @@
+"""Cluster: a sweep's points on Dask workers (one per host), their runs shipped into the local store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from service.settings import ServiceSettings
+from workbench._errors import InputError
+from workbench.cluster import StackSpec, by_machine
+from workbench.experiment import Experiment
+from workbench.stack import Stack
+from workbench.store import Store
+from workbench.sweep import Sweep
+from workbench.tune import tune
+
+from .conftest import TEST_USERS, processes_under
+
+QUICKSTART = str(Path(__file__).resolve().parent.parent / "notebooks" / "01_quickstart.ipynb")
+STACK_NAMES = ("postgres", "valkey", "redis", "uvicorn", "gunicorn")
+
+
+@pytest.fixture
+def cluster_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The stack folder the workers inherit (PostgreSQL's unprivileged user can reach it)."""
+    root = Path(tempfile.mkdtemp(prefix="workbench-test-cluster-"))
+    root.chmod(0o755)
+    monkeypatch.setenv("WORKBENCH_STACK_DIR", str(root))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(cluster_root: Path) -> Iterator[object]:
+    """A LocalCluster of 2 worker processes, each with bench=1: two "hosts" on this machine."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        resources={"bench": 1},
+        dashboard_address=":0",
+    ) as local:
+        yield local
+
+
+def stack_processes(root: Path) -> list[str]:
+    """Servers and services started under root: what the sweep must have stopped."""
+    found = []
+    for pid in processes_under(root):
+        try:
+            proc = psutil.Process(pid)
+            line = " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        if proc.name() in STACK_NAMES or "-m service" in line or "upstream_fake" in line:
+            found.append(f"{pid}: {line[:120]}")
+    return found
+
+
+def four_points() -> Sweep:
+    """Points of fixed length and little CPU (one uvicorn worker, a low open-loop rate), so that
+    two of them side by side on this 2-core machine do not slow each other down much."""
+    return Sweep(
+        {"pool_size": [4, 6, 8, 10]},
+        base=Experiment(
+            settings=ServiceSettings(), connections=4, rate=50, duration=2, warmup=1, seed=1
+        ),
+        name="cluster",
+    )
+
+
+def _window(run_id: str, store: Store) -> tuple[float, float]:
+    manifest = store.load(run_id).manifest
+    start, end = (datetime.fromisoformat(manifest[k]) for k in ("started_at", "finished_at"))
+    return start.timestamp(), end.timestamp()
+
+
+def span_s(store: Store) -> float:
+    """Seconds from the first run's start to the last run's end."""
+    windows = [_window(run_id, store) for run_id in store.ids()]
+    return max(end for _, end in windows) - min(start for start, _ in windows)
+
+
+def busy_s(store: Store) -> float:
+    """The runs' durations added up."""
+    return sum(end - start for start, end in (_window(r, store) for r in store.ids()))
+
+
+def given_urls(stack: Stack) -> Stack:
+    """The session's stack by its URLs: each worker attaches to it instead of starting its own."""
+    return Stack(
+        database_url=stack.database_url,
+        redis_url=stack.redis_url,
+        upstream_url=stack.upstream_url,
+        users=TEST_USERS,
+    )
+
+
+@pytest.mark.slow
+def test_two_hosts_run_four_points_in_half_the_time(
+    cluster: object, cluster_root: Path, stack: Stack, tmp_path: Path
+) -> None:
+    local_store = Store(tmp_path / "local")
+    t0 = time.monotonic()
+    four_points().run(stack, store=local_store, progress=False)
+    local_s = time.monotonic() - t0
+
+    store = Store(tmp_path / "cluster")
+    t0 = time.monotonic()
+    summary = four_points().run(given_urls(stack), store=store, progress=False, cluster=cluster)
+    cluster_s = time.monotonic() - t0
+    print(f"4 points: {local_s:.1f} s here, {cluster_s:.1f} s on 2 workers")
+
+    assert len(store.ids()) == 4 and len(summary) == 4
+    assert set(summary["status"]) == {"finished"}
+    assert sorted(summary["pool_size"]) == [4, 6, 8, 10]
+    assert set(summary["worker"]) == {"0", "1"}  # each run names the worker that ran it
+    for run_id in store.ids():
+        run = store.load(run_id)
+        assert run.manifest["environment"]["host"] == socket.gethostname()
+        assert run.manifest["labels"]["worker"] in ("0", "1")
+        assert len(run.series()) >= 1 and run.hdr_latency and run.hdr_service
+    assert summary.attrs["machines"] == 1
+    # Points take turns here and run two at a time there: the span from the first point's start
+    # to the last one's end about halves (the cluster adds a fixed cost: each worker starting its
+    # agent, not paid again per point).
+    here, there = span_s(local_store), span_s(store)
+    print(f"points' span: {here:.1f} s here, {there:.1f} s on 2 workers ({there / here:.0%})")
+    assert there < 0.7 * here
+    assert cluster_s < local_s  # the whole sweep too, the cluster's fixed cost included
+    assert busy_s(store) > 1.6 * there  # two points at once, most of the time
+    assert not stack_processes(cluster_root)
+    # resumable: a rerun measures nothing again
+    again = four_points().run(given_urls(stack), store=store, progress=False, cluster=cluster)
+    assert sorted(again["run_id"]) == sorted(summary["run_id"])
+
+
+@pytest.mark.slow
+def test_a_killed_worker_s_point_is_redone_on_the_other(
+    cluster: object, cluster_root: Path, tmp_path: Path
+) -> None:
+    from distributed import Client
+    from distributed.core import Status
+
+    with Client(cluster, set_as_default=False) as client:  # type: ignore[no-untyped-call]
+        pids = client.run(os.getpid)
+        names = {a: str(w["name"]) for a, w in client.scheduler_info()["workers"].items()}
+    victim = next(pid for address, pid in pids.items() if names[address] == "1")
+    store = Store(tmp_path)
+    out: dict[str, object] = {}
+
+    def sweep() -> None:
+        try:
+            out["summary"] = four_points().run(
+                Stack(users=TEST_USERS), store=store, progress=False, cluster=cluster
+            )
+        except BaseException as exc:
+            out["error"] = exc
+
+    thread = threading.Thread(target=sweep)
+    thread.start()
+    # kill worker 1 while its first point loads the service (its own stack under its folder)
+    deadline = time.monotonic() + 120
+    while not any("-m service" in line for line in stack_processes(cluster_root / "cluster" / "1")):
+        assert time.monotonic() < deadline and thread.is_alive(), out
+        time.sleep(0.2)
+    cluster.workers[1].status = Status.closing_gracefully  # type: ignore[attr-defined]  # no restart
+    os.kill(victim, signal.SIGKILL)
+    thread.join(timeout=240)
+    assert not thread.is_alive() and "error" not in out, out
+    summary = out["summary"]
+    assert len(summary) == 4 and set(summary["status"]) == {"finished"}  # type: ignore[arg-type,index]
+    assert set(summary["worker"]) == {"0"}  # type: ignore[index]
+    deadline = time.monotonic() + 30
+    while (left := stack_processes(cluster_root)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_the_points_and_stops_every_stack(
+    cluster: object, cluster_root: Path, tmp_path: Path
+) -> None:
+    def interrupt_once_both_load() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            running = [
+                any("-m service" in line for line in stack_processes(cluster_root / "cluster" / n))
+                for n in ("0", "1")
+            ]
+            if all(running):
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.2)
+
+    store = Store(tmp_path)
+    threading.Thread(target=interrupt_once_both_load, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        four_points().run(Stack(users=TEST_USERS), store=store, progress=False, cluster=cluster)
+    assert time.monotonic() - started < 100
+    assert not stack_processes(cluster_root)  # both hosts' stacks, services and loads are gone
+    assert len(store.ids()) < 4  # the remaining points were cancelled
+
+
+@pytest.mark.slow
+def test_tuner_runs_trials_in_parallel_one_per_host(
+    cluster: object, stack: Stack, tmp_path: Path
+) -> None:
+    store = Store(tmp_path)
+    tuning = tune(
+        given_urls(stack),
+        cluster=cluster,
+        space={"pool_size": ("int", 2, 10)},
+        trials=4,
+        slo="p95=10s",
+        connections=4,
+        duration=1,
+        warmup=0.3,
+        confirm=False,
+        store=store,
+        progress=False,
+    )
+    assert len(tuning.trials) == 4 and tuning.best_value > 0
+    workers = tuning.trials["user_attrs_worker"]
+    assert set(workers) == {"0", "1"}
+    assert len(store.ids()) == 4
+    assert busy_s(store) > 1.4 * span_s(store)  # trials overlapped: n_jobs = hosts
+
+
+@pytest.mark.slow
+def test_cli_notebook_sweep_on_a_cluster(
+    cluster: object, cluster_root: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    env = {**os.environ, "WORKBENCH_HOME": str(home)}
+    for key in ("DATABASE_URL", "REDIS_URL", "UPSTREAM_URL"):
+        env.pop(key, None)
+    argv = [
+        sys.executable, "-m", "workbench.cli", "sweep", QUICKSTART,
+        "-p", "pool_size", "5,10", "-p", "duration", "1", "-p", "connections", "4",
+        "--users", "300", "--cluster", cluster.scheduler_address,  # type: ignore[attr-defined]
+    ]  # fmt: skip
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "2 finished points" in done.stdout
+    notebooks = list(home.glob("data/sweeps/*/[!.]*.ipynb"))
+    assert len(notebooks) == 2  # the executed notebooks came home
+    runs = Store(home / "data" / "runs").runs()
+    assert set(runs["status"]) == {"finished"} and set(runs["worker"]) == {"0", "1"}
+    assert not stack_processes(cluster_root)
+    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0 and again.stdout.count("skip (done)") == 2
+
+
+def test_summary_groups_by_machine_and_says_when_a_grid_mixed_them() -> None:
+    summary = pd.DataFrame(
+        {
+            "point": ["a", "b", "c"],
+            "host": ["big-1", "small-1", "big-2"],
+            "machine": ["m-big", "m-small", "m-big"],
+        }
+    )
+    said: list[str] = []
+    grouped = by_machine(summary, say=said.append)
+    assert list(grouped["point"]) == ["a", "c", "b"] and grouped.attrs["machines"] == 2
+    assert said and "2 different machines" in said[0] and "big-1, big-2" in said[0]
+    said.clear()
+    assert by_machine(summary.iloc[[0, 2]], say=said.append).attrs["machines"] == 1 and not said
+
+
+def test_an_embedded_stack_s_urls_stay_home(stack: Stack) -> None:
+    assert StackSpec.of(stack) == StackSpec(users=stack.users)  # loopback URLs of this host
+    given = StackSpec.of(given_urls(stack))
+    assert given.database_url == stack.database_url and given.users == TEST_USERS
+
+
+def test_a_cluster_without_bench_workers_is_refused() -> None:
+    from distributed import LocalCluster
+
+    with (
+        LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as local,
+        pytest.raises(InputError, match="bench=1"),
+    ):
+        four_points().run(Stack(users=TEST_USERS), progress=False, cluster=local)
+
+
+@pytest.mark.slow
+def test_a_host_whose_stack_cannot_start_is_reported_and_nothing_stored(
+    cluster: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nowhere = Stack(
+        database_url="postgresql://bench:secret@127.0.0.1:9/bench",
+        redis_url="redis://127.0.0.1:9/0",
+        upstream_url="http://127.0.0.1:9",
+        users=TEST_USERS,
+    )
+    store = Store(tmp_path)
+    summary = four_points().run(nowhere, store=store, progress=False, cluster=cluster)
+    assert summary.empty and not store.ids()
+    said = capsys.readouterr().err
+    assert said.count("could not run (a rerun redoes it)") == 4
+    assert "PostgreSQL at postgresql://bench:***@127.0.0.1:9/bench does not answer" in said
