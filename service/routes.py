@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
-from service import metrics
+from service import anatomy, metrics
 from service.anatomy import Stage, handler, timed
 from service.cache import HasCache, cached_endpoint, user_keys
 from service.resources import Resources
@@ -114,6 +114,7 @@ async def health(request: Request) -> Response:
 @router.get("/metrics")
 async def metrics_page() -> Response:
     """Prometheus text."""
+    anatomy.RECORDER.flush()  # this process's stages up to now, not up to its last flush
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)
 
@@ -141,11 +142,11 @@ def _render_user_untimed(res: Resources, row: Mapping[str, Any], *, full: bool =
     key = f"{'full:' if full else ''}{row['id']}:{row['updated_at'].isoformat()}"
     body = res.model_cache.get(key)
     if body is None:
-        metrics.CACHE_MISSES.labels("model").inc()
+        metrics.TALLY.count(metrics.CACHE_MISS["model"])
         body = render(row)
         res.model_cache.set(key, body, ttl=res.settings.model_cache_ttl)
     else:
-        metrics.CACHE_HITS.labels("model").inc()
+        metrics.TALLY.count(metrics.CACHE_HIT["model"])
     return body
 
 
