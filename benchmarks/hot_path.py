@@ -1,7 +1,7 @@
 """The L1-hit hot path against a bare FastAPI orjson endpoint, each served alone on one core.
 
 Run: `.venv/bin/python benchmarks/hot_path.py --duration 5`. The bundled service (the optimized
-preset on one uvicorn worker, ids 1..1,000 so every lookup is an L1 hit after the warm-up) answers
+preset on one worker, ids 1..1,000 so every lookup is an L1 hit after the warm-up) answers
 `/users/{id}`; the bare app answers a constant dict with ORJSONResponse. The service's worker and
 the bare app are each pinned alone on one core (only one of them is loaded at a time); this
 process, the load generators (the workbench's engine and wrk) and the stack (PostgreSQL, Valkey:
@@ -181,9 +181,9 @@ def measure(target: Target, gen: str, *, duration: float, ids: int, connections:
 def profile(
     target: Target, *, seconds: float, ids: int, connections: int, out: Path, rate: int = 250
 ) -> Profile:
-    """Sample target with py-spy for `seconds` while wrk loads it; samples per layer."""
+    """Sample target's worker (its last process) with py-spy for `seconds` under wrk; per layer."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    argv = [spy, "record", "--pid", str(target.pids[0]), "--duration", f"{seconds:g}",
+    argv = [spy, "record", "--pid", str(target.pids[-1]), "--duration", f"{seconds:g}",
             "--rate", str(rate), "--nonblocking", "--format", "raw", "--output", str(out)]  # fmt: skip
     sampler = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(0.5)  # attached before the load begins: the whole window is under load
@@ -252,9 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     generators = [g for g in args.generators.split(",") if g]
     extra = dict(item.split("=", 1) for item in args.set)
-    service = ServiceSettings.optimized().replace(
-        server="uvicorn", workers=1, preload=False, **extra
-    )
+    # The optimized preset on one worker (one worker is served without gunicorn's master
+    # unless gunicorn_one_worker is set).
+    service = ServiceSettings.optimized().replace(workers=1, preload=False, **extra)
     placement = cores()
     if placement is None:
         print("one core only: nothing pinned (servers and generators share it)")

@@ -122,6 +122,10 @@ class ServiceSettings:
     timeout: int = 30
     backlog: int = 2048
     log_level: str = "warning"
+    # server="gunicorn" with one worker: through gunicorn's master too (it replaces a worker that
+    # dies or hangs past `timeout`); off, uvicorn serves it alone, its metrics in memory rather
+    # than in multiprocess files (max_requests > 0 keeps gunicorn: it replaces the worker).
+    gunicorn_one_worker: bool = False
     # Time each request's stages (service/anatomy.py); the workbench's runs read them.
     anatomy: bool = True
     # Per-request metrics (counts, latency, cache hits) added up in memory and moved into
