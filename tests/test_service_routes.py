@@ -7,8 +7,9 @@ import asyncio
 import httpx
 import pytest
 from fastapi import FastAPI, Request
+from fastapi.responses import Response
 
-from service.routes import MAX_USER_ID, UserId, router, user_id_of
+from service.routes import MAX_USER_ID, UserId, _json, router, user_id_of
 
 IDS = [
     "1", "42", "999999999999999999", str(MAX_USER_ID), str(MAX_USER_ID + 1), str(2**63), "9" * 40,
@@ -62,3 +63,12 @@ def test_the_get_endpoints_still_document_their_id() -> None:
 def test_plain_ids_are_read_as_integers(text: str) -> None:
     scope = {"type": "http", "path_params": {"user_id": text}}
     assert user_id_of(Request(scope)) == int(text)
+
+
+@pytest.mark.parametrize(("body", "status"), [(b'{"id":1}', 200), (b"", 200), (b"{}", 503)])
+def test_a_json_body_answers_as_starlettes_response_would(body: bytes, status: int) -> None:
+    ours, theirs = _json(body, status), Response(body, status, media_type="application/json")
+    assert (ours.status_code, ours.body, ours.raw_headers, ours.background) == (
+        theirs.status_code, theirs.body, theirs.raw_headers, theirs.background,
+    )  # fmt: skip
+    assert ours.headers["content-type"] == "application/json"
