@@ -131,6 +131,10 @@ class Profile:
         return self.samples.get(layer, 0) / total if total else 0.0
 
 
+class ProfileError(RuntimeError):
+    """py-spy could not sample a server (not installed, or not allowed to attach)."""
+
+
 def layer_of(stack: str) -> str:
     """The layer a sampled stack (py-spy's raw format: frames root first, ';' between) belongs to."""
     for frame in reversed(stack.split(";")):
@@ -185,7 +189,10 @@ def profile(
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     argv = [spy, "record", "--pid", str(target.pids[-1]), "--duration", f"{seconds:g}",
             "--rate", str(rate), "--nonblocking", "--format", "raw", "--output", str(out)]  # fmt: skip
-    sampler = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        sampler = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except OSError as exc:
+        raise ProfileError(f"py-spy could not start ({exc}); pip install py-spy") from None
     time.sleep(0.5)  # attached before the load begins: the whole window is under load
     before = cpu_seconds(target.pids)
     point = GENERATORS["wrk"](
@@ -194,7 +201,7 @@ def profile(
     spent = cpu_seconds(target.pids) - before
     _, err = sampler.communicate(timeout=seconds + 30)
     if sampler.returncode != 0 or not out.exists():
-        raise SystemExit(f"py-spy failed (exit {sampler.returncode}): {err.decode()[-500:]}")
+        raise ProfileError(f"py-spy failed (exit {sampler.returncode}): {err.decode()[-500:]}")
     samples: Counter[str] = Counter()
     for line in out.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -237,7 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generators", default="engine,wrk")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of the servers, each in turn")
     parser.add_argument(
-        "--profile", type=float, default=0.0, metavar="S", help="py-spy each server for S s"
+        "--profile",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="py-spy each server for S s under wrk (0: no profile)",
     )
     parser.add_argument("--profile-dir", type=Path, help="keep py-spy's raw stacks here")
     parser.add_argument(
@@ -304,13 +315,17 @@ def main(argv: list[str] | None = None) -> int:
                 if args.profile > 0:
                     out_dir = args.profile_dir or Path(folder)
                     out_dir.mkdir(parents=True, exist_ok=True)
-                    profiles = {
-                        t.name: profile(
-                            t, seconds=args.profile, out=out_dir / f"{t.name}.txt", **load_kw
-                        )
-                        for t in targets
-                        if t.name != "no anatomy"
-                    }
+                    try:
+                        profiles = {
+                            t.name: profile(
+                                t, seconds=args.profile, out=out_dir / f"{t.name}.txt", **load_kw
+                            )
+                            for t in targets
+                            if t.name != "no anatomy"
+                        }
+                    except ProfileError as exc:
+                        print(f"\nno per-layer profile: {exc}")
+                        return 0
                     print(f"\nper-layer profile (py-spy, wrk, {args.profile:g} s each; load "
                           f"average {os.getloadavg()[0]:.1f}); before the cuts: docs/hot_path.md")  # fmt: skip
                     print(profile_table(profiles))
