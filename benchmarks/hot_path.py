@@ -1,8 +1,8 @@
 """The L1-hit hot path against a bare FastAPI orjson endpoint, each served alone on one core.
 
 Run: `.venv/bin/python benchmarks/hot_path.py --duration 5`. The bundled service (the optimized
-preset on one worker, ids 1..1,000 so every lookup is an L1 hit after the warm-up) answers
-`/users/{id}`; the bare app answers a constant dict with ORJSONResponse. The service's worker and
+preset on one worker, ids 1..1,000, each asked for once first so that every lookup is an L1 hit:
+the output says how many were) answers `/users/{id}`; the bare app answers a constant dict with ORJSONResponse. The service's worker and
 the bare app are each pinned alone on one core (only one of them is loaded at a time); this
 process, the load generators (the workbench's engine and wrk) and the stack (PostgreSQL, Valkey:
 idle during an L1-hit load) run on the other. Three servers are measured in rotating order each
@@ -33,12 +33,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psutil
 
 from service.settings import ServiceSettings
 from workbench import _process
 from workbench._net import free_port, wait_for_port
 from workbench.launcher import ServiceProcess
+from workbench.monitor import parse_metrics
 from workbench.stack import Stack
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -159,6 +161,20 @@ def pin(pid: int, core: int) -> None:
             os.sched_setaffinity(thread.id, {core})
 
 
+def fill(target: Target, ids: int) -> None:
+    """Ask for every id once: the service's L1 holds them all before it is measured."""
+    with httpx.Client(base_url=target.url, timeout=10) as client:
+        for user_id in range(1, ids + 1):
+            client.get(PATH.format(id=user_id)).raise_for_status()
+
+
+def l1_counts(target: Target) -> tuple[float, float]:
+    """The service's L1 hits and lookups so far."""
+    sample = parse_metrics(httpx.get(target.url + "/metrics", timeout=10).text)
+    hits = sample.get("cache_hits_total{level=l1}", 0.0)
+    return hits, hits + sample.get("cache_misses_total{level=l1}", 0.0)
+
+
 def cpu_seconds(pids: Sequence[int]) -> float:
     """User + system CPU time of the processes so far."""
     total = 0.0
@@ -264,8 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     generators = [g for g in args.generators.split(",") if g]
     extra = dict(item.split("=", 1) for item in args.set)
     # The optimized preset on one worker (one worker is served without gunicorn's master
-    # unless gunicorn_one_worker is set).
-    service = ServiceSettings.optimized().replace(workers=1, preload=False, **extra)
+    # unless gunicorn_one_worker is set); entries that outlive the benchmark (the preset's
+    # 300 s, less up to 20% of jitter, would start expiring within its run).
+    service = ServiceSettings.optimized().replace(workers=1, preload=False, l2_ttl=3600, **extra)
     placement = cores()
     if placement is None:
         print("one core only: nothing pinned (servers and generators share it)")
@@ -311,7 +328,18 @@ def main(argv: list[str] | None = None) -> int:
                     for target in targets:
                         for pid in target.pids:
                             pin(pid, placement[0])
+                for target in targets[1:]:
+                    fill(target, args.ids)
+                before = {t.name: l1_counts(t) for t in targets[1:]}
                 _run(targets, generators, args, load_kw)
+                for target in targets[1:]:
+                    (hits_now, lookups_now), (hits_then, lookups_then) = (
+                        l1_counts(target),
+                        before[target.name],
+                    )
+                    hits, lookups = hits_now - hits_then, lookups_now - lookups_then
+                    print(f"{target.name}: L1 hits {hits:,.0f} of {lookups:,.0f} lookups "
+                          f"({100 * hits / max(1, lookups):.2f}%)")  # fmt: skip
                 if args.profile > 0:
                     out_dir = args.profile_dir or Path(folder)
                     out_dir.mkdir(parents=True, exist_ok=True)
@@ -339,7 +367,7 @@ def _run(
 ) -> None:
     bare, on, off = targets[:3]
     for gen in generators:
-        for target in targets:  # warm-up: fills the service's L1 with every id
+        for target in targets:  # warm-up: connections, caches of the interpreter
             measure(target, gen, duration=2, **load_kw)
         runs: dict[str, list[Measure]] = {t.name: [] for t in targets}
         ratios: dict[str, list[float]] = {"on/bare": [], "off/bare": [], "on/off": []}
