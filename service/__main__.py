@@ -47,6 +47,17 @@ def check_environment(environ: dict[str, str]) -> tuple[ServiceSettings, str, in
     return settings, host, int(text)
 
 
+def uses_gunicorn(settings: ServiceSettings) -> bool:
+    """Whether gunicorn's master serves the workers (else uvicorn does, one process or several).
+
+    One worker needs no master unless the settings ask for one: its own (gunicorn_one_worker),
+    or to be replaced after max_requests (uvicorn alone would exit instead).
+    """
+    if settings.server != "gunicorn":
+        return False
+    return settings.workers > 1 or settings.gunicorn_one_worker or settings.max_requests > 0
+
+
 def main() -> int:
     """Start uvicorn or gunicorn with uvicorn workers, as the settings say."""
     try:
@@ -54,12 +65,13 @@ def main() -> int:
     except SettingsError as exc:
         print(f"service: error: {exc}", file=sys.stderr)
         return 2
-    if settings.server == "gunicorn" or settings.workers > 1:
+    gunicorn = uses_gunicorn(settings)
+    if gunicorn or settings.workers > 1:
         # Workers are separate processes: metrics are merged through files.
         os.environ.setdefault(
             "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="workbench-metrics-")
         )
-    if settings.server == "gunicorn":
+    if gunicorn:
         argv = [
             sys.executable, "-m", "gunicorn", "service.asgi:app",
             "--worker-class",

@@ -170,9 +170,9 @@ class MultiLevelCache:
         with timed(Stage.L1):
             value = self.l1.get(key)
         if value is not None:
-            metrics.CACHE_HITS.labels("l1").inc()
+            metrics.TALLY.count(metrics.CACHE_HIT["l1"])
             return value
-        metrics.CACHE_MISSES.labels("l1").inc()
+        metrics.TALLY.count(metrics.CACHE_MISS["l1"])
         raw = None
         if self._worth_asking() and self._l2_available():
             try:
@@ -185,9 +185,9 @@ class MultiLevelCache:
                 self._l2_ok()
                 self._count_read(raw is not None)
         if raw is None:
-            metrics.CACHE_MISSES.labels("l2").inc()
+            metrics.TALLY.count(metrics.CACHE_MISS["l2"])
             return None
-        metrics.CACHE_HITS.labels("l2").inc()
+        metrics.TALLY.count(metrics.CACHE_HIT["l2"])
         value = raw if isinstance(raw, bytes) else str(raw).encode()
         self.l1.set(key, value, ttl=self.l2_ttl)
         return value

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -94,9 +97,86 @@ LOOP_LAG = Histogram(
 )
 
 
+CACHE_HIT = {level: CACHE_HITS.labels(level) for level in ("l1", "l2", "model")}
+CACHE_MISS = {level: CACHE_MISSES.labels(level) for level in ("l1", "l2", "model")}
+FLUSH_INTERVAL = 0.1
+
+
+class Tally:
+    """This process's per-request metrics, added up in plain memory and moved into Prometheus in bulk.
+
+    A Prometheus update takes a lock, and in multiprocess mode an mmap write, per value; a request
+    made several (in flight up and down, its count, its latency bucket and sum, a cache hit) plus a
+    labels() lookup each. Here a request adds to dicts; `flush` runs on every scrape of this
+    process, every `metrics_flush_interval` seconds, and, with several workers, whenever this one
+    goes idle (a scrape answered by another worker then misses nothing this one has answered).
+    """
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self._requests: dict[tuple[str, int], int] = {}
+        # per route: a count per latency bucket (the last is +Inf), then the sum
+        self._latency: dict[str, list[float]] = {}
+        self._counts: dict[Any, float] = {}
+
+    def count(self, child: Any, amount: float = 1.0) -> None:
+        """Add to a counter (a labelled child) at the next flush."""
+        self._counts[child] = self._counts.get(child, 0.0) + amount
+
+    def request(self, route: str, status: int, seconds: float) -> None:
+        """Add one finished request: its route and status, and its latency."""
+        key = (route, status)
+        self._requests[key] = self._requests.get(key, 0) + 1
+        row = self._latency.get(route)
+        if row is None:
+            row = self._latency[route] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        row[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        row[-1] += seconds
+
+    def flush(self) -> None:
+        """Move what was added since the last flush into the Prometheus metrics."""
+        IN_FLIGHT.set(self.in_flight)
+        if self._requests:
+            requests, self._requests = self._requests, {}
+            for (route, status), n in requests.items():
+                REQUESTS.labels(route, str(status)).inc(n)
+        if self._latency:
+            latency, self._latency = self._latency, {}
+            for route, row in latency.items():
+                child: Any = LATENCY.labels(route)
+                # prometheus_client keeps one (non-cumulative) value per bucket and a sum;
+                # adding to them in bulk is what observe() does one value at a time.
+                for i, observed in enumerate(row[:-1]):
+                    if observed:
+                        child._buckets[i].inc(observed)
+                child._sum.inc(row[-1])
+        if self._counts:
+            counts, self._counts = self._counts, {}
+            for counter, amount in counts.items():
+                counter.inc(amount)
+
+    async def flush_forever(self, interval: float = FLUSH_INTERVAL) -> None:
+        """Flush every `interval` seconds until cancelled (and once more then)."""
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                self.flush()
+        finally:
+            self.flush()
+
+
+TALLY = Tally()
+
+
+def multiprocess_mode() -> bool:
+    """Whether metrics are merged across worker processes through files."""
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
 def render() -> tuple[bytes, str]:
     """The metrics page and its content type, merged across workers when multiprocess."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    TALLY.flush()
+    if multiprocess_mode():
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST

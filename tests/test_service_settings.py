@@ -87,7 +87,7 @@ def test_every_numeric_setting_has_bounds_the_presets_keep() -> None:
         for name, value in ServiceSettings().to_dict().items()
         if isinstance(value, int | float) and not isinstance(value, bool)
     ]
-    assert len(numeric) == 25
+    assert len(numeric) == 26
     for name in numeric:
         with pytest.raises(SettingsError, match=f"{name}: must be .* from "):
             ServiceSettings.from_dict({name: 10**12})
