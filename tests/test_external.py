@@ -203,7 +203,7 @@ def test_connections_go_to_the_address_that_was_checked(
     import socket
     import types
 
-    import workbench.load._engine as engine
+    import workbench.load._plan as engine
 
     port = int(external.rsplit(":", 1)[1])
     name = "rebind.test"

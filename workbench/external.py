@@ -14,7 +14,7 @@ from workbench._secrets import mask_url
 from workbench.experiment import assemble, load_profile, window_cpu
 from workbench.fingerprint import fingerprint
 from workbench.load import Generators, LoadFailed, LoadResult, plan_load, run_load
-from workbench.load._engine import _resolve
+from workbench.load._plan import _resolve
 from workbench.monitor import Monitor
 from workbench.run import RunResult, RunStatus
 from workbench.store import Store, new_run_id

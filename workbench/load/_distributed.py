@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 from workbench._aio import close_loop
 from workbench._errors import InputError, positive_int
-from workbench.load._engine import (
+from workbench.load._collector import _Collector
+from workbench.load._driver import READY_TIMEOUT_S, _Driver
+from workbench.load._plan import (
     DEADLINE_MARGIN_S,
     MAX_DRAIN_S,
-    READY_TIMEOUT_S,
     WorkerSpec,
-    _Collector,
-    _Driver,
     _Plan,
     _say,
     worker_specs,
