@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,9 +28,9 @@ from workbench.load import (
     Generators,
     LoadFailed,
     LoadInterrupted,
+    LoadPlan,
     LoadResult,
     Scenario,
-    plan_load,
     run_load,
 )
 from workbench.monitor import Monitor
@@ -38,6 +39,8 @@ from workbench.stack import Stack
 from workbench.store import Store, new_run_id
 
 SERVICE_LOG_TAIL = 40  # lines of a dead service's log kept in the run's manifest
+# The load's shape: the fields of Experiment and ExternalExperiment that LoadPlan.build takes as is.
+SHAPE = ("connections", "duration", "rate", "arrival", "warmup", "processes")
 
 
 @dataclass(frozen=True)
@@ -125,113 +128,177 @@ class Experiment:
         service: ServiceProcess | None,
         session: Session | None,
     ) -> RunResult:
-        run_id = new_run_id(self.name or self.path)
-        store = store if store is not None else Store()
         scenario = self.scenario(id_max=stack.users)
         profile = {**self.profile(), "seed": scenario.seed}
-        manifest: dict[str, Any] = {
+        record = Recording(
+            new_run_id(self.name or self.path),
+            store if store is not None else Store(),
+            name=self.name, labels=self.labels, settings=self.settings.to_dict(), profile=profile,
+        )  # fmt: skip
+        own = service is None
+        svc = service or ServiceProcess(self.settings, stack)
+        generators = session.generators if session is not None else Generators()
+        timings = record.timings
+        try:
+            with record.outcome():
+                t0 = time.monotonic()
+                if own and svc.port is None:
+                    svc.port = free_port()  # the load's URL is known before the service starts
+                plan = LoadPlan.build(
+                    svc.url + self.path, **shape(self), scenario=scenario, progress=progress
+                )
+                # The load's worker processes start while the service boots (each takes most of
+                # a second to import), so that neither waits for the other.
+                generators.prepare(plan.processes)
+                if own:
+                    svc.start()
+                timings["service_start_s"] = time.monotonic() - t0
+                if session is not None:  # the previous run's service is gone before this load
+                    t1 = time.monotonic()
+                    session.settle()
+                    timings["previous_stop_wait_s"] = time.monotonic() - t1
+
+                def pids() -> dict[str, list[int]]:
+                    return {
+                        "service": svc.pids()[:1],
+                        **{name: [pid] for name, pid in stack.pids().items()},
+                        "generator": generators.pids(),
+                    }
+
+                record.sample(Monitor(metrics_url=svc.url + "/metrics", processes=pids))
+                record.run_load(plan, generators=generators)
+        finally:
+            if session is None:
+                generators.close()
+            server = record.stop_sampling()
+            log = svc.log if isinstance(svc.log, Path) else None
+            died = svc.exit_code()
+            if died is not None:  # the service ended on its own: what was measured is no result
+                if record.status is RunStatus.FINISHED:
+                    record.status = RunStatus.CRASHED
+                record.manifest["service"] = {
+                    "exit_code": died,
+                    "log_tail": _process.log_tail(log, SERVICE_LOG_TAIL) if log else "",
+                }
+                print(
+                    f"the service died during run {record.run_id} (exit code {died}); stored as "
+                    f"{record.status}, with its log's tail in the manifest",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if own and session is not None and record.status is RunStatus.FINISHED:
+                session.stop_later(svc)
+            elif own:
+                t2 = time.monotonic()
+                svc.stop()
+                timings["service_stop_s"] = time.monotonic() - t2
+            result = record.save(
+                server, settings=self.settings, files={"service.log": log} if log else None
+            )
+        return result
+
+
+class Recording:
+    """One run's pipeline, the same for bundled and external targets: load, sample, store.
+
+    outcome() turns how the load ended into the run's status (Ctrl-C and SIGTERM: interrupted,
+    with the partial result kept; a dead load worker: crashed, with what it measured); save()
+    stores the run whatever happened.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        store: Store,
+        *,
+        name: str,
+        labels: dict[str, Any],
+        settings: dict[str, Any],
+        profile: dict[str, Any],
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.store = store
+        self.name = name
+        self.labels = labels
+        self.described = settings
+        self.profile = profile
+        self.manifest: dict[str, Any] = {
             "run_id": run_id,
-            "name": self.name,
-            "labels": self.labels,
-            "settings": self.settings.to_dict(),
+            "name": name,
+            "labels": labels,
+            **(extra or {}),
+            "settings": settings,
             "profile": profile,
             "environment": fingerprint(),
             "started_at": datetime.now(UTC).isoformat(),
             "status": RunStatus.RUNNING,
             "notebook": os.environ.get("WORKBENCH_NOTEBOOK"),
         }
-        store.begin(run_id, manifest)
-        own = service is None
-        svc = service or ServiceProcess(self.settings, stack)
-        load: LoadResult | None = None
-        monitor: Monitor | None = None
-        status = RunStatus.CRASHED
-        timings: dict[str, float] = {}
-        generators = session.generators if session is not None else Generators()
-        load_options: dict[str, Any] = {
-            "connections": self.connections,
-            "duration": self.duration,
-            "rate": self.rate,
-            "arrival": self.arrival,
-            "warmup": self.warmup,
-            "processes": self.processes,
-            "scenario": scenario,
-            "progress": progress,
-        }
-        try:
-            t0 = time.monotonic()
-            if own and svc.port is None:
-                svc.port = free_port()  # the load's URL is known before the service starts
-            # The load's worker processes start while the service boots (each takes most of a
-            # second to import), so that neither waits for the other.
-            generators.prepare(plan_load(svc.url + self.path, **load_options).processes)
-            if own:
-                svc.start()
-            timings["service_start_s"] = time.monotonic() - t0
-            if session is not None:  # the previous run's service is gone before this load starts
-                t1 = time.monotonic()
-                session.settle()
-                timings["previous_stop_wait_s"] = time.monotonic() - t1
+        self.load: LoadResult | None = None
+        self.monitor: Monitor | None = None
+        self.status = RunStatus.CRASHED
+        self.timings: dict[str, float] = {}
+        store.begin(run_id, self.manifest)
 
-            def pids() -> dict[str, list[int]]:
-                return {
-                    "service": svc.pids()[:1],
-                    **{name: [pid] for name, pid in stack.pids().items()},
-                    "generator": generators.pids(),
-                }
+    @contextlib.contextmanager
+    def outcome(self) -> Iterator[None]:
+        """Record how the block ended; SIGTERM inside it interrupts like Ctrl-C."""
+        with _process.sigterm_interrupts():
+            try:
+                yield
+                self.status = RunStatus.FINISHED
+            except LoadInterrupted as exc:
+                self.status = RunStatus.INTERRUPTED
+                self.load = exc.result
+                raise
+            except LoadFailed as exc:  # a load worker died: keep what was measured, as crashed
+                self.load = exc.result
+                self.manifest["load_failure"] = str(exc)
+                raise
+            except KeyboardInterrupt:
+                self.status = RunStatus.INTERRUPTED
+                raise
 
-            monitor = Monitor(metrics_url=svc.url + "/metrics", processes=pids).start()
-            t1 = time.monotonic()
-            load = run_load(svc.url + self.path, generators=generators, **load_options)
-            timings["load_s"] = time.monotonic() - t1
-            status = RunStatus.FINISHED
-        except LoadInterrupted as exc:
-            status = RunStatus.INTERRUPTED
-            load = exc.result
-            raise
-        except LoadFailed as exc:  # a load worker died: keep what was measured, stored crashed
-            load = exc.result
-            manifest["load_failure"] = str(exc)
-            raise
-        except KeyboardInterrupt:
-            status = RunStatus.INTERRUPTED
-            raise
-        finally:
-            if session is None:
-                generators.close()
-            server = monitor.stop() if monitor is not None else pd.DataFrame()
-            cpu = window_cpu(monitor, load)
-            log = svc.log if isinstance(svc.log, Path) else None
-            died = svc.exit_code()
-            if died is not None:  # the service ended on its own: what was measured is no result
-                if status is RunStatus.FINISHED:
-                    status = RunStatus.CRASHED
-                manifest["service"] = {
-                    "exit_code": died,
-                    "log_tail": _process.log_tail(log, SERVICE_LOG_TAIL) if log else "",
-                }
-                print(
-                    f"the service died during run {run_id} (exit code {died}); stored as "
-                    f"{status}, with its log's tail in the manifest",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            if own and session is not None and status is RunStatus.FINISHED:
-                session.stop_later(svc)
-            elif own:
-                t2 = time.monotonic()
-                svc.stop()
-                timings["service_stop_s"] = time.monotonic() - t2
-            manifest.update(
-                status=status, finished_at=datetime.now(UTC).isoformat(), timings=timings
-            )
-            result = assemble(
-                run_id, manifest, name=self.name, labels=self.labels,
-                described=self.settings.to_dict(), profile=profile, load=load,
-                server=server, settings=self.settings, cpu_seconds=cpu,
-                snapshots=monitor.snapshots if monitor is not None else [],
-            )  # fmt: skip
-            store.save(result, files={"service.log": log} if log else None)
+    def sample(self, monitor: Monitor) -> None:
+        """Start sampling the server (and the processes' CPU) with monitor."""
+        self.monitor = monitor.start()
+
+    def run_load(self, plan: LoadPlan, **where: Any) -> LoadResult:
+        """Run the load (where: generators or cluster), timed."""
+        t0 = time.monotonic()
+        self.load = run_load(plan, **where)
+        self.timings["load_s"] = time.monotonic() - t0
+        return self.load
+
+    def stop_sampling(self) -> pd.DataFrame:
+        """The server samples taken so far (empty when sampling never started)."""
+        return self.monitor.stop() if self.monitor is not None else pd.DataFrame()
+
+    def save(
+        self,
+        server: pd.DataFrame,
+        *,
+        settings: ServiceSettings | None,
+        files: Mapping[str, Path] | None = None,
+    ) -> RunResult:
+        """Assemble the run from what was measured and store it."""
+        load, monitor = self.load, self.monitor
+        self.manifest.update(
+            status=self.status, finished_at=datetime.now(UTC).isoformat(), timings=self.timings
+        )
+        if load is not None and load.workers:
+            self.manifest["generator"] = {
+                "workers": list(load.workers),
+                "clock_skew_ms": load.clock_skew_ms,
+            }
+        result = assemble(
+            self.run_id, self.manifest, name=self.name, labels=self.labels,
+            described=self.described, profile=self.profile, load=load, server=server,
+            settings=settings, cpu_seconds=window_cpu(monitor, load),
+            snapshots=monitor.snapshots if monitor is not None else [],
+        )  # fmt: skip
+        self.store.save(result, files=dict(files) if files else None)
         return result
 
 
@@ -273,16 +340,17 @@ class Session:
         self.close()
 
 
+def shape(point: Any) -> dict[str, Any]:
+    """The load shape of a point (bundled or external): LoadPlan.build's options of that name."""
+    return {name: getattr(point, name) for name in SHAPE}
+
+
 def load_profile(point: Any) -> dict[str, Any]:
     """The load profile of a run (bundled or external) as a JSON-able dict."""
     return {
         "path": point.path,
-        "connections": point.connections,
-        "duration": point.duration,
-        "rate": point.rate,
+        **shape(point),
         "arrival": point.arrival if point.rate else None,
-        "warmup": point.warmup,
-        "processes": point.processes,
     }
 
 

@@ -10,7 +10,7 @@ min(timeout, 2 s)) count in the histograms and in `late`, not in throughput.
 
 from workbench.load._engine import run_load
 from workbench.load._local import Generators
-from workbench.load._plan import plan_load
+from workbench.load._plan import LoadPlan, plan_load
 from workbench.load._profile import LoadProfile, Stage
 from workbench.load._result import ERROR_CLASSES, LoadFailed, LoadInterrupted, LoadResult
 from workbench.load._scenario import Endpoint, Scenario
@@ -23,6 +23,7 @@ __all__ = [
     "Generators",
     "LoadFailed",
     "LoadInterrupted",
+    "LoadPlan",
     "LoadProfile",
     "LoadResult",
     "Scenario",

@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from workbench import hdr as hist
-from workbench.load._plan import WorkerSpec, _Plan
+from workbench.load._plan import LoadPlan, WorkerSpec
 from workbench.load._result import ERROR_CLASSES, LoadResult
 from workbench.load._transport import HTTPX_CEILING_RPS
 
@@ -21,7 +21,7 @@ CPU_BUSY = 0.8  # worth naming as a cause when the rate falls short
 class _Collector:
     """Merges per-second rows and final histograms of the workers; prints progress."""
 
-    def __init__(self, plan: _Plan, specs: list[WorkerSpec]) -> None:
+    def __init__(self, plan: LoadPlan, specs: list[WorkerSpec]) -> None:
         self.plan = plan
         self.workers = len(specs)
         self.pending: dict[int, list[dict[str, Any]]] = {}

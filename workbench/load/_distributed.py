@@ -21,8 +21,8 @@ from workbench.load._driver import READY_TIMEOUT_S, _Driver
 from workbench.load._plan import (
     DEADLINE_MARGIN_S,
     MAX_DRAIN_S,
+    LoadPlan,
     WorkerSpec,
-    _Plan,
     _say,
     worker_specs,
 )
@@ -228,7 +228,7 @@ def _generate(
     }
 
 
-def run_distributed(plan: _Plan, *, cluster: object, processes: int | None = None) -> LoadResult:
+def run_distributed(plan: LoadPlan, *, cluster: object, processes: int | None = None) -> LoadResult:
     """Run `plan` on Dask workers (one generator per worker by default) and merge their results."""
     import distributed
 

@@ -22,8 +22,8 @@ from workbench.load._plan import (
     DEADLINE_MARGIN_S,
     MAX_DRAIN_S,
     MAX_PROCESSES,
+    LoadPlan,
     WorkerSpec,
-    _Plan,
     _say,
     worker_specs,
 )
@@ -192,7 +192,7 @@ class Generators:
         self.close()
 
 
-def _execute(plan: _Plan, generators: Generators | None = None) -> LoadResult:
+def _execute(plan: LoadPlan, generators: Generators | None = None) -> LoadResult:
     """Start the workers (or use prestarted ones), hand them a common start time, merge results."""
     profile = plan.profile
     drain = min(plan.timeout, MAX_DRAIN_S)

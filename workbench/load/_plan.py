@@ -10,6 +10,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -22,6 +23,8 @@ from workbench.load._transport import TRANSPORTS
 MAX_PROCESSES = 8
 MAX_DRAIN_S = 2.0  # how long in-flight requests may finish after the measured window
 DEADLINE_MARGIN_S = 15.0
+# uvicorn's and gunicorn's keep-alive timeout: a connection idle longer may be closed under us
+KEEPALIVE_IDLE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -39,23 +42,8 @@ class WorkerSpec:
     timeout: float
     transport: str
     drain: float
+    keepalive_idle: float = KEEPALIVE_IDLE_S
     seed: int = 0
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """A validated run: target, profile, scenario and how work splits across processes."""
-
-    url: str
-    base_url: str
-    host: str
-    port: int
-    profile: LoadProfile
-    scenario: Scenario
-    processes: int
-    timeout: float
-    transport: str
-    progress: bool
 
 
 def _resolve(url: str, *, allow_remote: bool, transport: str) -> tuple[httpx.URL, str, int]:
@@ -89,88 +77,136 @@ def _resolve(url: str, *, allow_remote: bool, transport: str) -> tuple[httpx.URL
     return parsed, (ipv4 or addresses)[0], port
 
 
-def plan_load(
-    url: str,
-    *,
-    connections: int = 64,
-    duration: float = 10.0,
-    rate: float | None = None,
-    arrival: str = "constant",
-    warmup: float = 1.0,
-    processes: int | None = None,
-    scenario: Scenario | str | Path | None = None,
-    ids: int | None = None,
-    stages: Sequence[tuple[float, float]] | None = None,
-    think_time: float = 0.0,
-    timeout: float = 10.0,
-    transport: str = "raw",
-    allow_remote: bool = False,
-    progress: bool = True,
-) -> _Plan:
-    """Validate every option of run_load (InputError naming the parameter); start nothing."""
-    if transport not in TRANSPORTS:
-        raise InputError("transport", f"must be one of {allowed(TRANSPORTS)}, got {transport!r}")
-    for name, flag in (("allow_remote", allow_remote), ("progress", progress)):
-        if not isinstance(flag, bool):
-            raise InputError(name, f"must be True or False, got {flag!r}")
-    profile = LoadProfile(
-        connections=connections,
-        duration=duration,
-        warmup=warmup,
-        rate=rate,
-        arrival=arrival,
-        stages=tuple(stages or ()),  # type: ignore[arg-type]
-        think_time=think_time,
-    )
-    timeout = positive_float("timeout", timeout)
-    parsed, host, port = _resolve(url, allow_remote=allow_remote, transport=transport)
-    if ids is not None:
-        ids = positive_int("ids", ids)
-    if scenario is None:
-        # httpx percent-encodes the braces of a "{id}" placeholder in the URL; undo that.
-        path = parsed.raw_path.decode("ascii", "replace").replace("%7Bid%7D", "{id}") or "/"
-        # A fresh seed per run, like wrk's scripts: back-to-back runs must not replay the same
-        # ids into caches the previous run warmed (a scenario given explicitly keeps its seed).
-        scenario = dataclasses.replace(
-            Scenario.default(path, id_max=ids or DEFAULT_ID_MAX),
-            seed=random.SystemRandom().randrange(2**31),
+@dataclass(frozen=True)
+class LoadPlan:
+    """A load, declared once and checked: its target, shape (profile), requests and generators.
+
+    Build one with LoadPlan.build(url, **options); run_load, Experiment, external runs and the
+    CLI take it, so that a load is planned (and its target resolved) once.
+    """
+
+    url: str  # as shown: credentials masked
+    base_url: str
+    host: str  # the address the name resolved to when checked: connections go there
+    port: int
+    profile: LoadProfile
+    scenario: Scenario
+    processes: int
+    timeout: float = 10.0
+    transport: str = "raw"
+    progress: bool = True
+    allow_remote: bool = False
+    # seconds a connection may sit idle and still be reused (the target's keep-alive timeout)
+    keepalive_idle: float = KEEPALIVE_IDLE_S
+    asked_processes: int | None = None  # as given: None lets a Dask cluster choose
+
+    @classmethod
+    def build(
+        cls,
+        url: str,
+        *,
+        connections: int = 64,
+        duration: float = 10.0,
+        rate: float | None = None,
+        arrival: str = "constant",
+        warmup: float = 1.0,
+        processes: int | None = None,
+        scenario: Scenario | str | Path | None = None,
+        ids: int | None = None,
+        stages: Sequence[tuple[float, float]] | None = None,
+        think_time: float = 0.0,
+        timeout: float = 10.0,
+        transport: str = "raw",
+        allow_remote: bool = False,
+        progress: bool = True,
+        keepalive_idle: float = KEEPALIVE_IDLE_S,
+        cluster: bool = False,
+    ) -> LoadPlan:
+        """Validate every option of a load (InputError naming the parameter); start nothing.
+
+        cluster: the generators run on Dask workers, whose number is checked once connected.
+        """
+        if transport not in TRANSPORTS:
+            raise InputError(
+                "transport", f"must be one of {allowed(TRANSPORTS)}, got {transport!r}"
+            )
+        for name, flag in (("allow_remote", allow_remote), ("progress", progress)):
+            if not isinstance(flag, bool):
+                raise InputError(name, f"must be True or False, got {flag!r}")
+        profile = LoadProfile(
+            connections=connections,
+            duration=duration,
+            warmup=warmup,
+            rate=rate,
+            arrival=arrival,
+            stages=tuple(stages or ()),  # type: ignore[arg-type]
+            think_time=think_time,
         )
-    elif isinstance(scenario, str | Path):
-        scenario = Scenario.from_file(scenario)
-    elif not isinstance(scenario, Scenario):
-        raise InputError(
-            "scenario", f"must be a Scenario or a path to a JSON file, got {scenario!r}"
+        timeout = positive_float("timeout", timeout)
+        keepalive_idle = positive_float("keepalive_idle", keepalive_idle)
+        parsed, host, port = _resolve(url, allow_remote=allow_remote, transport=transport)
+        if ids is not None:
+            ids = positive_int("ids", ids)
+        if scenario is None:
+            # httpx percent-encodes the braces of a "{id}" placeholder in the URL; undo that.
+            path = parsed.raw_path.decode("ascii", "replace").replace("%7Bid%7D", "{id}") or "/"
+            # A fresh seed per run, like wrk's scripts: back-to-back runs must not replay the same
+            # ids into caches the previous run warmed (a scenario given explicitly keeps its seed).
+            scenario = dataclasses.replace(
+                Scenario.default(path, id_max=ids or DEFAULT_ID_MAX),
+                seed=random.SystemRandom().randrange(2**31),
+            )
+        elif isinstance(scenario, str | Path):
+            scenario = Scenario.from_file(scenario)
+        elif not isinstance(scenario, Scenario):
+            raise InputError(
+                "scenario", f"must be a Scenario or a path to a JSON file, got {scenario!r}"
+            )
+        asked = processes
+        if cluster:
+            processes = 1  # checked against the cluster's workers once connected
+        elif processes is None:
+            processes = default_processes(profile.connections, os.cpu_count())
+        processes = positive_int("processes", processes)
+        if processes > MAX_PROCESSES:
+            raise InputError("processes", f"must be at most {MAX_PROCESSES}, got {processes}")
+        if processes > profile.connections:
+            raise InputError(
+                "processes",
+                f"must be at most connections ({profile.connections}), got {processes}",
+            )
+        return cls(
+            url=mask_url(str(parsed)),
+            base_url=f"{parsed.scheme}://{parsed.netloc.decode('ascii')}",
+            host=host,
+            port=port,
+            profile=profile,
+            scenario=scenario,
+            processes=processes,
+            timeout=timeout,
+            transport=transport,
+            progress=progress,
+            allow_remote=allow_remote,
+            keepalive_idle=keepalive_idle,
+            asked_processes=asked,
         )
-    if processes is None:
-        processes = default_processes(profile.connections, os.cpu_count())
-    processes = positive_int("processes", processes)
-    if processes > MAX_PROCESSES:
-        raise InputError("processes", f"must be at most {MAX_PROCESSES}, got {processes}")
-    if processes > profile.connections:
-        raise InputError(
-            "processes", f"must be at most connections ({profile.connections}), got {processes}"
-        )
-    base_url = f"{parsed.scheme}://{parsed.netloc.decode('ascii')}"
-    return _Plan(
-        url=mask_url(str(parsed)),
-        base_url=base_url,
-        host=host,
-        port=port,
-        profile=profile,
-        scenario=scenario,
-        processes=processes,
-        timeout=timeout,
-        transport=transport,
-        progress=progress,
-    )
+
+    def quiet(self) -> LoadPlan:
+        """The same load without per-second progress lines."""
+        return dataclasses.replace(self, progress=False)
 
 
-def _say(plan: _Plan, text: str) -> None:
+def plan_load(url: str, **options: Any) -> LoadPlan:
+    """LoadPlan.build: validate a load's options (InputError naming the parameter); start nothing."""
+    return LoadPlan.build(url, **options)
+
+
+def _say(plan: LoadPlan, text: str) -> None:
     if plan.progress:
         print(text, flush=True)
 
 
-def worker_specs(plan: _Plan) -> list[WorkerSpec]:
+def worker_specs(plan: LoadPlan) -> list[WorkerSpec]:
     """One spec per generator: the plan's connections and rate split evenly across them."""
     caps = split_evenly(plan.profile.connections, plan.processes)
     return [
@@ -186,6 +222,7 @@ def worker_specs(plan: _Plan) -> list[WorkerSpec]:
             timeout=plan.timeout,
             transport=plan.transport,
             drain=min(plan.timeout, MAX_DRAIN_S),
+            keepalive_idle=plan.keepalive_idle,
         )
         for i in range(plan.processes)
     ]
