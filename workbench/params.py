@@ -114,13 +114,6 @@ def check_ladder(*, repeats: Any = 3, tolerance: Any = 0.05, steps: Any = None) 
     return [name for name, _ in choose_steps(steps)]
 
 
-def check_slo(slo: Any) -> Any:
-    """An SLO from text like 'p95=50ms,errors=1%', or InputError naming `slo`."""
-    from workbench.load import SLO
-
-    return SLO.parse(slo)
-
-
 def check_run_id(name: str, run_id: Any) -> str:
     """The id of a stored run, or InputError naming it (and the latest ids)."""
     from workbench.store import Store
