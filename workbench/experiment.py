@@ -436,7 +436,7 @@ def assemble(
     for column in SERVER_MEANS:
         if column in aligned:
             row[f"mean_{column}"] = float(aligned[column].mean())
-    row["bottleneck"] = verdict.kind
+    row["bottleneck"] = str(verdict.kind)
     for stage, ms in anatomy.stages(table)["mean_ms"].items():
         row[f"anatomy_{stage}_ms"] = float(ms)
     if anatomy.TOTAL in table.index:

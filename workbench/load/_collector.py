@@ -8,14 +8,15 @@ from typing import Any
 
 from workbench import hdr as hist
 from workbench.load._plan import LoadPlan, WorkerSpec
-from workbench.load._result import ERROR_CLASSES, LoadResult
-from workbench.load._transport import HTTPX_CEILING_RPS
+from workbench.load._result import ERROR_CLASSES, Cause, LoadResult
 
 TRANSPORT_FAILURES = ("timeout", "connect", "reset", "other")
 SEND_LAG_LIMIT_MS = 10.0
 RATE_SHORTFALL = 0.95
-CPU_PINNED = 0.95
-CPU_BUSY = 0.8  # worth naming as a cause when the rate falls short
+# Share of the wall time a generator ran or waited for a core (never for the server) from which
+# it, not the server, sets a closed loop's pace; and from which it is named as a cause.
+BUSY_LIMIT = 0.9
+BUSY_CAUSE = 0.8
 
 
 class _Collector:
@@ -29,6 +30,8 @@ class _Collector:
         self.finals: dict[int, dict[str, Any]] = {}
         self.worker_requests = [0] * self.workers
         self.worker_cpu: list[list[float]] = [[] for _ in specs]
+        self.worker_busy: list[list[float]] = [[] for _ in specs]  # CPU + waiting for a core
+        self.profile = plan.profile
         self.totals: dict[str, float] = {}
         self.total_lag = hist.new_histogram()
         self.window_lat = hist.new_histogram()  # merged per-second latency, for a partial result
@@ -44,6 +47,7 @@ class _Collector:
                 payload["completed"] + payload["late"] + sum(payload[k] for k in TRANSPORT_FAILURES)
             )
             self.worker_cpu[index].append(payload["cpu"])
+            self.worker_busy[index].append(min(1.0, payload["cpu"] + payload.get("wait", 0.0)))
             parts = self.pending.setdefault(payload["second"], [])
             parts.append(payload)
             if len(parts) == self.workers:
@@ -70,6 +74,9 @@ class _Collector:
             row[f"p{p}_ms"] = hist.percentile_ms(lat, p)
         row["send_lag_p99_ms"] = hist.percentile_ms(lag, 99) if profile.open_loop else 0.0
         row["generator_cpu_pct"] = 100.0 * max(p["cpu"] for p in parts)
+        row["generator_busy_pct"] = 100.0 * max(
+            min(1.0, p["cpu"] + p.get("wait", 0.0)) for p in parts
+        )
         self.rows.append(row)
         if self.plan.progress:
             asked = f" (asked {row['asked_rate']:,.0f})" if profile.open_loop else ""
@@ -107,15 +114,10 @@ class _Collector:
         sent = int(self.totals.get("sent", 0))
         late = int(self.totals.get("late", 0))
         requests = completed + late + sum(classes[k] for k in TRANSPORT_FAILURES)
-        throughput = completed / duration if duration else 0.0
-        lag_p99 = hist.percentile_ms(lag, 99) if profile.open_loop else 0.0
         # a refused connection is the server's doing: it counts as offered
         offered = sent + classes["connect"]
-        reason = (
-            None
-            if interrupted
-            else self._saturation(sent=offered, throughput=throughput, lag_p99=lag_p99)
-        )
+        lag_p99 = hist.percentile_ms(lag, 99) if profile.open_loop else 0.0
+        verdict = None if interrupted else self._saturation(sent=offered, lag_p99=lag_p99)
         return LoadResult(
             url=plan.url,
             transport=plan.transport,
@@ -138,42 +140,63 @@ class _Collector:
             connections_used=sum(int(f["connections_used"]) for f in self.finals.values()),
             rows=tuple(self.rows),
             worker_requests=tuple(self.worker_requests),
-            generator_saturated=reason is not None,
-            saturation_reason=reason,
+            generator_saturated=verdict is not None,
+            saturation_reason=verdict.sentence if verdict is not None else None,
+            saturation_causes=verdict.causes if verdict is not None else (),
             interrupted=interrupted,
         )
 
-    def _saturation(self, *, sent: int, throughput: float, lag_p99: float) -> str | None:
-        """Why the generator, not the server, limited the run; None when it did not."""
-        plan, profile = self.plan, self.plan.profile
+    def _saturation(self, *, sent: int, lag_p99: float) -> Saturation | None:
+        """Why the generator, not the server, limited the run, measured; None when it did not."""
+        profile = self.profile
         cpu = max((sum(c) / len(c) for c in self.worker_cpu if c), default=0.0)
+        busy = max((sum(b) / len(b) for b in self.worker_busy if b), default=0.0)
         cap_waits = int(self.totals.get("cap_waits", 0))
         dropped = int(self.totals.get("dropped", 0))
-        symptoms = []
+        symptoms: dict[Cause, str] = {}
         if profile.open_loop:
             asked = profile.expected_requests()
             if sent < RATE_SHORTFALL * asked:
                 share = 100 * sent / asked if asked else 0.0
-                symptoms.append(f"sent {sent:,} of {asked:,.0f} asked requests ({share:.0f}%)")
+                symptoms[Cause.RATE_SHORT] = (
+                    f"sent {sent:,} of {asked:,.0f} asked requests ({share:.0f}%)"
+                )
             if lag_p99 > SEND_LAG_LIMIT_MS:
-                symptoms.append(f"send lag P99 {lag_p99:.1f} ms > {SEND_LAG_LIMIT_MS:g} ms")
-        elif cpu >= CPU_PINNED:
-            symptoms.append(f"closed loop with generator CPU {100 * cpu:.0f}%")
-        if plan.transport == "httpx" and throughput >= 0.9 * HTTPX_CEILING_RPS * plan.processes:
-            symptoms.append(
-                f"httpx transport at its ceiling (~{HTTPX_CEILING_RPS:,.0f} req/s per process "
-                "measured here; use transport='raw')"
+                symptoms[Cause.SEND_LAG] = (
+                    f"send lag P99 {lag_p99:.1f} ms > {SEND_LAG_LIMIT_MS:g} ms"
+                )
+        elif busy >= BUSY_LIMIT:
+            # In a closed loop a generator that never waits for the server is what sets the pace,
+            # whether it spent that time on a core or waiting for one.
+            symptoms[Cause.GENERATOR_BUSY] = (
+                f"closed loop with the generator busy {100 * busy:.0f}% of the time "
+                f"(CPU {100 * cpu:.0f}%, the rest waiting for a core): it never waited for "
+                "the server"
             )
         if not symptoms:
             return None
-        causes = []
+        causes: dict[Cause, str] = {}
         if cap_waits:
-            causes.append(
+            causes[Cause.CONNECTIONS_BUSY] = (
                 f"all {profile.connections} connections were busy for {cap_waits:,} requests "
                 "(raise connections if the server keeps up)"
             )
         if dropped:
-            causes.append(f"{dropped:,} arrivals dropped (backlog full)")
-        if cpu >= CPU_BUSY:
-            causes.append(f"generator CPU {100 * cpu:.0f}% of a core (add processes)")
-        return "; ".join(symptoms) + (" - " + "; ".join(causes) if causes else "")
+            causes[Cause.ARRIVALS_DROPPED] = f"{dropped:,} arrivals dropped (backlog full)"
+        if profile.open_loop and busy >= BUSY_CAUSE:
+            causes[Cause.GENERATOR_BUSY] = (
+                f"generator busy {100 * busy:.0f}% of the time (CPU {100 * cpu:.0f}% of a core; "
+                "add processes or free the machine)"
+            )
+        sentence = "; ".join(symptoms.values())
+        if causes:
+            sentence += " - " + "; ".join(causes.values())
+        return Saturation(causes=tuple({**symptoms, **causes}), sentence=sentence)
+
+
+@dataclasses.dataclass(frozen=True)
+class Saturation:
+    """The verdict that the generator limited a run: cause codes and the sentence that explains them."""
+
+    causes: tuple[Cause, ...]
+    sentence: str

@@ -28,7 +28,6 @@ from workbench.load._plan import (
     worker_specs,
 )
 from workbench.load._result import LoadFailed, LoadInterrupted, LoadResult
-from workbench.load._transport import HTTPX_CEILING_RPS
 
 START_DELAY_S = 0.1
 IDLE_TIMEOUT_S = 5.0  # how long a pooled worker may take to close its connections after a run
@@ -208,12 +207,6 @@ def _execute(plan: LoadPlan, generators: Generators | None = None) -> LoadResult
         f"load {plan.url}: {mode}, {plan.processes} process(es), {plan.transport} transport, "
         f"{profile.duration:g} s + {profile.warmup:g} s warm-up",
     )
-    if plan.transport == "httpx":
-        _say(
-            plan,
-            f"httpx transport: measured ceiling ~{HTTPX_CEILING_RPS:,.0f} req/s per process "
-            "on the reference machine; above it the client is what you measure",
-        )
     procs: list[Any] = []
     pipes: list[multiprocessing.connection.Connection] = []
     collector: _Collector | None = None

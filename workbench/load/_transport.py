@@ -10,9 +10,6 @@ import httptools
 import httpx
 
 TRANSPORTS = ("raw", "httpx")
-# Measured with benchmarks/generator.py on the 2-core reference machine: one httpx.AsyncClient
-# per virtual user does ~1,500 requests per CPU-second, so one worker process tops out near here.
-HTTPX_CEILING_RPS = 1500.0
 
 
 class Owner(Protocol):
