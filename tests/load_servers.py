@@ -36,6 +36,10 @@ class Behaviour:
     stall_at: float | None = None  # seconds after the first request
     stall_for: float = 0.0
     delay: float = 0.0  # seconds before each answer on /slow
+    # a request on a kept-alive connection idle longer than this is reset, unanswered: the
+    # server's keep-alive timeout firing just as the request arrives
+    idle_reset: float | None = None
+    idle_resets: int = 0
     first: float | None = None
     requests: int = 0
     paths: dict[str, int] = field(default_factory=dict)
@@ -49,6 +53,7 @@ class _Handler(asyncio.Protocol):
         self.url = b""
         self.body = b""
         self.transport: asyncio.Transport | None = None
+        self.answered_at: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -71,6 +76,14 @@ class _Handler(asyncio.Protocol):
         self.url, self.body = b"", b""
         b = self.b
         now = time.monotonic()
+        last, self.answered_at = self.answered_at, now
+        if b.idle_reset is not None and last is not None and now - last > b.idle_reset:
+            b.idle_resets += 1
+            assert self.transport is not None
+            sock = self.transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.transport.abort()
+            return
         if b.first is None:
             b.first = now
         b.requests += 1

@@ -421,6 +421,7 @@ def assemble(
         row.update(
             requests=load.requests,
             errors=load.errors,
+            generator_errors=sum(load.generator_errors.values()),  # the client's own, not in errors
             error_rate=load.errors / load.requests if load.requests else 0.0,
             throughput_rps=load.throughput_rps,
             measured_s=load.duration_s,  # < load_duration when interrupted
@@ -429,6 +430,7 @@ def assemble(
             **{f"service_{k}_ms": v for k, v in service.items()},
             generator_saturated=load.generator_saturated,
             saturation_reason=load.saturation_reason,
+            saturation_causes=",".join(load.saturation_causes),
         )
         if load.workers:
             row.update(generator_workers=len(set(load.workers)), clock_skew_ms=load.clock_skew_ms)

@@ -63,7 +63,7 @@ class _Collector:
         self.window_lat.add(lat)
         self.total_lag.add(lag)
         row: dict[str, Any] = {"second": second}
-        for key in ("sent", "completed", "late", *ERROR_CLASSES, "cap_waits", "dropped"):
+        for key in ("sent", "completed", "late", *ERROR_CLASSES, "cap_waits", "dropped", "stale"):
             row[key] = sum(p[key] for p in parts)
             self.totals[key] = self.totals.get(key, 0) + row[key]
         row["errors"] = sum(row[k] for k in ERROR_CLASSES)
@@ -143,6 +143,7 @@ class _Collector:
             generator_saturated=verdict is not None,
             saturation_reason=verdict.sentence if verdict is not None else None,
             saturation_causes=verdict.causes if verdict is not None else (),
+            generator_errors={"stale_connection": int(self.totals.get("stale", 0))},
             interrupted=interrupted,
         )
 

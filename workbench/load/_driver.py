@@ -30,6 +30,7 @@ BACKLOG_MAX = 200_000  # queued intended send times per worker before arrivals a
 CONNECT_BACKOFF_S = 0.05
 SWEEP_INTERVAL_S = 0.1
 READY_TIMEOUT_S = 60.0
+KEEPALIVE_MARGIN_S = 0.5  # a connection this close to the server's keep-alive timeout is not reused
 SCHEDSTAT = "/proc/thread-self/schedstat"
 
 
@@ -56,6 +57,8 @@ class _Driver:
         self.open_loop = spec.profile.open_loop
         self.think = spec.profile.think_time
         self.raw = spec.transport == "raw"
+        # reuse a connection only while the server surely keeps it (its keep-alive timeout)
+        self.stale_after = max(spec.keepalive_idle - KEEPALIVE_MARGIN_S, spec.keepalive_idle / 2)
         self.ppid = os.getppid()
         self.pool: list[Any] = []
         self.pool_i = 0
@@ -91,6 +94,7 @@ class _Driver:
         self.err = dict.fromkeys(ERROR_CLASSES, 0)
         self.cap_waits = 0
         self.dropped = 0
+        self.stale = 0
 
     async def run(self) -> None:
         """Prepare, wait for the start time, run, drain, report."""
@@ -116,7 +120,14 @@ class _Driver:
             ]
             context = ssl.create_default_context()
             self.conns = [
-                HttpxUser(self, make_httpx_client(timeout=spec.timeout, ssl_context=context))
+                HttpxUser(
+                    self,
+                    make_httpx_client(
+                        timeout=spec.timeout,
+                        ssl_context=context,
+                        keepalive_idle=self.stale_after,
+                    ),
+                )
                 for _ in range(spec.connections)
             ]
             self._send = self._send_httpx
@@ -259,15 +270,19 @@ class _Driver:
     def _send_raw(self, conn: RawConnection, intended: float) -> None:
         conn.busy = True
         conn.intended = intended
+        conn.answered = conn.retried = False
         self.busy_count += 1
         i = self.pool_i
         data = self.pool[i]
+        conn.data = data
         self.pool_i = i + 1 if i + 1 < len(self.pool) else 0
+        now = time.monotonic()
+        if conn.transport is not None and now - conn.last_used > self.stale_after:
+            conn.drop()  # idle past the server's keep-alive: it may be closing it right now
         transport = conn.transport
         if transport is None:
             self.loop.create_task(self._connect_send(conn, data))
             return
-        now = time.monotonic()
         conn.sent = now
         transport.write(data)
         if intended >= self.m_start:
@@ -292,6 +307,8 @@ class _Driver:
         now = time.monotonic()
         conn.sent = now
         transport.write(data)
+        if conn.retried:
+            return  # a stale connection's request again: sent (and counted) already
         if conn.intended >= self.m_start:
             self.sent += 1
             if self.open_loop:
@@ -320,6 +337,7 @@ class _Driver:
         """Record a complete response and give the connection its next request."""
         now = time.monotonic()
         self.busy_count -= 1
+        conn.last_used = now
         intended = conn.intended
         if intended >= self.m_start:
             v = int((now - intended) * 1e6)
@@ -336,6 +354,13 @@ class _Driver:
             if status >= 400:
                 self.err["status_5xx" if status >= 500 else "status_4xx"] += 1
         self._next(conn, now)
+
+    def on_stale(self, conn: RawConnection) -> None:
+        """Resend, once, a request whose kept-alive connection the server had closed."""
+        if conn.intended >= self.m_start:
+            self.stale += 1
+        if not self.done:
+            self.loop.create_task(self._connect_send(conn, conn.data))
 
     def on_failure(self, conn: Any, kind: str) -> None:
         """Count a request that got no response, in its error class."""
@@ -400,6 +425,7 @@ class _Driver:
             "late": self.late,
             "cap_waits": self.cap_waits,
             "dropped": self.dropped,
+            "stale": self.stale,
             "cpu": cpu_frac,
             "wait": wait_frac,
             "lat": hist.encode(sec_lat),

@@ -43,6 +43,7 @@ SERIES_COLUMNS = (
     "generator_busy_pct",
     "cap_waits",
     "dropped",
+    "stale",
 )
 
 
@@ -73,6 +74,9 @@ class LoadResult:
     generator_saturated: bool
     saturation_reason: str | None
     saturation_causes: tuple[Cause, ...] = ()
+    # The generator's own errors, apart from the service's: stale_connection counts requests sent
+    # on a kept-alive connection the server closed for idleness as they went out (resent once).
+    generator_errors: Mapping[str, int] = field(default_factory=dict)
     started_at: float = 0.0  # wall-clock (epoch s) start of the measured window
     workers: tuple[str, ...] = ()  # Dask worker address of each generator; empty when local
     clock_skew_ms: float | None = None  # max |clock offset| of the Dask workers vs the client
@@ -103,6 +107,7 @@ class LoadResult:
             "late_responses": self.late,
             "errors": self.errors,
             "error_classes": dict(self.error_classes),
+            "generator_errors": dict(self.generator_errors),
             "duration_s": self.duration_s,
             "throughput_rps": self.throughput_rps,
             "asked_rate": self.asked_rate,
@@ -150,6 +155,12 @@ class LoadResult:
             "  latency ms  " + _fmt(lat),
             "  service ms  " + _fmt(svc),
         ]
+        own = sum(self.generator_errors.values())
+        if own:
+            lines.append(
+                f"  generator's own errors {own:,} (stale keep-alive connections, resent once): "
+                "not the service's, not in errors"
+            )
         if self.workers:
             lines.append(
                 f"  generated on {len(set(self.workers))} Dask worker(s), clock skew "
