@@ -37,6 +37,19 @@ def test_bad_parameter_is_named(kwargs: dict[str, object], name: str, allowed: s
     assert allowed in str(info.value)
 
 
+def test_a_settings_error_becomes_an_input_error_field_and_reason_kept() -> None:
+    """The field and the reason travel as attributes: a reason holding ': ' stays whole."""
+    from service.settings import ServiceSettings, SettingsError
+
+    with pytest.raises(SettingsError) as settings_error:
+        ServiceSettings(serializer="json: yes")
+    assert settings_error.value.name == "serializer"
+    with pytest.raises(InputError) as info:
+        check_params(settings={"serializer": "json: yes"})
+    assert info.value.name == "settings.serializer"
+    assert info.value.reason == settings_error.value.reason and "json: yes" in info.value.reason
+
+
 def test_check_ladder_names_a_bad_repeat_tolerance_or_step() -> None:
     from workbench.params import check_ladder
 

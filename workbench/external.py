@@ -108,7 +108,7 @@ class ExternalExperiment:
                 self.metrics_url, allow_remote=self.allow_remote, transport="httpx"
             )
         except InputError as exc:
-            raise InputError("metrics_url", str(exc).removeprefix("url: ")) from None
+            raise InputError("metrics_url", exc.reason) from None
         return address
 
     def run(self, *, store: Store | None = None, progress: bool = True) -> RunResult:

@@ -28,7 +28,7 @@ def preset_settings(
     try:
         return ServiceSettings.from_dict(dict(overrides or {}), base=base)
     except SettingsError as exc:
-        raise InputError(f"settings.{exc.name}", str(exc).split(": ", 1)[1]) from None
+        raise InputError(f"settings.{exc.name}", exc.reason) from None
 
 
 @dataclass(frozen=True)

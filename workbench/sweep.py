@@ -46,7 +46,7 @@ def check_grid(grid: Mapping[str, Sequence[Any]], *, base: ServiceSettings) -> l
         try:
             base.replace(**{k: v for k, v in point.items() if k not in LOAD_KEYS})
         except SettingsError as exc:
-            raise InputError(exc.name, str(exc).split(": ", 1)[1]) from None
+            raise InputError(exc.name, exc.reason) from None
         for key in LOAD_KEYS:
             if key in point and (
                 isinstance(point[key], bool)
