@@ -340,6 +340,31 @@ class Session:
         self.close()
 
 
+# What an Experiment's load is made of (its other fields: settings, name, labels).
+LOAD_FIELDS = frozenset({"path", *SHAPE, "ids", "zipf_s", "seed"})
+
+
+def study_load(
+    experiment: Experiment | None, defaults: Mapping[str, Any], load: Mapping[str, Any]
+) -> Experiment:
+    """The load of a study (capacity search, ladder, tuning), declared once as an Experiment.
+
+    experiment: the Experiment whose load every run repeats (settings are the study's to set);
+    load: Experiment's load fields by keyword (path, connections, duration, ids...), over
+    experiment or else over the study's defaults. InputError names a keyword that is no load field.
+    """
+    unknown = sorted(set(load) - LOAD_FIELDS)
+    if unknown:
+        raise InputError(
+            unknown[0], f"is no load option; the load's are {', '.join(sorted(LOAD_FIELDS))}"
+        )
+    if experiment is not None:
+        if not isinstance(experiment, Experiment):
+            raise InputError("experiment", f"must be an Experiment, got {experiment!r}")
+        return dataclasses.replace(experiment, **load)
+    return Experiment(**{**defaults, **load})
+
+
 def shape(point: Any) -> dict[str, Any]:
     """The load shape of a point (bundled or external): LoadPlan.build's options of that name."""
     return {name: getattr(point, name) for name in SHAPE}

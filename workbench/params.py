@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.settings import ServiceSettings, SettingsError
 from workbench._errors import InputError, positive_float, positive_int
 from workbench._net import check_url
 from workbench.load._scenario import Scenario
+
+if TYPE_CHECKING:
+    from workbench.experiment import Experiment
 
 PRESETS = ("naive", "optimized")
 MAX_DURATION = 3600.0
@@ -46,6 +49,18 @@ class Params:
     ids: str = "uniform"
     zipf_s: float = 1.1
 
+    def experiment(self, **fields: Any) -> Experiment:
+        """The checked load and settings as an Experiment (fields: name, labels, overrides)."""
+        from workbench.experiment import Experiment
+
+        return Experiment(**{**self._load(), "settings": self.settings, **fields})
+
+    def _load(self) -> dict[str, Any]:
+        return {
+            "path": self.endpoint, "connections": self.connections, "duration": self.duration,
+            "rate": self.rate, "ids": self.ids, "zipf_s": self.zipf_s,
+        }  # fmt: skip
+
 
 def check_params(
     *,
@@ -77,7 +92,7 @@ def check_params(
     if redis_url:
         check_url("redis_url", redis_url, schemes=("redis",))
     scenario = Scenario(ids=ids, zipf_s=zipf_s)  # InputError names ids or zipf_s
-    return Params(
+    params = Params(
         duration=duration,
         connections=connections,
         rate=rate,
@@ -89,6 +104,8 @@ def check_params(
         ids=scenario.ids,
         zipf_s=scenario.zipf_s,
     )
+    params.experiment()  # the load as a run declares it: checked where it is declared
+    return params
 
 
 def check_ints(name: str, values: Any, *, minimum: int = 1) -> list[int]:
