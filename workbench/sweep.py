@@ -308,7 +308,6 @@ class NotebookSweep:
         folder.mkdir(parents=True, exist_ok=True)
         store = Store()
         done = self.done(store)
-        done_before = 0
         failures: list[PointFailure] = []
         seeded = int(users or next((p["users"] for p in points if "users" in p), DEFAULT_USERS))
         with Stack(users=seeded, progress=lambda _: None) as stack:
@@ -326,7 +325,6 @@ class NotebookSweep:
                     for point in points:
                         final = self.notebook_of(point)
                         if point_key(point) in done:
-                            done_before += 1
                             bar.write(f"skip (done): {point_key(point)}")
                         else:
                             slug = final.stem
