@@ -12,7 +12,7 @@ from workbench.load._result import LoadResult
 
 
 def run_load(
-    target: str | LoadPlan,
+    url: str | LoadPlan,
     *,
     cluster: object = None,
     generators: Generators | None = None,
@@ -20,7 +20,7 @@ def run_load(
 ) -> LoadResult:
     """Load an HTTP service (on Dask workers when cluster is given); safe inside a running event loop.
 
-    target: a LoadPlan, or a URL and the options of LoadPlan.build (connections, duration, rate...).
+    url: a LoadPlan, or a URL and the options of LoadPlan.build (connections, duration, rate...).
     generators: a pool of worker processes (Generators) to use, and give back, instead of new ones.
     """
     if cluster is not None:
@@ -29,14 +29,14 @@ def run_load(
             raise InputError("generators", "are local processes; a cluster run starts its own")
     if generators is not None and not isinstance(generators, Generators):
         raise InputError("generators", f"must be a Generators, got {generators!r}")
-    if isinstance(target, LoadPlan):
+    if isinstance(url, LoadPlan):
         if options:
             raise InputError(
                 sorted(options)[0], "is part of the LoadPlan given; set it there, not here"
             )
-        plan = target
+        plan = url
     else:
-        plan = LoadPlan.build(target, **options, cluster=cluster is not None)
+        plan = LoadPlan.build(url, **options, cluster=cluster is not None)
     if plan.allow_remote:
         print(f"allow_remote=True: loading {plan.url} (not necessarily loopback)", flush=True)
     if cluster is not None:
