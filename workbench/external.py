@@ -7,10 +7,11 @@ from typing import Any
 
 from workbench._errors import InputError, positive_float, positive_int
 from workbench._secrets import mask_url
-from workbench.experiment import Recording, load_profile, shape
+from workbench.experiment import load_profile, shape
 from workbench.load import Generators, LoadPlan
 from workbench.load._plan import _resolve
 from workbench.monitor import Monitor
+from workbench.recording import Recording
 from workbench.run import RunResult
 from workbench.store import Store, new_run_id
 
