@@ -17,16 +17,12 @@ from tqdm import tqdm
 from service.settings import ServiceSettings, SettingsError
 from workbench._errors import InputError
 from workbench.experiment import Experiment, Session
+from workbench.point import PointFailure, point_key
 from workbench.run import RunStatus
 from workbench.stack import DEFAULT_USERS, Stack
 from workbench.store import Store
 
 LOAD_KEYS = ("rate", "connections")
-
-
-def point_key(point: Mapping[str, Any]) -> str:
-    """A stable text key of one grid point."""
-    return json.dumps(dict(sorted(point.items())), sort_keys=True, default=str)
 
 
 def check_grid(grid: Mapping[str, Sequence[Any]], *, base: ServiceSettings) -> list[dict[str, Any]]:
@@ -173,16 +169,6 @@ def parse_grid(pairs: Sequence[tuple[str, str]]) -> dict[str, list[Any]]:
     if not grid:
         raise InputError("grid", "is empty: give at least one -p NAME V1,V2,...")
     return grid
-
-
-@dataclass(frozen=True)
-class PointFailure:
-    """A sweep point whose notebook raised: the point, the notebook's error, its executed copy."""
-
-    point: dict[str, Any]
-    ename: str
-    evalue: str
-    executed: Path
 
 
 class SweepFailed(RuntimeError):

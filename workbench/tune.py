@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import optuna
-import pandas as pd
 
 from service.settings import ServiceSettings
 from workbench._errors import InputError, positive_int
 from workbench.capacity import breaks
 from workbench.experiment import Experiment, Session, study_load
 from workbench.load import SLO
-from workbench.run import RunResult
 from workbench.stack import Stack
 from workbench.store import Store, new_run_id
+from workbench.tuning import Tuning, suggest
 
 # name → ("int", low, high) | ("float", low, high) | ("bool",) | ("choice", options...)
 DEFAULT_SPACE: dict[str, tuple[Any, ...]] = {
@@ -59,49 +57,6 @@ def check_space(space: Mapping[str, Sequence[Any]]) -> dict[str, tuple[Any, ...]
             )
         out[name] = spec
     return out
-
-
-def _suggest(trial: optuna.Trial, space: Mapping[str, tuple[Any, ...]]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for name, spec in space.items():
-        kind = spec[0]
-        if kind == "int":
-            values[name] = trial.suggest_int(
-                name, spec[1], spec[2], log=spec[2] / max(spec[1], 1) > 50
-            )
-        elif kind == "float":
-            values[name] = trial.suggest_float(name, spec[1], spec[2])
-        elif kind == "bool":
-            values[name] = trial.suggest_categorical(name, [False, True])
-        else:
-            values[name] = trial.suggest_categorical(name, list(spec[1:]))
-    return values
-
-
-@dataclass(frozen=True, eq=False)
-class Tuning:
-    """An auto-tuning outcome: the study, the best settings, and the best re-measured."""
-
-    study: optuna.Study = field(repr=False)
-    base: ServiceSettings
-    best: ServiceSettings
-    best_value: float
-    confirm: RunResult | None
-    trials: pd.DataFrame = field(repr=False)
-
-    def sentence(self) -> str:
-        """The finding in words."""
-        changed = (
-            ", ".join(f"{k}={v}" for k, v in self.best.diff(self.base).items())
-            or "the base settings"
-        )
-        text = f"Best of {len(self.trials)} trials: {self.best_value:,.0f} req/s with {changed}."
-        if self.confirm is not None:
-            again = self.confirm.summary().get("throughput_rps", math.nan)
-            text += (
-                f" Re-measured: {again:,.0f} req/s ({again / self.best_value:.0%} of the trial)."
-            )
-        return text
 
 
 def tune(
@@ -155,7 +110,7 @@ def tune(
 
     def objective(trial: optuna.Trial) -> float:
         try:
-            settings = base.replace(**_suggest(trial, checked))
+            settings = base.replace(**suggest(trial, checked))
             settings.check_database_limit(limit)
         except ValueError as exc:  # an infeasible combination scores nothing
             trial.set_user_attr("skipped", str(exc))
