@@ -56,10 +56,11 @@ _BOUNDS: dict[str, tuple[float, float]] = {
 
 
 class SettingsError(ValueError):
-    """A setting with a bad name or value; the message names it and what is allowed."""
+    """A setting with a bad name or value: its field, and the reason (what is allowed)."""
 
     def __init__(self, name: str, message: str) -> None:
-        self.name = name
+        self.name = name  # the field (or environment variable)
+        self.reason = message
         super().__init__(f"{name}: {message}")
 
 
@@ -186,7 +187,7 @@ class ServiceSettings:
             return cls.from_dict(values)
         except SettingsError as exc:  # name the variable the user set, not the field
             variable = ENV_PREFIX + exc.name.upper()
-            raise SettingsError(variable, str(exc).split(": ", 1)[1]) from None
+            raise SettingsError(variable, exc.reason) from None
 
     def to_env(self) -> dict[str, str]:
         """The SVC_* environment variables that reproduce these settings."""

@@ -36,6 +36,10 @@ class Behaviour:
     stall_at: float | None = None  # seconds after the first request
     stall_for: float = 0.0
     delay: float = 0.0  # seconds before each answer on /slow
+    # a request on a kept-alive connection idle longer than this is reset, unanswered: the
+    # server's keep-alive timeout firing just as the request arrives
+    idle_reset: float | None = None
+    idle_resets: int = 0
     first: float | None = None
     requests: int = 0
     paths: dict[str, int] = field(default_factory=dict)
@@ -49,6 +53,7 @@ class _Handler(asyncio.Protocol):
         self.url = b""
         self.body = b""
         self.transport: asyncio.Transport | None = None
+        self.answered_at: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -71,6 +76,14 @@ class _Handler(asyncio.Protocol):
         self.url, self.body = b"", b""
         b = self.b
         now = time.monotonic()
+        last, self.answered_at = self.answered_at, now
+        if b.idle_reset is not None and last is not None and now - last > b.idle_reset:
+            b.idle_resets += 1
+            assert self.transport is not None
+            sock = self.transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.transport.abort()
+            return
         if b.first is None:
             b.first = now
         b.requests += 1
@@ -145,3 +158,46 @@ def serve(behaviour: Behaviour | None = None) -> Iterator[tuple[str, Behaviour]]
         asyncio.run_coroutine_threadsafe(stop(), loop).result(5)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+
+
+FAST_SERVER = """
+import asyncio, socket, sys, uvloop
+ANSWER = b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nContent-Type: text/plain\\r\\n\\r\\nok"
+class Canned(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+    def data_received(self, data):
+        self.transport.write(ANSWER * data.count(b"\\r\\n\\r\\n"))
+async def main():
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", int(sys.argv[1])))
+    server = await asyncio.get_running_loop().create_server(Canned, sock=sock, backlog=1024)
+    print("ready", flush=True)
+    await server.serve_forever()
+uvloop.run(main())
+"""
+
+
+@contextmanager
+def fast_server(processes: int = 2) -> Iterator[str]:
+    """A canned-answer uvloop server in `processes` processes (SO_REUSEPORT), as fast as wrk's targets."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", FAST_SERVER, str(port)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(processes)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(5)

@@ -6,13 +6,13 @@ import pandas as pd
 import pytest
 
 from service.settings import ServiceSettings
-from workbench.bottleneck import attribute
+from workbench.bottleneck import Kind, attribute
 
 
 @pytest.mark.parametrize(
     ("summary", "server", "settings", "kind"),
     [
-        ({"generator_saturated": True, "saturation_reason": "send lag"}, {}, None, "generator saturated"),
+        ({"generator_saturated": True, "saturation_reason": "send lag", "saturation_causes": ["send_lag"]}, {}, None, "generator saturated"),
         ({}, {"pool_wait_ms": [5.0, 8.0], "pool_checked_out": [15, 14]}, ServiceSettings(), "database pool exhausted"),
         # the naive pool (5 + 10): overflow connections opened and waited for, CPU not pinned
         ({}, {"pool_wait_ms": [2.0, 21.7], "pool_checked_out": [1, 7], "pool_overflow": [0, 9], "service_cpu_pct": [80.0, 75.0]}, ServiceSettings(), "database pool exhausted"),
@@ -24,8 +24,8 @@ from workbench.bottleneck import attribute
         ({}, {"service_cpu_pct": [99.0, 98.0], "postgres_cpu_pct": [20.0, 20.0]}, ServiceSettings(), "CPU-bound workers"),
         ({}, {"l1_hit_ratio": [0.1, 0.2], "service_cpu_pct": [30.0, 30.0]}, ServiceSettings(cache=True), "cache misses"),
         ({}, {"service_cpu_pct": [70.0, 70.0], "postgres_cpu_pct": [40.0, 40.0], "machine_cpu_pct": [97.0, 99.0]}, ServiceSettings(), "CPU-bound workers"),
-        ({"generator_saturated": True, "saturation_reason": "send lag P99 20 ms > 10 ms - all 64 connections were busy for 9 requests"}, {"service_cpu_pct": [99.0, 99.0]}, ServiceSettings(), "CPU-bound workers"),
-        ({"generator_saturated": True, "saturation_reason": "send lag - all 64 connections were busy for 9 requests"}, {"service_cpu_pct": [20.0, 20.0]}, ServiceSettings(), "connections exhausted"),
+        ({"generator_saturated": True, "saturation_reason": "send lag P99 20 ms > 10 ms - all 64 connections were busy for 9 requests", "saturation_causes": ["send_lag", "connections_busy"]}, {"service_cpu_pct": [99.0, 99.0]}, ServiceSettings(), "CPU-bound workers"),
+        ({"generator_saturated": True, "saturation_reason": "send lag - all 64 connections were busy for 9 requests", "saturation_causes": ["send_lag", "connections_busy"]}, {"service_cpu_pct": [20.0, 20.0]}, ServiceSettings(), "connections exhausted"),
         ({}, {"service_cpu_pct": [30.0, 30.0]}, ServiceSettings(), "none found"),
         ({}, {"service_cpu_pct": [99.0, 99.0], "other_cpu_pct": [90.0, 80.0]}, ServiceSettings(), "machine shared"),
     ],
@@ -34,6 +34,14 @@ def test_rules(summary: dict, server: dict, settings: ServiceSettings | None, ki
     verdict = attribute(summary, pd.DataFrame(server), settings)
     assert verdict.kind == kind
     assert verdict.sentence
+
+
+def test_the_generator_busy_is_its_own_doing_even_with_every_connection_busy() -> None:
+    # the codes decide, not the wording: a sentence without the old phrases changes nothing
+    summary = {"generator_saturated": True, "saturation_reason": "x",
+               "saturation_causes": ["send_lag", "connections_busy", "generator_busy"]}  # fmt: skip
+    verdict = attribute(summary, pd.DataFrame({"service_cpu_pct": [99.0]}), ServiceSettings())
+    assert verdict.kind == Kind.GENERATOR and "x" in verdict.sentence
 
 
 def test_cpu_rules_cite_the_cost_per_request() -> None:

@@ -81,6 +81,9 @@ def test_holds_reads_summary_rows() -> None:
         ({"slo": "p95"}, "slo"),
         ({"tolerance": 0}, "tolerance"),
         ({"max_bisections": -1}, "max_bisections"),
+        ({"pth": "/users/{id}"}, "pth"),  # no load field of an Experiment
+        ({"connections": 0}, "connections"),
+        ({"experiment": "fast"}, "experiment"),
     ],
 )
 def test_bad_input_is_named(stack: Stack, kwargs: dict[str, object], name: str) -> None:

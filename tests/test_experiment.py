@@ -29,6 +29,9 @@ def test_run_is_measured_sampled_attributed_and_stored(stack: Stack, tmp_path: P
     assert summary["status"] == "finished" and summary["errors"] == 0
     assert summary["requests"] > 100 and summary["point"] == 1
     assert summary["serializer"] == "orjson" and summary["bottleneck"]
+    # closed loop against the service: the generator waits for it, and says so
+    assert not summary["generator_saturated"], summary["saturation_reason"]
+    assert (run.to_frame()["generator_busy_pct"] < 90).all()
     frame = run.to_frame()
     assert list(frame["second"]) == [0, 1]
     assert frame["service_cpu_pct"].notna().all() and (frame["server_rps"] > 0).all()

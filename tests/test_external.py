@@ -203,7 +203,7 @@ def test_connections_go_to_the_address_that_was_checked(
     import socket
     import types
 
-    import workbench.load._engine as engine
+    import workbench.load._plan as engine
 
     port = int(external.rsplit(":", 1)[1])
     name = "rebind.test"
@@ -253,3 +253,56 @@ def test_urls_with_a_password_are_stored_masked() -> None:
     )
     assert "S3CRET" not in str(experiment.target())
     assert experiment.target()["target_url"] == "http://bench:***@127.0.0.1:8000"
+
+
+EXTERNAL_RUN = """
+from pathlib import Path
+from workbench.external import ExternalExperiment
+from workbench.store import Store
+
+ExternalExperiment(
+    target_url={url!r}, metrics_url={url!r} + "/metrics", path="/items/{{id}}", rate=100,
+    duration=60, warmup=0, connections=4, processes=1, name="external-interrupted",
+).run(store=Store(Path({store!r})), progress=True)
+"""
+
+
+def test_external_run_interrupted_stores_its_partial_result(external: str, tmp_path: Path) -> None:
+    """Like a bundled run: what was measured until Ctrl-C is stored, marked interrupted."""
+    import os
+    import re
+    import signal
+
+    store = tmp_path / "runs"
+    code = EXTERNAL_RUN.format(url=external, store=str(store))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen = []
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if re.match(r"^\s+2\.0s\s", line):  # the second measured second
+                break
+        else:
+            pytest.fail("the run ended before two seconds were measured:\n" + "".join(seen))
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0
+    assert "LoadInterrupted" in out or "KeyboardInterrupt" in out, out[-2000:]
+    ids = Store(store).ids()
+    assert len(ids) == 1, ids
+    run = Store(store).load(ids[0])
+    summary = run.summary()
+    assert run.status == "interrupted" and summary["status"] == "interrupted"
+    assert summary["target"] == "external"
+    assert summary["requests"] > 0 and summary["p99_ms"] > 0
+    assert summary["load_duration"] == 60  # asked for
+    assert 2 <= summary["measured_s"] < 10
+    assert "server_rps" in run.server  # the target's /metrics was sampled until the interrupt

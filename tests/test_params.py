@@ -13,6 +13,15 @@ def test_defaults_pass_and_build_the_preset() -> None:
     assert params.settings.pool_size == 9 and params.settings.serializer == "pydantic"
 
 
+def test_checked_parameters_build_the_run_they_declare() -> None:
+    params = check_params(duration=2, connections=8, rate=50, endpoint="/users/{id}/full")
+    experiment = params.experiment(name="n")
+    assert (experiment.path, experiment.connections, experiment.duration) == (
+        "/users/{id}/full", 8, 2.0,
+    )  # fmt: skip
+    assert experiment.rate == 50 and experiment.settings == params.settings
+
+
 @pytest.mark.parametrize(
     ("kwargs", "name", "allowed"),
     [
@@ -35,6 +44,19 @@ def test_bad_parameter_is_named(kwargs: dict[str, object], name: str, allowed: s
         check_params(**kwargs)
     assert info.value.name == name
     assert allowed in str(info.value)
+
+
+def test_a_settings_error_becomes_an_input_error_field_and_reason_kept() -> None:
+    """The field and the reason travel as attributes: a reason holding ': ' stays whole."""
+    from service.settings import ServiceSettings, SettingsError
+
+    with pytest.raises(SettingsError) as settings_error:
+        ServiceSettings(serializer="json: yes")
+    assert settings_error.value.name == "serializer"
+    with pytest.raises(InputError) as info:
+        check_params(settings={"serializer": "json: yes"})
+    assert info.value.name == "settings.serializer"
+    assert info.value.reason == settings_error.value.reason and "json: yes" in info.value.reason
 
 
 def test_check_ladder_names_a_bad_repeat_tolerance_or_step() -> None:

@@ -10,6 +10,7 @@ class InputError(ValueError):
 
     def __init__(self, name: str, message: str) -> None:
         self.name = name
+        self.reason = message
         super().__init__(f"{name}: {message}")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from urllib.parse import urlsplit
 
@@ -35,16 +34,6 @@ def check_port(name: str, port: int, host: str = "127.0.0.1") -> int:
     if port_in_use(port, host):
         raise InputError(name, f"port {port} on {host} is already in use; pick another or omit it")
     return port
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and localhost."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def wait_for_port(port: int, *, host: str = "127.0.0.1", timeout: float = 10.0) -> bool:

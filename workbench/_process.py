@@ -209,7 +209,8 @@ def stop_group(leader: int, *, since: float, timeout: float = 5.0) -> None:
     psutil.wait_procs(alive, timeout=5)
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
+def raise_interrupt(signum: int, frame: Any) -> None:
+    """A signal handler: the signal interrupts like Ctrl-C, so context managers stop what they started."""
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -222,7 +223,7 @@ def sigterm_interrupts() -> Iterator[None]:
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         yield  # someone (the CLI, a server) already decided what SIGTERM does
         return
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     try:
         yield
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -13,7 +13,7 @@ import pandas as pd
 from service.settings import ServiceSettings
 from workbench._errors import InputError, StackError, positive_float, positive_int
 from workbench.compare import interval, resample
-from workbench.experiment import Experiment, Session
+from workbench.experiment import Experiment, Session, study_load
 from workbench.launcher import ServiceProcess
 from workbench.load import SLO
 from workbench.run import RunResult
@@ -30,6 +30,8 @@ MAX_BISECTIONS = 8
 GENERATOR_RETRIES = 1
 # When the first rate breaks, step down this many times before giving up.
 STEPS_DOWN = 4
+# A search's load unless told otherwise (open loop: connections are a cap, the rate is the step's).
+CAPACITY_LOAD: dict[str, Any] = {"path": "/users/{id}", "connections": 256, "duration": 3.0}
 
 
 def breaks(run: RunResult, slo: SLO) -> list[str]:
@@ -157,28 +159,29 @@ def search(
     *,
     settings: ServiceSettings,
     slo: SLO | str = "p95=50ms,errors=1%",
-    path: str = "/users/{id}",
     start: float = 250.0,
     limit: float = 50_000.0,
     factor: float = 2.0,
     tolerance: float = TOLERANCE,
     max_bisections: int = MAX_BISECTIONS,
-    duration: float = 3.0,
-    warmup: float = 1.0,
-    connections: int = 256,
-    ids: str = "uniform",
-    zipf_s: float = 1.1,
     labels: dict[str, Any] | None = None,
     store: Store | None = None,
     session: Session | None = None,
     service: ServiceProcess | None = None,
     progress: bool = True,
+    experiment: Experiment | None = None,
+    **load: Any,
 ) -> Capacity:
     """Step the offered rate up by `factor` until the SLO breaks, then bisect to within `tolerance`.
+
+    The load of every step is `experiment`'s or Experiment's load fields given by
+    keyword (path, connections, duration, warmup, ids, zipf_s; defaults in CAPACITY_LOAD), at
+    the step's rate.
 
     Every step runs on one service (`service`, or one started here) and one Session (`session`,
     or one opened here): the load's worker processes are started once for the whole search.
     """
+    point = study_load(experiment, CAPACITY_LOAD, load)
     slo = SLO.parse(slo) if isinstance(slo, str) else slo
     start = positive_float("start", start)
     limit = positive_float("limit", limit)
@@ -192,9 +195,8 @@ def search(
 
     def measure(rate: float, svc: ServiceProcess, shared: Session) -> bool:
         # Fresh ids each step (a random seed): replaying the last step's ids would find them cached.
-        experiment = Experiment(
-            settings=settings, path=path, connections=connections, duration=duration,
-            warmup=warmup, rate=rate, ids=ids, zipf_s=zipf_s, name="capacity",
+        experiment = replace(
+            point, settings=settings, rate=rate, name="capacity",
             labels={**(labels or {}), "capacity": search_id},
         )  # fmt: skip
         for attempt in range(1 + GENERATOR_RETRIES):

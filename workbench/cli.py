@@ -24,11 +24,6 @@ LADDER_IDS = "seed"
 LADDER_PATH = "/users/{id}/full"
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    # SIGTERM behaves like Ctrl-C: context managers stop what they started.
-    raise KeyboardInterrupt
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench",
@@ -517,7 +512,9 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `workbench` command."""
     args = _parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    from workbench._process import raise_interrupt  # SIGTERM behaves like Ctrl-C
+
+    signal.signal(signal.SIGTERM, raise_interrupt)
     try:
         return COMMANDS[args.command](args)
     except (InputError, SettingsError) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from workbench._errors import InputError, StackError, allowed, positive_float, p
 from workbench.anatomy import LABELS
 from workbench.capacity import MAX_BISECTIONS, TOLERANCE, search
 from workbench.compare import interval, resample
-from workbench.experiment import Experiment, Session
+from workbench.experiment import Experiment, Session, study_load
 from workbench.launcher import ServiceProcess
 from workbench.load import SLO
 from workbench.run import RunResult
@@ -37,6 +38,11 @@ PUBLISHED_RPS = pd.Series(
 )
 PUBLISHED_P95_MS = {"naive": 200.0, "+workers": 45.0}
 REPEATS = 3
+# The ladder's load unless told otherwise: the account's hot keys and richer responses, open loop
+# (connections a cap; the rate is fixed_rate or the capacity step's).
+LADDER_LOAD: dict[str, Any] = {
+    "path": "/users/{id}/full", "ids": "seed", "connections": 256, "duration": 3.0,
+}  # fmt: skip
 N_BOOT = 2000
 ANATOMY_COLUMNS = ("mean_ms", "p50_ms", "p95_ms", "share")
 # A stage's change is noise below this many ms, or this share of its larger time.
@@ -84,31 +90,29 @@ def measure(
     stack: Stack,
     *,
     slo: SLO | str = "p95=50ms,errors=1%",
-    path: str = "/users/{id}/full",
     fixed_rate: float = 300.0,
-    duration: float = 3.0,
-    warmup: float = 1.0,
     start: float = 250.0,
     limit: float = 50_000.0,
     tolerance: float = TOLERANCE,
     max_bisections: int = MAX_BISECTIONS,
     repeats: int = REPEATS,
     steps: Sequence[str] | None = None,
-    ids: str = "seed",
-    zipf_s: float = 1.1,
     store: Store | None = None,
     progress: bool = True,
+    experiment: Experiment | None = None,
+    **load: Any,
 ) -> pd.DataFrame:
     """Every step measured `repeats` times, interleaved: round 1 climbs every step, then round 2...
 
     One row per round and step: the capacity search's bracket and the run at `fixed_rate` (its
     P95/P99, anatomy and CPU cost). All runs share one Session (load workers started once).
+    The load is `experiment`'s or Experiment's load fields by keyword (defaults in LADDER_LOAD).
     """
     slo = SLO.parse(slo) if isinstance(slo, str) else slo
     chosen = choose_steps(steps)
     repeats = positive_int("repeats", repeats)
     fixed_rate = positive_float("fixed_rate", fixed_rate)
-    Experiment(duration=duration, warmup=warmup, ids=ids, zipf_s=zipf_s, path=path)  # checks them
+    point = study_load(experiment, LADDER_LOAD, load)
     climb_id = new_run_id("ladder")
     rows = []
     with Session() as session:
@@ -120,18 +124,17 @@ def measure(
                     print(f"--- round {round_}/{repeats}: {name}", flush=True)
                 labels = {"ladder": climb_id, "ladder_step": name, "ladder_round": round_}
                 with ServiceProcess(settings, stack) as svc:
-                    fixed = Experiment(
-                        settings=settings, path=path, rate=fixed_rate, duration=duration,
-                        warmup=warmup, connections=256, ids=ids, zipf_s=zipf_s,
-                        name=f"ladder {name}", labels=labels,
+                    fixed = replace(
+                        point, settings=settings, rate=fixed_rate, name=f"ladder {name}",
+                        labels=labels,
                     ).run(stack, store=store, progress=False, service=svc, session=session)  # fmt: skip
                     if not svc.wait_idle():
                         raise StackError(f"requests still in flight after {name}; log {svc.log}")
                     found = search(
-                        stack, settings=settings, slo=slo, path=path, start=start, limit=limit,
-                        tolerance=tolerance, max_bisections=max_bisections, duration=duration,
-                        warmup=warmup, ids=ids, zipf_s=zipf_s, labels=labels, store=store,
-                        session=session, service=svc, progress=progress,
+                        stack, settings=settings, slo=slo, start=start, limit=limit,
+                        tolerance=tolerance, max_bisections=max_bisections, experiment=point,
+                        labels=labels, store=store, session=session, service=svc,
+                        progress=progress,
                     )  # fmt: skip
                 row = fixed.summary()
                 rows.append(

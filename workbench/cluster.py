@@ -41,10 +41,11 @@ if TYPE_CHECKING:
     from distributed import Client
 
     from workbench.experiment import Experiment
+    from workbench.point import PointFailure
     from workbench.stack import Stack
     from workbench.store import Store
-    from workbench.sweep import NotebookSweep, PointFailure, Sweep
-    from workbench.tune import Tuning
+    from workbench.sweep import NotebookSweep, Sweep
+    from workbench.tuning import Tuning
 
 RESOURCE = "bench"  # the Dask worker resource a point holds: give each host's one worker bench=1
 JOB_FILE = "job.pkl"
@@ -271,9 +272,9 @@ def run_notebook_sweep(
     sweep: NotebookSweep, *, cluster: object, users: int | None, progress: bool
 ) -> list[PointFailure]:
     """Execute every point of a NotebookSweep not yet done, each on a bench worker; the failures."""
+    from workbench.point import PointFailure
     from workbench.report import find_notebook
     from workbench.store import Store
-    from workbench.sweep import PointFailure
 
     store = Store()
     points = sweep.points()
@@ -364,7 +365,7 @@ def tune_on(
     from workbench.capacity import breaks
     from workbench.seed import max_connections
     from workbench.stack import DEFAULT_MAX_CONNECTIONS
-    from workbench.tune import Tuning, _suggest
+    from workbench.tuning import Tuning, suggest
 
     spec = StackSpec.of(stack)
     limit = max_connections(spec.database_url) if spec.database_url else DEFAULT_MAX_CONNECTIONS
@@ -398,7 +399,7 @@ def tune_on(
                 trial = study.ask()
                 asked += 1
                 try:
-                    settings = base.replace(**_suggest(trial, space))
+                    settings = base.replace(**suggest(trial, space))
                     settings.check_database_limit(limit)
                 except ValueError as exc:  # an infeasible combination scores nothing
                     trial.set_user_attr("skipped", str(exc))
@@ -443,7 +444,7 @@ def tune_on(
 
 
 def _key(point: Mapping[str, Any]) -> str:
-    from workbench.sweep import point_key
+    from workbench.point import point_key
 
     return point_key(point)
 

@@ -3,41 +3,34 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from service.settings import ServiceSettings
-from workbench import _process, anatomy, cost
+from workbench import _process
 from workbench._errors import InputError, positive_float, positive_int
 from workbench._net import free_port
-from workbench.bottleneck import attribute
-from workbench.fingerprint import fingerprint
 from workbench.launcher import ServiceProcess
 from workbench.load import (
     Generators,
-    LoadFailed,
-    LoadInterrupted,
-    LoadResult,
+    LoadPlan,
     Scenario,
-    plan_load,
-    run_load,
 )
 from workbench.monitor import Monitor
+from workbench.recording import Recording
 from workbench.run import RunResult, RunStatus
 from workbench.stack import Stack
 from workbench.store import Store, new_run_id
 
 SERVICE_LOG_TAIL = 40  # lines of a dead service's log kept in the run's manifest
+# The load's shape: the fields of Experiment and ExternalExperiment that LoadPlan.build takes as is.
+SHAPE = ("connections", "duration", "rate", "arrival", "warmup", "processes")
 
 
 @dataclass(frozen=True)
@@ -125,113 +118,73 @@ class Experiment:
         service: ServiceProcess | None,
         session: Session | None,
     ) -> RunResult:
-        run_id = new_run_id(self.name or self.path)
-        store = store if store is not None else Store()
         scenario = self.scenario(id_max=stack.users)
         profile = {**self.profile(), "seed": scenario.seed}
-        manifest: dict[str, Any] = {
-            "run_id": run_id,
-            "name": self.name,
-            "labels": self.labels,
-            "settings": self.settings.to_dict(),
-            "profile": profile,
-            "environment": fingerprint(),
-            "started_at": datetime.now(UTC).isoformat(),
-            "status": RunStatus.RUNNING,
-            "notebook": os.environ.get("WORKBENCH_NOTEBOOK"),
-        }
-        store.begin(run_id, manifest)
+        record = Recording(
+            new_run_id(self.name or self.path),
+            store if store is not None else Store(),
+            name=self.name, labels=self.labels, settings=self.settings.to_dict(), profile=profile,
+        )  # fmt: skip
         own = service is None
         svc = service or ServiceProcess(self.settings, stack)
-        load: LoadResult | None = None
-        monitor: Monitor | None = None
-        status = RunStatus.CRASHED
-        timings: dict[str, float] = {}
         generators = session.generators if session is not None else Generators()
-        load_options: dict[str, Any] = {
-            "connections": self.connections,
-            "duration": self.duration,
-            "rate": self.rate,
-            "arrival": self.arrival,
-            "warmup": self.warmup,
-            "processes": self.processes,
-            "scenario": scenario,
-            "progress": progress,
-        }
+        timings = record.timings
         try:
-            t0 = time.monotonic()
-            if own and svc.port is None:
-                svc.port = free_port()  # the load's URL is known before the service starts
-            # The load's worker processes start while the service boots (each takes most of a
-            # second to import), so that neither waits for the other.
-            generators.prepare(plan_load(svc.url + self.path, **load_options).processes)
-            if own:
-                svc.start()
-            timings["service_start_s"] = time.monotonic() - t0
-            if session is not None:  # the previous run's service is gone before this load starts
-                t1 = time.monotonic()
-                session.settle()
-                timings["previous_stop_wait_s"] = time.monotonic() - t1
+            with record.outcome():
+                t0 = time.monotonic()
+                if own and svc.port is None:
+                    svc.port = free_port()  # the load's URL is known before the service starts
+                plan = LoadPlan.build(
+                    svc.url + self.path, **shape(self), scenario=scenario, progress=progress
+                )
+                # The load's worker processes start while the service boots (each takes most of
+                # a second to import), so that neither waits for the other.
+                generators.prepare(plan.processes)
+                if own:
+                    svc.start()
+                timings["service_start_s"] = time.monotonic() - t0
+                if session is not None:  # the previous run's service is gone before this load
+                    t1 = time.monotonic()
+                    session.settle()
+                    timings["previous_stop_wait_s"] = time.monotonic() - t1
 
-            def pids() -> dict[str, list[int]]:
-                return {
-                    "service": svc.pids()[:1],
-                    **{name: [pid] for name, pid in stack.pids().items()},
-                    "generator": generators.pids(),
-                }
+                def pids() -> dict[str, list[int]]:
+                    return {
+                        "service": svc.pids()[:1],
+                        **{name: [pid] for name, pid in stack.pids().items()},
+                        "generator": generators.pids(),
+                    }
 
-            monitor = Monitor(metrics_url=svc.url + "/metrics", processes=pids).start()
-            t1 = time.monotonic()
-            load = run_load(svc.url + self.path, generators=generators, **load_options)
-            timings["load_s"] = time.monotonic() - t1
-            status = RunStatus.FINISHED
-        except LoadInterrupted as exc:
-            status = RunStatus.INTERRUPTED
-            load = exc.result
-            raise
-        except LoadFailed as exc:  # a load worker died: keep what was measured, stored crashed
-            load = exc.result
-            manifest["load_failure"] = str(exc)
-            raise
-        except KeyboardInterrupt:
-            status = RunStatus.INTERRUPTED
-            raise
+                record.sample(Monitor(metrics_url=svc.url + "/metrics", processes=pids))
+                record.run_load(plan, generators=generators)
         finally:
             if session is None:
                 generators.close()
-            server = monitor.stop() if monitor is not None else pd.DataFrame()
-            cpu = window_cpu(monitor, load)
+            server = record.stop_sampling()
             log = svc.log if isinstance(svc.log, Path) else None
             died = svc.exit_code()
             if died is not None:  # the service ended on its own: what was measured is no result
-                if status is RunStatus.FINISHED:
-                    status = RunStatus.CRASHED
-                manifest["service"] = {
+                if record.status is RunStatus.FINISHED:
+                    record.status = RunStatus.CRASHED
+                record.manifest["service"] = {
                     "exit_code": died,
                     "log_tail": _process.log_tail(log, SERVICE_LOG_TAIL) if log else "",
                 }
                 print(
-                    f"the service died during run {run_id} (exit code {died}); stored as "
-                    f"{status}, with its log's tail in the manifest",
+                    f"the service died during run {record.run_id} (exit code {died}); stored as "
+                    f"{record.status}, with its log's tail in the manifest",
                     file=sys.stderr,
                     flush=True,
                 )
-            if own and session is not None and status is RunStatus.FINISHED:
+            if own and session is not None and record.status is RunStatus.FINISHED:
                 session.stop_later(svc)
             elif own:
                 t2 = time.monotonic()
                 svc.stop()
                 timings["service_stop_s"] = time.monotonic() - t2
-            manifest.update(
-                status=status, finished_at=datetime.now(UTC).isoformat(), timings=timings
+            result = record.save(
+                server, settings=self.settings, files={"service.log": log} if log else None
             )
-            result = assemble(
-                run_id, manifest, name=self.name, labels=self.labels,
-                described=self.settings.to_dict(), profile=profile, load=load,
-                server=server, settings=self.settings, cpu_seconds=cpu,
-                snapshots=monitor.snapshots if monitor is not None else [],
-            )  # fmt: skip
-            store.save(result, files={"service.log": log} if log else None)
         return result
 
 
@@ -273,113 +226,40 @@ class Session:
         self.close()
 
 
+# What an Experiment's load is made of (its other fields: settings, name, labels).
+LOAD_FIELDS = frozenset({"path", *SHAPE, "ids", "zipf_s", "seed"})
+
+
+def study_load(
+    experiment: Experiment | None, defaults: Mapping[str, Any], load: Mapping[str, Any]
+) -> Experiment:
+    """The load of a study (capacity search, ladder, tuning), declared once as an Experiment.
+
+    experiment: the Experiment whose load every run repeats (settings are the study's to set);
+    load: Experiment's load fields by keyword (path, connections, duration, ids...), over
+    experiment or else over the study's defaults. InputError names a keyword that is no load field.
+    """
+    unknown = sorted(set(load) - LOAD_FIELDS)
+    if unknown:
+        raise InputError(
+            unknown[0], f"is no load option; the load's are {', '.join(sorted(LOAD_FIELDS))}"
+        )
+    if experiment is not None:
+        if not isinstance(experiment, Experiment):
+            raise InputError("experiment", f"must be an Experiment, got {experiment!r}")
+        return dataclasses.replace(experiment, **load)
+    return Experiment(**{**defaults, **load})
+
+
+def shape(point: Any) -> dict[str, Any]:
+    """The load shape of a point (bundled or external): LoadPlan.build's options of that name."""
+    return {name: getattr(point, name) for name in SHAPE}
+
+
 def load_profile(point: Any) -> dict[str, Any]:
     """The load profile of a run (bundled or external) as a JSON-able dict."""
     return {
         "path": point.path,
-        "connections": point.connections,
-        "duration": point.duration,
-        "rate": point.rate,
+        **shape(point),
         "arrival": point.arrival if point.rate else None,
-        "warmup": point.warmup,
-        "processes": point.processes,
     }
-
-
-def window_cpu(monitor: Monitor | None, load: LoadResult | None) -> dict[str, float]:
-    """CPU-seconds of each watched component within the load's measured window (no warm-up)."""
-    if monitor is None or load is None or not load.started_at:
-        return {}
-    return monitor.cpu_seconds(load.started_at, load.started_at + load.duration_s)
-
-
-def _align(server: pd.DataFrame, load: LoadResult | None, end_wall: float) -> pd.DataFrame:
-    """Give server samples the client's `second` axis (seconds since measurement start)."""
-    if server.empty or "time" not in server:
-        return server
-    duration = load.duration_s if load is not None else 0.0
-    start = getattr(load, "started_at", None) or end_wall - duration
-    aligned = server.copy()
-    # A sample describes the interval since the previous one: label it by that interval's middle.
-    middle = (aligned["time"] + aligned["since"]) / 2 if "since" in aligned else aligned["time"]
-    aligned["second"] = (middle - start).floordiv(1.0)
-    aligned = aligned[(aligned["second"] >= 0) & (aligned["second"] < max(duration, 1))]
-    return aligned.groupby("second", as_index=False).mean(numeric_only=True)
-
-
-SERVER_MEANS = (
-    "server_rps", "service_cpu_pct", "postgres_cpu_pct", "redis_cpu_pct", "pool_wait_ms", "loop_lag_ms",
-)  # fmt: skip
-
-
-def assemble(
-    run_id: str,
-    manifest: dict[str, Any],
-    *,
-    name: str,
-    labels: dict[str, Any],
-    described: dict[str, Any],
-    profile: dict[str, Any],
-    load: LoadResult | None,
-    server: pd.DataFrame,
-    settings: ServiceSettings | None,
-    snapshots: Sequence[tuple[float, anatomy.Snapshot]] = (),
-    cpu_seconds: Mapping[str, float] | None = None,
-) -> RunResult:
-    """A RunResult from what a run measured: server samples aligned, bottleneck named, one summary row."""
-    aligned = _align(server, load, time.time())
-    if load is not None:  # epoch seconds of the client's second 0, to place outside events
-        manifest["window_started_at"] = load.started_at
-    table = anatomy.frame(
-        anatomy.between(snapshots, start=load.started_at if load is not None else None)
-    )
-    per_request = cost.per_request(cpu_seconds or {}, load.completed if load is not None else 0)
-    verdict = attribute(
-        load.summary() if load is not None else {}, aligned, settings, anatomy=table,
-        cpu_ms=cost.from_summary(per_request),
-    )  # fmt: skip
-    manifest["bottleneck"] = asdict(verdict)
-    row: dict[str, Any] = {
-        "run_id": run_id,
-        "name": name,
-        "status": manifest["status"],
-        **labels,
-        **described,
-        **{f"load_{k}": v for k, v in profile.items()},
-    }
-    if load is not None:
-        latency = load.percentiles_ms("latency")
-        service = load.percentiles_ms("service")
-        row.update(
-            requests=load.requests,
-            errors=load.errors,
-            error_rate=load.errors / load.requests if load.requests else 0.0,
-            throughput_rps=load.throughput_rps,
-            measured_s=load.duration_s,  # < load_duration when interrupted
-            asked_rate=load.asked_rate,
-            **{f"{k}_ms": v for k, v in latency.items()},
-            **{f"service_{k}_ms": v for k, v in service.items()},
-            generator_saturated=load.generator_saturated,
-            saturation_reason=load.saturation_reason,
-        )
-        if load.workers:
-            row.update(generator_workers=len(set(load.workers)), clock_skew_ms=load.clock_skew_ms)
-        row.update(per_request)
-    for column in SERVER_MEANS:
-        if column in aligned:
-            row[f"mean_{column}"] = float(aligned[column].mean())
-    row["bottleneck"] = verdict.kind
-    for stage, ms in anatomy.stages(table)["mean_ms"].items():
-        row[f"anatomy_{stage}_ms"] = float(ms)
-    if anatomy.TOTAL in table.index:
-        row["anatomy_total_ms"] = float(table["mean_ms"][anatomy.TOTAL])
-    return RunResult(
-        run_id=run_id,
-        manifest=manifest,
-        summary_row=row,
-        client=load.series() if load is not None else pd.DataFrame(),
-        server=aligned,
-        hdr_latency=load.hdr_latency if load is not None else b"",
-        hdr_service=load.hdr_service if load is not None else b"",
-        anatomy_table=table,
-    )

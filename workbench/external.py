@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
-
-import pandas as pd
 
 from workbench._errors import InputError, positive_float, positive_int
 from workbench._secrets import mask_url
-from workbench.experiment import assemble, load_profile, window_cpu
-from workbench.fingerprint import fingerprint
-from workbench.load import Generators, LoadFailed, LoadResult, plan_load, run_load
-from workbench.load._engine import _resolve
+from workbench.experiment import load_profile, shape
+from workbench.load import Generators, LoadPlan
+from workbench.load._plan import _resolve
 from workbench.monitor import Monitor
-from workbench.run import RunResult, RunStatus
+from workbench.recording import Recording
+from workbench.run import RunResult
 from workbench.store import Store, new_run_id
 
 TARGET = "external"
@@ -90,12 +86,22 @@ class ExternalExperiment:
             "cluster": _cluster_name(self.cluster),
         }
 
+    def plan(self, *, progress: bool = True) -> LoadPlan:
+        """The load of this point, checked (loopback unless allow_remote); start nothing."""
+        return LoadPlan.build(
+            self.url, **shape(self), ids=self.ids, transport=self.transport,
+            allow_remote=self.allow_remote, progress=progress, cluster=self.cluster is not None,
+        )  # fmt: skip
+
     def check(self) -> str | None:
         """Validate the load and the metrics URL (loopback unless allow_remote); start nothing.
 
         The address metrics_url's host resolved to and was checked at: scrapes connect there.
         """
-        plan_load(self.url, **self._load_options(progress=False, for_plan=True))
+        self.plan(progress=False)
+        return self._metrics_address()
+
+    def _metrics_address(self) -> str | None:
         if self.metrics_url is None:
             return None
         try:
@@ -103,29 +109,23 @@ class ExternalExperiment:
                 self.metrics_url, allow_remote=self.allow_remote, transport="httpx"
             )
         except InputError as exc:
-            raise InputError("metrics_url", str(exc).removeprefix("url: ")) from None
+            raise InputError("metrics_url", exc.reason) from None
         return address
 
     def run(self, *, store: Store | None = None, progress: bool = True) -> RunResult:
-        """Load the target, scrape its metrics, attribute and store the run."""
-        metrics_address = self.check()
-        run_id = new_run_id(self.name or f"external{self.path}")
-        store = store if store is not None else Store()
-        manifest: dict[str, Any] = {
-            "run_id": run_id,
-            "name": self.name,
-            "labels": self.labels,
-            "target": TARGET,
-            "settings": self.target(),
-            "profile": self.profile(),
-            "environment": fingerprint(),
-            "started_at": datetime.now(UTC).isoformat(),
-            "status": RunStatus.RUNNING,
-        }
-        load: LoadResult | None = None
-        monitor: Monitor | None = None
-        status = RunStatus.CRASHED
-        timings: dict[str, float] = {}
+        """Load the target, scrape its metrics, attribute and store the run.
+
+        The same pipeline as a bundled Experiment's: Ctrl-C or SIGTERM stores what was measured,
+        marked interrupted, then raises KeyboardInterrupt (LoadInterrupted once the load began).
+        """
+        plan = self.plan(progress=progress)
+        metrics_address = self._metrics_address()
+        record = Recording(
+            new_run_id(self.name or f"external{self.path}"),
+            store if store is not None else Store(),
+            name=self.name, labels=self.labels, settings=self.target(), profile=self.profile(),
+            extra={"target": TARGET},
+        )  # fmt: skip
         # Local generators are watched for their CPU (a cluster's run elsewhere); the service only
         # when its pids are given, as it may run on another host.
         generators = Generators() if self.cluster is None else None
@@ -136,67 +136,28 @@ class ExternalExperiment:
             return {**named, **({"generator": generators.pids()} if generators is not None else {})}
 
         try:
-            if generators is not None:
-                generators.prepare(
-                    plan_load(
-                        self.url, **self._load_options(progress=False, for_plan=True)
-                    ).processes
+            with record.outcome():
+                if generators is not None:
+                    generators.prepare(plan.processes)
+                record.sample(
+                    Monitor(
+                        metrics_url=self.metrics_url,
+                        processes=pids,
+                        metrics_address=metrics_address,
+                    )
                 )
-            monitor = Monitor(
-                metrics_url=self.metrics_url, processes=pids, metrics_address=metrics_address
-            ).start()
-            t0 = time.monotonic()
-            load = run_load(
-                self.url, generators=generators, **self._load_options(progress=progress)
-            )
-            timings["load_s"] = time.monotonic() - t0
-            status = RunStatus.FINISHED
-        except LoadFailed as exc:  # a load worker died: keep what was measured, stored crashed
-            load = exc.result
-            manifest["load_failure"] = str(exc)
-            raise
-        except KeyboardInterrupt:
-            status = RunStatus.INTERRUPTED
-            raise
+                if generators is not None:
+                    record.run_load(plan, generators=generators)
+                else:
+                    record.run_load(plan, cluster=self.cluster)
         finally:
-            server = monitor.stop() if monitor is not None else pd.DataFrame()
+            server = record.stop_sampling()
             if generators is not None:
                 generators.close()
-            cpu = window_cpu(monitor, load)
-            manifest.update(
-                status=status, finished_at=datetime.now(UTC).isoformat(), timings=timings
-            )
-            if load is not None and load.workers:
-                manifest["generator"] = {
-                    "workers": list(load.workers),
-                    "clock_skew_ms": load.clock_skew_ms,
-                }
             # this machine's CPU is the generator's, not the service's
             server = server.rename(columns={"machine_cpu_pct": "generator_machine_cpu_pct"})
-            result = assemble(
-                run_id, manifest, name=self.name, labels=self.labels, described=self.target(),
-                profile=self.profile(), load=load, server=server, settings=None,
-                cpu_seconds=cpu,
-            )  # fmt: skip
-            store.save(result)
+            result = record.save(server, settings=None)
         return result
-
-    def _load_options(self, *, progress: bool, for_plan: bool = False) -> dict[str, Any]:
-        options: dict[str, Any] = {
-            "connections": self.connections,
-            "duration": self.duration,
-            "rate": self.rate,
-            "arrival": self.arrival,
-            "warmup": self.warmup,
-            "processes": None if for_plan and self.cluster is not None else self.processes,
-            "ids": self.ids,
-            "transport": self.transport,
-            "allow_remote": self.allow_remote,
-            "progress": progress,
-        }
-        if not for_plan:
-            options["cluster"] = self.cluster
-        return options
 
 
 def _cluster_name(cluster: object) -> str | None:

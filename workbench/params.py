@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.settings import ServiceSettings, SettingsError
 from workbench._errors import InputError, positive_float, positive_int
 from workbench._net import check_url
 from workbench.load._scenario import Scenario
+
+if TYPE_CHECKING:
+    from workbench.experiment import Experiment
 
 PRESETS = ("naive", "optimized")
 MAX_DURATION = 3600.0
@@ -28,7 +31,7 @@ def preset_settings(
     try:
         return ServiceSettings.from_dict(dict(overrides or {}), base=base)
     except SettingsError as exc:
-        raise InputError(f"settings.{exc.name}", str(exc).split(": ", 1)[1]) from None
+        raise InputError(f"settings.{exc.name}", exc.reason) from None
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,18 @@ class Params:
     redis_url: str | None
     ids: str = "uniform"
     zipf_s: float = 1.1
+
+    def experiment(self, **fields: Any) -> Experiment:
+        """The checked load and settings as an Experiment (fields: name, labels, overrides)."""
+        from workbench.experiment import Experiment
+
+        return Experiment(**{**self._load(), "settings": self.settings, **fields})
+
+    def _load(self) -> dict[str, Any]:
+        return {
+            "path": self.endpoint, "connections": self.connections, "duration": self.duration,
+            "rate": self.rate, "ids": self.ids, "zipf_s": self.zipf_s,
+        }  # fmt: skip
 
 
 def check_params(
@@ -77,7 +92,7 @@ def check_params(
     if redis_url:
         check_url("redis_url", redis_url, schemes=("redis",))
     scenario = Scenario(ids=ids, zipf_s=zipf_s)  # InputError names ids or zipf_s
-    return Params(
+    params = Params(
         duration=duration,
         connections=connections,
         rate=rate,
@@ -89,6 +104,8 @@ def check_params(
         ids=scenario.ids,
         zipf_s=scenario.zipf_s,
     )
+    params.experiment()  # the load as a run declares it: checked where it is declared
+    return params
 
 
 def check_ints(name: str, values: Any, *, minimum: int = 1) -> list[int]:
@@ -112,13 +129,6 @@ def check_ladder(*, repeats: Any = 3, tolerance: Any = 0.05, steps: Any = None) 
     positive_int("repeats", repeats)
     positive_float("tolerance", tolerance)
     return [name for name, _ in choose_steps(steps)]
-
-
-def check_slo(slo: Any) -> Any:
-    """An SLO from text like 'p95=50ms,errors=1%', or InputError naming `slo`."""
-    from workbench.load import SLO
-
-    return SLO.parse(slo)
 
 
 def check_run_id(name: str, run_id: Any) -> str:

@@ -162,15 +162,3 @@ def to_html(executed: str | Path, *, output: Path | None = None, no_input: bool 
     tmp.write_text(body, encoding="utf-8")
     tmp.replace(output)
     return output
-
-
-def render(
-    notebook: str | Path,
-    *,
-    parameters: Mapping[str, Any] | None = None,
-    no_input: bool = False,
-    log_output: bool = True,
-) -> Path:
-    """Execute a notebook and write its HTML report; the report's path."""
-    executed = execute(notebook, parameters=parameters, log_output=log_output)
-    return to_html(executed, no_input=no_input)

@@ -17,16 +17,12 @@ from tqdm import tqdm
 from service.settings import ServiceSettings, SettingsError
 from workbench._errors import InputError
 from workbench.experiment import Experiment, Session
+from workbench.point import PointFailure, point_key
 from workbench.run import RunStatus
 from workbench.stack import DEFAULT_USERS, Stack
 from workbench.store import Store
 
 LOAD_KEYS = ("rate", "connections")
-
-
-def point_key(point: Mapping[str, Any]) -> str:
-    """A stable text key of one grid point."""
-    return json.dumps(dict(sorted(point.items())), sort_keys=True, default=str)
 
 
 def check_grid(grid: Mapping[str, Sequence[Any]], *, base: ServiceSettings) -> list[dict[str, Any]]:
@@ -46,7 +42,7 @@ def check_grid(grid: Mapping[str, Sequence[Any]], *, base: ServiceSettings) -> l
         try:
             base.replace(**{k: v for k, v in point.items() if k not in LOAD_KEYS})
         except SettingsError as exc:
-            raise InputError(exc.name, str(exc).split(": ", 1)[1]) from None
+            raise InputError(exc.name, exc.reason) from None
         for key in LOAD_KEYS:
             if key in point and (
                 isinstance(point[key], bool)
@@ -175,16 +171,6 @@ def parse_grid(pairs: Sequence[tuple[str, str]]) -> dict[str, list[Any]]:
     return grid
 
 
-@dataclass(frozen=True)
-class PointFailure:
-    """A sweep point whose notebook raised: the point, the notebook's error, its executed copy."""
-
-    point: dict[str, Any]
-    ename: str
-    evalue: str
-    executed: Path
-
-
 class SweepFailed(RuntimeError):
     """Some points of a notebook sweep failed; the others ran and are kept."""
 
@@ -308,7 +294,6 @@ class NotebookSweep:
         folder.mkdir(parents=True, exist_ok=True)
         store = Store()
         done = self.done(store)
-        done_before = 0
         failures: list[PointFailure] = []
         seeded = int(users or next((p["users"] for p in points if "users" in p), DEFAULT_USERS))
         with Stack(users=seeded, progress=lambda _: None) as stack:
@@ -326,7 +311,6 @@ class NotebookSweep:
                     for point in points:
                         final = self.notebook_of(point)
                         if point_key(point) in done:
-                            done_before += 1
                             bar.write(f"skip (done): {point_key(point)}")
                         else:
                             slug = final.stem

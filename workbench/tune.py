@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 
 import optuna
-import pandas as pd
 
 from service.settings import ServiceSettings
 from workbench._errors import InputError, positive_int
 from workbench.capacity import breaks
-from workbench.experiment import Experiment, Session
+from workbench.experiment import Experiment, Session, study_load
 from workbench.load import SLO
-from workbench.run import RunResult
 from workbench.stack import Stack
 from workbench.store import Store, new_run_id
+from workbench.tuning import Tuning, suggest
 
 # name → ("int", low, high) | ("float", low, high) | ("bool",) | ("choice", options...)
 DEFAULT_SPACE: dict[str, tuple[Any, ...]] = {
@@ -30,6 +28,10 @@ DEFAULT_SPACE: dict[str, tuple[Any, ...]] = {
     "batch_size": ("int", 5, 100),
     "serializer": ("choice", "pydantic", "orjson"),
 }
+
+
+# A trial's load unless told otherwise: closed loop, so that throughput is what is maximised.
+TUNE_LOAD: dict[str, Any] = {"path": "/users/{id}", "connections": 32, "duration": 3.0}
 
 
 def check_space(space: Mapping[str, Sequence[Any]]) -> dict[str, tuple[Any, ...]]:
@@ -57,49 +59,6 @@ def check_space(space: Mapping[str, Sequence[Any]]) -> dict[str, tuple[Any, ...]
     return out
 
 
-def _suggest(trial: optuna.Trial, space: Mapping[str, tuple[Any, ...]]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for name, spec in space.items():
-        kind = spec[0]
-        if kind == "int":
-            values[name] = trial.suggest_int(
-                name, spec[1], spec[2], log=spec[2] / max(spec[1], 1) > 50
-            )
-        elif kind == "float":
-            values[name] = trial.suggest_float(name, spec[1], spec[2])
-        elif kind == "bool":
-            values[name] = trial.suggest_categorical(name, [False, True])
-        else:
-            values[name] = trial.suggest_categorical(name, list(spec[1:]))
-    return values
-
-
-@dataclass(frozen=True, eq=False)
-class Tuning:
-    """An auto-tuning outcome: the study, the best settings, and the best re-measured."""
-
-    study: optuna.Study = field(repr=False)
-    base: ServiceSettings
-    best: ServiceSettings
-    best_value: float
-    confirm: RunResult | None
-    trials: pd.DataFrame = field(repr=False)
-
-    def sentence(self) -> str:
-        """The finding in words."""
-        changed = (
-            ", ".join(f"{k}={v}" for k, v in self.best.diff(self.base).items())
-            or "the base settings"
-        )
-        text = f"Best of {len(self.trials)} trials: {self.best_value:,.0f} req/s with {changed}."
-        if self.confirm is not None:
-            again = self.confirm.summary().get("throughput_rps", math.nan)
-            text += (
-                f" Re-measured: {again:,.0f} req/s ({again / self.best_value:.0%} of the trial)."
-            )
-        return text
-
-
 def tune(
     stack: Stack | None,
     *,
@@ -107,21 +66,22 @@ def tune(
     space: Mapping[str, Sequence[Any]] | None = None,
     trials: int = 12,
     slo: SLO | str = "p95=50ms,errors=1%",
-    path: str = "/users/{id}",
-    connections: int = 32,
-    duration: float = 3.0,
-    warmup: float = 1.0,
     seed: int = 0,
     confirm: bool = True,
     store: Store | None = None,
     progress: bool = True,
     cluster: object = None,
+    experiment: Experiment | None = None,
+    **load: Any,
 ) -> Tuning:
     """Search settings for the highest closed-loop throughput whose run holds the SLO.
 
+    seed is the sampler's. The load of every trial is `experiment`'s, or Experiment's load fields
+    by keyword (path, connections, duration, warmup...; defaults in TUNE_LOAD).
     cluster (a Dask scheduler address, Client or LocalCluster): trials run in parallel, one per
     worker with the resource `bench` (one per host), each on that host's stack (or stack's URLs).
     """
+    point = study_load(experiment, TUNE_LOAD, load)
     checked = check_space(space or DEFAULT_SPACE)
     trials = positive_int("trials", trials)
     slo = SLO.parse(slo) if isinstance(slo, str) else slo
@@ -131,9 +91,9 @@ def tune(
         from workbench.cluster import tune_on
 
         def trial_run(settings: ServiceSettings, labels: dict[str, Any]) -> Experiment:
-            return Experiment(
-                settings=settings, path=path, connections=connections, duration=duration,
-                warmup=warmup, name="tune-confirm" if labels["trial"] == "confirm" else "tune",
+            return replace(
+                point, settings=settings,
+                name="tune-confirm" if labels["trial"] == "confirm" else "tune",
                 labels={"tune": study_id, **labels},
             )  # fmt: skip
 
@@ -150,14 +110,14 @@ def tune(
 
     def objective(trial: optuna.Trial) -> float:
         try:
-            settings = base.replace(**_suggest(trial, checked))
+            settings = base.replace(**suggest(trial, checked))
             settings.check_database_limit(limit)
         except ValueError as exc:  # an infeasible combination scores nothing
             trial.set_user_attr("skipped", str(exc))
             return 0.0
-        run = Experiment(
-            settings=settings, path=path, connections=connections, duration=duration, warmup=warmup,
-            name="tune", labels={"tune": study_id, "trial": trial.number},
+        run = replace(
+            point, settings=settings, name="tune",
+            labels={"tune": study_id, "trial": trial.number},
         ).run(stack, store=store, progress=False, session=session)  # fmt: skip
         broken = breaks(run, slo)
         rps = float(run.summary().get("throughput_rps") or 0.0)
@@ -175,9 +135,9 @@ def tune(
         best = base.replace(**{k: v for k, v in study.best_params.items()})
         again = None
         if confirm and study.best_value > 0:
-            again = Experiment(
-                settings=best, path=path, connections=connections, duration=duration,
-                warmup=warmup, name="tune-confirm", labels={"tune": study_id, "trial": "confirm"},
+            again = replace(
+                point, settings=best, name="tune-confirm",
+                labels={"tune": study_id, "trial": "confirm"},
             ).run(stack, store=store, progress=False, session=session)  # fmt: skip
     return Tuning(
         study=study,

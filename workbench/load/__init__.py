@@ -8,19 +8,23 @@ are not recorded; requests intended in the window but answered after it (the dra
 min(timeout, 2 s)) count in the histograms and in `late`, not in throughput.
 """
 
-from workbench.load._engine import Generators, plan_load, run_load
+from workbench.load._engine import run_load
+from workbench.load._local import Generators
+from workbench.load._plan import LoadPlan, plan_load
 from workbench.load._profile import LoadProfile, Stage
-from workbench.load._result import ERROR_CLASSES, LoadFailed, LoadInterrupted, LoadResult
+from workbench.load._result import ERROR_CLASSES, Cause, LoadFailed, LoadInterrupted, LoadResult
 from workbench.load._scenario import Endpoint, Scenario
 from workbench.load._slo import SLO
 
 __all__ = [
     "ERROR_CLASSES",
     "SLO",
+    "Cause",
     "Endpoint",
     "Generators",
     "LoadFailed",
     "LoadInterrupted",
+    "LoadPlan",
     "LoadProfile",
     "LoadResult",
     "Scenario",

@@ -5,15 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from workbench._errors import InputError
-from workbench.load._engine import plan_load, run_load
+from workbench.load._distributed import check_cluster
+from workbench.load._engine import run_load
+from workbench.load._plan import KEEPALIVE_IDLE_S, LoadPlan
 from workbench.load._profile import ARRIVALS
 from workbench.load._result import LoadFailed
 from workbench.load._slo import SLO
 from workbench.load._transport import TRANSPORTS
 
+T = TypeVar("T")
 EXIT_OK = 0
 EXIT_SLO_BROKEN = 1
 EXIT_BAD_INPUT = 2
@@ -39,6 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default=None, help="write the summary as JSON to this path")
     parser.add_argument("--allow-remote", action="store_true", help="allow non-loopback targets")
     parser.add_argument("--transport", default="raw", help=f"one of {', '.join(TRANSPORTS)}")
+    parser.add_argument(
+        "--keepalive-idle",
+        default=str(KEEPALIVE_IDLE_S),
+        help="seconds a connection may sit idle and be reused (the target's keep-alive timeout)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no per-second progress lines")
     parser.add_argument(
         "--cluster", default=None, help="Dask scheduler address (tcp://host:8786) to generate on"
@@ -49,41 +59,33 @@ def main(args: argparse.Namespace) -> int:
     """Run `workbench load`; 0 ok, 1 SLO broken, 2 bad input, 3 a worker died, 130 interrupted."""
     try:
         slo = SLO.parse(args.slo) if args.slo is not None else None
-        options = {
-            "connections": args.connections,
-            "duration": args.duration,
-            "rate": _number("rate", args.rate),
-            "arrival": args.arrival,
-            "warmup": args.warmup,
-            "processes": args.processes,
-            "scenario": args.scenario,
-            "ids": _integer("ids", args.ids),
-            "timeout": args.timeout,
-            "transport": args.transport,
-            "allow_remote": bool(args.allow_remote),
-            "progress": not args.quiet,
-        }
-        options["connections"] = _integer("connections", args.connections)
-        options["processes"] = _integer("processes", args.processes)
-        options["duration"] = _number("duration", args.duration)
-        options["warmup"] = _number("warmup", args.warmup)
-        options["timeout"] = _number("timeout", args.timeout)
         if args.cluster is not None:
-            from workbench.load._distributed import check_cluster
-
             check_cluster(args.cluster)
         # with a cluster, processes is checked against its workers once connected
-        plan_load(
-            args.url, **{**options, "processes": None if args.cluster else options["processes"]}
+        plan = LoadPlan.build(
+            args.url,
+            connections=_integer("connections", args.connections),
+            duration=_number("duration", args.duration),
+            rate=_optional(_number, "rate", args.rate),
+            arrival=args.arrival,
+            warmup=_number("warmup", args.warmup),
+            processes=_optional(_integer, "processes", args.processes),
+            scenario=args.scenario,
+            ids=_optional(_integer, "ids", args.ids),
+            timeout=_number("timeout", args.timeout),
+            transport=args.transport,
+            allow_remote=bool(args.allow_remote),
+            progress=not args.quiet,
+            keepalive_idle=_number("keepalive_idle", args.keepalive_idle),
+            cluster=args.cluster is not None,
         )
-        options["cluster"] = args.cluster
         if args.json is not None and not Path(args.json).parent.exists():
             raise InputError("json", f"folder {Path(args.json).parent} does not exist")
     except InputError as exc:
         print(f"workbench load: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        result = run_load(args.url, **options)
+        result = run_load(plan, cluster=args.cluster)
     except KeyboardInterrupt as exc:
         partial = getattr(exc, "result", None)  # LoadInterrupted carries what was measured
         if partial is not None:
@@ -114,19 +116,19 @@ def main(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _number(name: str, text: str | None) -> float | None:
-    if text is None:
-        return None
+def _number(name: str, text: str) -> float:
     try:
         return float(text)
     except ValueError:
         raise InputError(name, f"must be a number, got {text!r}") from None
 
 
-def _integer(name: str, text: str | None) -> int | None:
-    if text is None:
-        return None
+def _integer(name: str, text: str) -> int:
     try:
         return int(text)
     except ValueError:
         raise InputError(name, f"must be an integer, got {text!r}") from None
+
+
+def _optional(parse: Callable[[str, str], T], name: str, text: str | None) -> T | None:
+    return None if text is None else parse(name, text)

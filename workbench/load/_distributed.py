@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from workbench._aio import close_loop
 from workbench._errors import InputError, positive_int
-from workbench.load._engine import (
+from workbench.load._collector import _Collector
+from workbench.load._driver import READY_TIMEOUT_S, _Driver
+from workbench.load._plan import (
     DEADLINE_MARGIN_S,
     MAX_DRAIN_S,
-    READY_TIMEOUT_S,
+    LoadPlan,
     WorkerSpec,
-    _Collector,
-    _Driver,
-    _Plan,
     _say,
     worker_specs,
 )
@@ -229,7 +228,7 @@ def _generate(
     }
 
 
-def run_distributed(plan: _Plan, *, cluster: object, processes: int | None = None) -> LoadResult:
+def run_distributed(plan: LoadPlan, *, cluster: object, processes: int | None = None) -> LoadResult:
     """Run `plan` on Dask workers (one generator per worker by default) and merge their results."""
     import distributed
 

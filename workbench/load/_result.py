@@ -5,12 +5,24 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from workbench import hdr as hist
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+class Cause(StrEnum):
+    """Why the generator, not the server, limited a run: a code each (the sentence tells people)."""
+
+    RATE_SHORT = "rate_short"  # it sent fewer requests than the profile asked
+    SEND_LAG = "send_lag"  # requests went out later than intended
+    GENERATOR_BUSY = "generator_busy"  # it ran, or waited for a core, nearly all the time
+    CONNECTIONS_BUSY = "connections_busy"  # every connection was waiting on the server
+    ARRIVALS_DROPPED = "arrivals_dropped"  # the backlog of due requests was full
+
 
 ERROR_CLASSES = ("status_4xx", "status_5xx", "timeout", "connect", "reset", "other")
 HISTOGRAM_KINDS = ("latency", "service")
@@ -28,8 +40,10 @@ SERIES_COLUMNS = (
     "p99_ms",
     "send_lag_p99_ms",
     "generator_cpu_pct",
+    "generator_busy_pct",
     "cap_waits",
     "dropped",
+    "stale",
 )
 
 
@@ -59,6 +73,10 @@ class LoadResult:
     worker_requests: tuple[int, ...]
     generator_saturated: bool
     saturation_reason: str | None
+    saturation_causes: tuple[Cause, ...] = ()
+    # The generator's own errors, apart from the service's: stale_connection counts requests sent
+    # on a kept-alive connection the server closed for idleness as they went out (resent once).
+    generator_errors: Mapping[str, int] = field(default_factory=dict)
     started_at: float = 0.0  # wall-clock (epoch s) start of the measured window
     workers: tuple[str, ...] = ()  # Dask worker address of each generator; empty when local
     clock_skew_ms: float | None = None  # max |clock offset| of the Dask workers vs the client
@@ -89,6 +107,7 @@ class LoadResult:
             "late_responses": self.late,
             "errors": self.errors,
             "error_classes": dict(self.error_classes),
+            "generator_errors": dict(self.generator_errors),
             "duration_s": self.duration_s,
             "throughput_rps": self.throughput_rps,
             "asked_rate": self.asked_rate,
@@ -97,6 +116,7 @@ class LoadResult:
             "send_lag_p99_ms": _clean(hist.percentile_ms(lag, 99)) if self.asked_rate else 0.0,
             "generator_saturated": self.generator_saturated,
             "saturation_reason": self.saturation_reason,
+            "saturation_causes": [str(c) for c in self.saturation_causes],
             **(
                 {"workers": list(self.workers), "clock_skew_ms": self.clock_skew_ms}
                 if self.workers
@@ -135,6 +155,12 @@ class LoadResult:
             "  latency ms  " + _fmt(lat),
             "  service ms  " + _fmt(svc),
         ]
+        own = sum(self.generator_errors.values())
+        if own:
+            lines.append(
+                f"  generator's own errors {own:,} (stale keep-alive connections, resent once): "
+                "not the service's, not in errors"
+            )
         if self.workers:
             lines.append(
                 f"  generated on {len(set(self.workers))} Dask worker(s), clock skew "

@@ -72,11 +72,6 @@ class Waker:
                 self.spec_ref = ctypes.byref(self.spec)
                 loop.add_reader(fd, self._fired)
 
-    @property
-    def precise(self) -> bool:
-        """Whether deadlines are kept to the microsecond (timerfd) or rounded up to milliseconds."""
-        return self.fd >= 0
-
     def at(self, when: float) -> None:
         """Arm for `when` (time.monotonic() seconds), replacing any earlier deadline."""
         when = max(when, time.monotonic() + self.min_gap)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from typing import Protocol, cast
 
 import httptools
 import httpx
 
 TRANSPORTS = ("raw", "httpx")
-# Measured with benchmarks/generator.py on the 2-core reference machine: one httpx.AsyncClient
-# per virtual user does ~1,500 requests per CPU-second, so one worker process tops out near here.
-HTTPX_CEILING_RPS = 1500.0
 
 
 class Owner(Protocol):
@@ -21,6 +19,8 @@ class Owner(Protocol):
     def on_response(self, conn: RawConnection | HttpxUser, status: int) -> None: ...
 
     def on_failure(self, conn: RawConnection | HttpxUser, kind: str) -> None: ...
+
+    def on_stale(self, conn: RawConnection) -> None: ...
 
 
 class RawConnection(asyncio.Protocol):
@@ -33,17 +33,27 @@ class RawConnection(asyncio.Protocol):
         self.busy = False
         self.intended = 0.0
         self.sent = 0.0
+        self.data = (
+            b""  # the request in flight, resent once if the server had closed the connection
+        )
+        self.last_used = 0.0  # when the connection last carried a response (or opened)
+        self.served = 0  # responses on the current TCP connection
+        self.answered = False  # bytes of the current response arrived
+        self.retried = False
         # connection_lost calls still owed by transports we closed ourselves
         self._stale_losses = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.parser = httptools.HttpResponseParser(self)
+        self.served = 0
+        self.last_used = time.monotonic()
 
     def data_received(self, data: bytes) -> None:
         parser = self.parser
         if parser is None:
             return
+        self.answered = True
         try:
             parser.feed_data(data)
         except httptools.HttpParserError:
@@ -56,6 +66,7 @@ class RawConnection(asyncio.Protocol):
         parser = self.parser
         assert parser is not None
         status = parser.get_status_code()
+        self.served += 1
         if not parser.should_keep_alive():
             self.drop()
         if self.busy:
@@ -69,9 +80,15 @@ class RawConnection(asyncio.Protocol):
         if self._stale_losses:
             self._stale_losses -= 1
             return
+        reused = self.served > 0
         self.transport = None
         self.parser = None
-        if self.busy:
+        if self.busy and reused and not self.answered and not self.retried:
+            # The server closed a kept-alive connection as the request went out (its idle
+            # timeout): no response was started, so, as real clients do, send it once more.
+            self.retried = True
+            self.owner.on_stale(self)
+        elif self.busy:
             self.busy = False
             self.owner.on_failure(self, "reset")
 
@@ -157,10 +174,17 @@ def pin_request(request: httpx.Request, address: str) -> httpx.Request:
     )
 
 
-def make_httpx_client(*, timeout: float, ssl_context: ssl.SSLContext) -> httpx.AsyncClient:
-    """An AsyncClient for one virtual user: one connection, shared SSL context (no CA reload)."""
+def make_httpx_client(
+    *, timeout: float, ssl_context: ssl.SSLContext, keepalive_idle: float
+) -> httpx.AsyncClient:
+    """An AsyncClient for one virtual user: one connection, shared SSL context (no CA reload).
+
+    A connection idle longer than keepalive_idle (the server's keep-alive timeout) is not reused.
+    """
     return httpx.AsyncClient(
         timeout=timeout,
         verify=ssl_context,
-        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        limits=httpx.Limits(
+            max_connections=1, max_keepalive_connections=1, keepalive_expiry=keepalive_idle
+        ),
     )
