@@ -29,18 +29,9 @@ def workbench(
 
 @pytest.mark.parametrize(
     "command",
-    [
-        [],
-        ["demo"],
-        ["report"],
-        ["stack"],
-        ["serve"],
-        ["ladder"],
-        ["capacity"],
-        ["tune"],
-        ["compare"],
-    ],
-)
+    [[], ["demo"], ["report"], ["stack"], ["serve"], ["ladder"], ["capacity"], ["tune"],
+     ["compare"], ["init"], ["lab"]],
+)  # fmt: skip
 def test_help(command: list[str]) -> None:
     done = workbench(*command, "--help")
     assert done.returncode == 0 and "usage: workbench" in done.stdout

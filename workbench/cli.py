@@ -1,4 +1,4 @@
-"""The `workbench` command: demo, report, stack, serve, sweep, load, ladder, capacity, tune, compare."""
+"""The `workbench` command: demo, report, sweep, stack, serve, load, the studies, init and lab."""
 
 from __future__ import annotations
 
@@ -137,7 +137,32 @@ def _parser() -> argparse.ArgumentParser:
         help="searches to run; > 1 gives a bootstrap CI (default 1)",
     )
     _study_commands(sub)
+    _folder_commands(sub)
     return parser  # fmt: skip
+
+
+def _folder_commands(sub: Any) -> None:
+    """`init` and `lab`: a working folder of notebooks and data, and JupyterLab on it."""
+    init = sub.add_parser(
+        "init",
+        help="copy the notebooks into a working folder (DIR/notebooks, with DIR/data beside them)",
+        description="Copies the notebooks this installation ships into DIR/notebooks and makes "
+        "DIR/data (runs, reports). From DIR, demo, report, sweep and lab use them. Notebooks "
+        "already there are kept (your edits) unless --force. Exits 0, or 2 on a bad DIR.",
+    )
+    init.add_argument("dir", nargs="?", default=".", metavar="DIR", help="default: this folder")
+    init.add_argument(
+        "--force", action="store_true", help="overwrite notebooks already in DIR/notebooks"
+    )
+    lab = sub.add_parser(
+        "lab",
+        help="JupyterLab on the notebooks, with the workbench's kernel (what `make lab` does)",
+        description="Starts JupyterLab on the project's notebooks/ (this checkout's, or the "
+        "working folder's that `workbench init` made) with the kernel 'Python (FastAPI "
+        "workbench)'; runs go to the project's data/. Runs until Ctrl-C.",
+    )
+    lab.add_argument("--port", type=int, default=None, help="port (default: Jupyter's, 8888)")
+    lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
 
 
 def _study_commands(sub: Any) -> None:
@@ -510,6 +535,72 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    import shutil
+
+    from workbench.paths import shipped_notebooks
+
+    target = Path(args.dir).resolve()
+    if target.exists() and not target.is_dir():
+        raise InputError("dir", f"{target} is a file; give a folder (made when missing)")
+    notebooks = target / "notebooks"
+    for folder in (notebooks, target / "data"):
+        if folder.exists() and not folder.is_dir():
+            raise InputError("dir", f"{folder} is a file; init needs it as a folder")
+    notebooks.mkdir(parents=True, exist_ok=True)
+    (target / "data").mkdir(exist_ok=True)
+    copied, kept = [], []
+    for source in sorted(shipped_notebooks().glob("*.ipynb")):
+        destination = notebooks / source.name
+        if destination.exists() and (not args.force or destination.samefile(source)):
+            kept.append(source.stem)
+            continue
+        shutil.copyfile(source, destination)
+        copied.append(source.stem)
+    if copied:
+        print(f"copied into {notebooks}: " + ", ".join(copied))
+    if kept:
+        print("kept as they were (--force overwrites): " + ", ".join(kept))
+    print(f"runs and reports go to {target / 'data'}")
+    print(f"next: cd {target} && workbench demo   (or: workbench lab)")
+    return 0
+
+
+def _cmd_lab(args: argparse.Namespace) -> int:
+    import os
+
+    from workbench.paths import PACKAGE, notebooks_dir, project_dir
+    from workbench.report import ensure_kernel
+
+    folder = notebooks_dir()
+    if folder.is_relative_to(PACKAGE):  # the wheel's copy: edits there would be lost
+        raise InputError(
+            "notebooks",
+            f"no notebooks/ folder in {project_dir()}; `workbench init` copies them here first",
+        )
+    if args.port is not None:
+        from workbench._net import check_port
+
+        check_port("--port", args.port)
+    _pin_project()
+    ensure_kernel()
+    argv = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={folder}"]
+    argv += ["--allow-root"] if os.getuid() == 0 else []
+    argv += [f"--port={args.port}"] if args.port is not None else []
+    argv += ["--no-browser"] if args.no_browser else []
+    print(f"JupyterLab on {folder}; runs go to {project_dir() / 'data'}", flush=True)
+    os.execv(sys.executable, argv)  # Lab gets the signals: Ctrl-C stops its kernels cleanly
+
+
+def _pin_project() -> None:
+    """Kernels run in the notebooks' folder: tell them the project folder this command uses."""
+    import os
+
+    from workbench.paths import project_dir
+
+    os.environ["WORKBENCH_HOME"] = str(project_dir())
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     return _render(
         DEMO_NOTEBOOK, {"duration": args.duration, "users": args.users, "preset": args.preset}
@@ -540,6 +631,7 @@ def _render(
     from workbench.report import execute, to_html
 
     _check_notebook_parameters(notebook, values)
+    _pin_project()
     started = time.monotonic()
     try:
         executed = execute(
@@ -569,6 +661,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         from workbench.load._distributed import check_cluster
 
         check_cluster(args.cluster)
+    _pin_project()
     try:
         summary = sweep.run(users=args.users, cluster=args.cluster)
     except SweepFailed as exc:
@@ -671,6 +764,8 @@ COMMANDS = {
     "capacity": _cmd_capacity,
     "tune": _cmd_tune,
     "compare": _cmd_compare,
+    "init": _cmd_init,
+    "lab": _cmd_lab,
 }
 
 
