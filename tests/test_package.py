@@ -1,5 +1,5 @@
 """The workbench as an installed tool: a wheel carries the notebooks, and from an empty folder
-`workbench init` makes a working folder where demo, report and lab run.
+`workbench init` makes a working folder where demo, report, sweep and lab run.
 
 The wheel goes into a fresh venv without its dependencies (--no-deps); a .pth file and links to
 their data files (Lab's assets, nbconvert's templates) lend it this environment's installed ones,
@@ -109,7 +109,7 @@ def test_the_wheel_carries_every_notebook_and_template(wheel: Path) -> None:
     assert "workbench/templates/offline/index.html.j2" in names
 
 
-def test_init_then_demo_and_report_from_an_empty_folder(
+def test_init_then_demo_report_and_sweep_from_an_empty_folder(
     venv: Path, folder: Path, stack: Stack
 ) -> None:
     env = env_for(stack)
@@ -129,6 +129,12 @@ def test_init_then_demo_and_report_from_an_empty_folder(
         Path(report.stdout.strip().splitlines()[-1])
         == folder / "data" / "reports" / f"{runs[0]}.html"
     )
+    sweep = run([venv / "workbench", "sweep", "01_quickstart", "-p", "duration", "1",
+                 "--users", str(TEST_USERS)], cwd=folder, env=env, timeout=600)  # fmt: skip
+    assert "1 finished points" in sweep.stdout
+    (swept,) = (folder / "data" / "sweeps").iterdir()
+    assert len(list(swept.glob("*.ipynb"))) == 1
+    assert len([p for p in (folder / "data" / "runs").iterdir() if p.is_dir()]) == 2
 
 
 def test_init_keeps_edited_notebooks_unless_forced(venv: Path, folder: Path) -> None:
