@@ -109,31 +109,32 @@ def test_the_wheel_carries_every_notebook_and_template(wheel: Path) -> None:
     assert "workbench/templates/offline/index.html.j2" in names
 
 
-def test_init_then_demo_report_and_sweep_from_an_empty_folder(
+def test_demo_from_an_empty_folder_then_init_report_and_sweep_there(
     venv: Path, folder: Path, stack: Stack
 ) -> None:
     env = env_for(stack)
     where = run([venv / "python", "-c", "import workbench; print(workbench.__file__)"], cwd=folder)
     assert where.stdout.startswith(str(venv.parent))  # the installed copy, not the checkout
-    init = run([venv / "workbench", "init"], cwd=folder, env=env)
-    assert "next: cd" in init.stdout
-    assert sorted(p.name for p in (folder / "notebooks").iterdir()) == NOTEBOOKS
     demo = run([venv / "workbench", "demo", "--duration", "1", "--users", str(TEST_USERS)],
                cwd=folder, env=env, timeout=600)  # fmt: skip
     html = Path(demo.stdout.strip().splitlines()[-1])
     assert html == folder / "data" / "reports" / "01_quickstart.html" and html.stat().st_size > 0
-    runs = sorted(p.name for p in (folder / "data" / "runs").iterdir() if p.is_dir())
-    assert len(runs) == 1  # the kernel, started in notebooks/, stored it in the working folder
-    report = run([venv / "workbench", "report", runs[0]], cwd=folder, env=env, timeout=600)
-    assert (
-        Path(report.stdout.strip().splitlines()[-1])
-        == folder / "data" / "reports" / f"{runs[0]}.html"
-    )
+    # the kernel ran the shipped notebook in site-packages, and stored its run here
+    (run_id,) = [p.name for p in (folder / "data" / "runs").iterdir() if p.is_dir()]
+    assert not list(Path(where.stdout.strip()).parent.rglob("data"))  # nothing in the package
+    init = run([venv / "workbench", "init"], cwd=folder, env=env)
+    assert "next: cd" in init.stdout
+    assert sorted(p.name for p in (folder / "notebooks").iterdir()) == NOTEBOOKS
+    report = run([venv / "workbench", "report", run_id], cwd=folder, env=env, timeout=600)
+    assert Path(report.stdout.strip().splitlines()[-1]) == html.with_name(f"{run_id}.html")
+    edited = folder / "notebooks" / "01_quickstart.ipynb"  # the working folder's copy runs
+    edited.write_text(edited.read_text().replace("# Quickstart", "# Edited quickstart"))
     sweep = run([venv / "workbench", "sweep", "01_quickstart", "-p", "duration", "1",
                  "--users", str(TEST_USERS)], cwd=folder, env=env, timeout=600)  # fmt: skip
     assert "1 finished points" in sweep.stdout
     (swept,) = (folder / "data" / "sweeps").iterdir()
-    assert len(list(swept.glob("*.ipynb"))) == 1
+    (executed,) = swept.glob("*.ipynb")
+    assert "# Edited quickstart" in executed.read_text()
     assert len([p for p in (folder / "data" / "runs").iterdir() if p.is_dir()]) == 2
 
 
