@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -208,7 +209,7 @@ def _study_commands(sub: Any) -> None:
 
 
 def _settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """--preset and --set: the service's settings, shared by `serve` and `capacity`."""
+    """--preset and --set: the service's settings, shared by `serve`, `capacity` and `tune`."""
     parser.add_argument(
         "--preset", default="optimized", help="naive | optimized (default optimized)"
     )
@@ -567,8 +568,6 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_lab(args: argparse.Namespace) -> int:
-    import os
-
     from workbench.paths import PACKAGE, notebooks_dir, project_dir
     from workbench.report import ensure_kernel
 
@@ -594,8 +593,6 @@ def _cmd_lab(args: argparse.Namespace) -> int:
 
 def _pin_project() -> None:
     """Kernels run in the notebooks' folder: tell them the project folder this command uses."""
-    import os
-
     from workbench.paths import project_dir
 
     os.environ["WORKBENCH_HOME"] = str(project_dir())
