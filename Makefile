@@ -37,7 +37,7 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 
 lab: install
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
+	$(VENV)/bin/workbench lab
 
 # Re-resolve the dependencies in a fresh venv and write the lock (after editing pyproject.toml).
 lock:

@@ -28,8 +28,10 @@ def workbench(
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["demo"], ["report"], ["stack"], ["serve"], ["ladder"], ["capacity"]]
-)
+    "command",
+    [[], ["demo"], ["report"], ["stack"], ["serve"], ["ladder"], ["capacity"], ["tune"],
+     ["compare"], ["init"], ["lab"]],
+)  # fmt: skip
 def test_help(command: list[str]) -> None:
     done = workbench(*command, "--help")
     assert done.returncode == 0 and "usage: workbench" in done.stdout
@@ -68,9 +70,21 @@ def test_bad_input_exits_2_naming_it(args: list[str], named: str) -> None:
         (["capacity", "--slo", "p95=fast"], "slo"),
         (["capacity", "--duration", "-3"], "duration"),
         (["capacity", "--repeats", "0"], "repeats"),
+        (["tune", "--trials", "0"], "trials"),
+        (["tune", "--connections", "-1"], "connections"),
+        (["tune", "--space", '{"pool_size": ["int", 40, 2]}'], "pool_size"),
+        (["tune", "--space", '{"no_such_knob": ["bool"]}'], "no_such_knob"),
+        (["tune", "--space", "[1]"], "space"),
+        (["tune", "--slo", "p95=fast"], "slo"),
+        (["tune", "--preset", "fast"], "preset"),
+        (["tune", "--json", "/no/such/folder/t.json"], "json"),
+        (["compare", "no-such-run", "naive"], "run_a"),
+        (["compare", "naive", "fastest"], "run_b"),
+        (["compare", "naive", "optimized", "--duration", "0"], "duration"),
+        (["compare", "naive", "optimized", "--users", "0"], "users"),
     ],
 )
-def test_ladder_and_capacity_check_input_before_starting(
+def test_studies_check_input_before_starting(
     args: list[str], named: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     previous = signal.getsignal(signal.SIGTERM)
@@ -81,6 +95,12 @@ def test_ladder_and_capacity_check_input_before_starting(
     out, err = capsys.readouterr()
     assert err.startswith(f"error: {named}: ")
     assert out == ""  # nothing started
+
+
+def test_compare_names_the_presets_and_the_latest_runs(tmp_path: Path) -> None:
+    done = workbench("compare", "nope", "naive", env={"WORKBENCH_HOME": str(tmp_path)})
+    assert done.returncode == 2
+    assert "'naive', 'optimized'" in done.stderr and "latest runs: none yet" in done.stderr
 
 
 def test_bad_ids_lists_the_allowed_distributions() -> None:
@@ -137,6 +157,59 @@ def test_ladder_writes_its_json(stack: Stack, tmp_path: Path) -> None:
     assert low <= steps[0]["capacity_rps"]
     assert high is None or steps[0]["capacity_rps"] <= high  # None: the search never broke
     assert steps[0]["ratio_to_naive"] == 1.0 and steps[0]["p95_ms"] > 0
+
+
+def test_tune_writes_its_json_and_exits_1_when_no_trial_holds(stack: Stack, tmp_path: Path) -> None:
+    short = ["--duration", "1", "--warmup", "0.2", "--users", str(TEST_USERS), "--connections", "4"]
+    space = ["--space", '{"pool_size": ["int", 2, 8]}']
+    out = tmp_path / "tune.json"
+    done = workbench(
+        "tune", "--trials", "2", *short, *space, "--slo", "p95=2000ms,errors=50%",
+        "--json", str(out), env=attached(stack, tmp_path), timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Best of 2 trials" in done.stdout and "Re-measured" in done.stdout
+    found = json.loads(out.read_text())
+    assert found["held"] is True and found["best_rps"] > 0
+    assert 2 <= found["best_settings"]["pool_size"] <= 8
+    assert [t["number"] for t in found["trials"]] == [0, 1]
+    assert all(t["run_id"] and "pool_size" in t["params"] for t in found["trials"])
+    assert found["confirm_run_id"] and found["confirm_rps"] > 0
+    never = workbench(
+        "tune", "--trials", "1", *short, *space, "--slo", "p50=0.001ms",
+        "--json", str(out), env=attached(stack, tmp_path), timeout=300,
+    )  # fmt: skip
+    assert never.returncode == 1, never.stderr
+    assert "no trial held the SLO (p50=0.001ms)" in never.stdout
+    assert json.loads(out.read_text())["held"] is False
+
+
+def test_compare_a_stored_run_with_a_preset_measured_now(stack: Stack, tmp_path: Path) -> None:
+    from workbench.experiment import Experiment
+    from workbench.store import Store
+
+    stored = Experiment(connections=4, duration=1, warmup=0.2).run(
+        stack, store=Store(tmp_path / "data" / "runs"), progress=False
+    )
+    out = tmp_path / "compare.json"
+    done = workbench(
+        "compare", stored.run_id, "naive", "--duration", "1", "--warmup", "0.2",
+        "--connections", "4", "--users", str(TEST_USERS), "--json", str(out),
+        env=attached(stack, tmp_path), timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "--- measuring naive (run_b)" in done.stdout
+    found = json.loads(out.read_text())
+    assert found["run_a"] == stored.run_id and found["run_b"] != stored.run_id
+    assert [m["metric"] for m in found["metrics"]] == [
+        "throughput_rps",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+    ]
+    assert all(isinstance(m["significant"], bool) and m["a"] > 0 for m in found["metrics"])
+    assert found["verdict"].splitlines()[0].startswith("throughput_rps: ")
+    assert found["run_b"] in Store(tmp_path / "data" / "runs").ids()  # measured and stored
 
 
 @pytest.mark.parametrize(

@@ -64,13 +64,3 @@ def test_ci_runs_the_readme_test_command() -> None:
     command = re.search(r"`(make test)`", readme)
     assert command is not None
     assert command.group(1) in (ROOT / ".ci" / "run").read_text()
-
-
-def test_notebooks_are_committed_without_outputs() -> None:
-    import nbformat
-
-    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        nb = nbformat.read(path, as_version=4)
-        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path
-        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-        assert len(tagged) == 1, f"{path}: one cell tagged parameters"

@@ -1,10 +1,11 @@
-"""The `workbench` command: demo, report, stack, serve, sweep, load, ladder, capacity."""
+"""The `workbench` command: demo, report, sweep, stack, serve, load, the studies, init and lab."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -16,6 +17,7 @@ from service.settings import ServiceSettings, SettingsError
 from workbench._errors import InputError, StackError, allowed, positive_float, positive_int
 from workbench.load import _cli as load_cli
 from workbench.load._scenario import DISTRIBUTIONS
+from workbench.params import PRESETS
 
 DEMO_NOTEBOOK = "01_quickstart"
 # The ladder's traffic by default: the account's conditions (85% of requests on 0.1% of ids).
@@ -135,11 +137,79 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="searches to run; > 1 gives a bootstrap CI (default 1)",
     )
+    _study_commands(sub)
+    _folder_commands(sub)
     return parser  # fmt: skip
 
 
+def _folder_commands(sub: Any) -> None:
+    """`init` and `lab`: a working folder of notebooks and data, and JupyterLab on it."""
+    init = sub.add_parser(
+        "init",
+        help="copy the notebooks into a working folder (DIR/notebooks, with DIR/data beside them)",
+        description="Copies the notebooks this installation ships into DIR/notebooks and makes "
+        "DIR/data (runs, reports). From DIR, demo, report, sweep and lab use them. Notebooks "
+        "already there are kept (your edits) unless --force. Exits 0, or 2 on a bad DIR.",
+    )
+    init.add_argument("dir", nargs="?", default=".", metavar="DIR", help="default: this folder")
+    init.add_argument(
+        "--force", action="store_true", help="overwrite notebooks already in DIR/notebooks"
+    )
+    lab = sub.add_parser(
+        "lab",
+        help="JupyterLab on the notebooks, with the workbench's kernel (what `make lab` does)",
+        description="Starts JupyterLab on the project's notebooks/ (this checkout's, or the "
+        "working folder's that `workbench init` made) with the kernel 'Python (FastAPI "
+        "workbench)'; runs go to the project's data/. Runs until Ctrl-C.",
+    )
+    lab.add_argument("--port", type=int, default=None, help="port (default: Jupyter's, 8888)")
+    lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
+
+
+def _study_commands(sub: Any) -> None:
+    """`tune` and `compare`: the studies of the autotune and compare notebooks, as commands."""
+    tune = sub.add_parser(
+        "tune",
+        help="search settings (Optuna) for the highest throughput that holds an SLO",
+        description="A TPE study over the settings in --space, on top of --preset/--set: each "
+        "trial is a closed-loop run; a run that breaks the SLO scores 0. The best settings are "
+        "measured again. Exits 0 when a trial held the SLO, 1 when none did, 2 on bad input. "
+        "Attaches to DATABASE_URL / REDIS_URL when set.",
+    )
+    tune.add_argument("--trials", type=int, default=12, help="trials, one run each (default 12)")
+    tune.add_argument(
+        "--connections", type=int, default=32, help="closed-loop connections (default 32)"
+    )
+    tune.add_argument(
+        "--space",
+        default="",
+        metavar="JSON",
+        help='the search space as JSON, e.g. \'{"pool_size": ["int", 2, 40]}\' '
+        "(default: pool, overflow, workers, cache, batcher, serializer)",
+    )
+    tune.add_argument("--seed", type=int, default=0, help="the sampler's seed (default 0)")
+    _slo_argument(tune)
+    _run_arguments(tune, path="/users/{id}", duration=3.0)
+    _settings_arguments(tune)
+
+    compare = sub.add_parser(
+        "compare",
+        help="two runs side by side: throughput and percentiles with bootstrap 95%% CIs",
+        description="RUN_A and RUN_B are stored run ids (data/runs) or presets "
+        f"({' | '.join(PRESETS)}) measured now, closed loop. Prints b against a per metric with "
+        "the 95%% CI of the difference, or 'no significant difference'. Exits 0, or 2 on bad "
+        "input. Attaches to DATABASE_URL / REDIS_URL when set.",
+    )
+    compare.add_argument("run_a", metavar="RUN_A", help="a run id, or a preset measured now")
+    compare.add_argument("run_b", metavar="RUN_B", help="a run id, or a preset measured now")
+    compare.add_argument(
+        "--connections", type=int, default=32, help="closed-loop connections (default 32)"
+    )
+    _run_arguments(compare, path="/users/{id}", duration=5.0)
+
+
 def _settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """--preset and --set: the service's settings, shared by `serve` and `capacity`."""
+    """--preset and --set: the service's settings, shared by `serve`, `capacity` and `tune`."""
     parser.add_argument(
         "--preset", default="optimized", help="naive | optimized (default optimized)"
     )
@@ -161,17 +231,8 @@ def _search_arguments(parser: argparse.ArgumentParser, *, ids: str, path: str) -
         help=f"id distribution of {{id}}: {' | '.join(DISTRIBUTIONS)} (default {ids})",
     )
     parser.add_argument("--zipf-s", type=float, default=1.1, help="zipf exponent (with --ids zipf)")
-    parser.add_argument(
-        "--slo",
-        default="p95=50ms,errors=1%",
-        help="the SLO capacity holds (default p95=50ms,errors=1%%)",
-    )
-    parser.add_argument(
-        "--duration", type=float, default=3.0, help="measured seconds per run (default 3)"
-    )
-    parser.add_argument(
-        "--warmup", type=float, default=1.0, help="seconds before each run (default 1)"
-    )
+    _slo_argument(parser)
+    _run_arguments(parser, path=path, duration=3.0)
     parser.add_argument(
         "--start", type=float, default=250.0, help="first offered rate (default 250)"
     )
@@ -183,6 +244,28 @@ def _search_arguments(parser: argparse.ArgumentParser, *, ids: str, path: str) -
         type=float,
         default=0.05,
         help="bisect until (broke - held) / held <= this (default 0.05)",
+    )
+
+
+def _slo_argument(parser: argparse.ArgumentParser) -> None:
+    """--slo: what a run must hold, shared by the searches and `tune`."""
+    parser.add_argument(
+        "--slo",
+        default="p95=50ms,errors=1%",
+        help="the SLO a run must hold (default p95=50ms,errors=1%%)",
+    )
+
+
+def _run_arguments(parser: argparse.ArgumentParser, *, path: str, duration: float) -> None:
+    """The options of every measured run (duration, warm-up, endpoint, data) and --json."""
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=duration,
+        help=f"measured seconds per run (default {duration:g})",
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=1.0, help="seconds before each run (default 1)"
     )
     parser.add_argument("--path", default=path, help=f"the endpoint (default {path})")
     parser.add_argument("--users", type=int, default=100_000, help="users to seed (default 100000)")
@@ -225,23 +308,33 @@ def _search_options(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.ids not in DISTRIBUTIONS:
         raise InputError("ids", f"must be one of {allowed(DISTRIBUTIONS)}, got {args.ids!r}")
-    positive_int("users", args.users)
     positive_int("repeats", args.repeats)
-    if args.json is not None and not args.json.parent.is_dir():
-        raise InputError("json", f"no folder {args.json.parent} to write {args.json.name} in")
     options = {
         "slo": SLO.parse(args.slo),
-        "duration": positive_float("duration", args.duration),
-        "warmup": positive_float("warmup", args.warmup, strict=False),
+        **_run_options(args),
         "start": positive_float("start", args.start),
         "limit": positive_float("limit", args.limit),
         "tolerance": positive_float("tolerance", args.tolerance),
         "ids": args.ids,
         "zipf_s": args.zipf_s,
-        "path": args.path,
     }
     Experiment(path=args.path, ids=args.ids, zipf_s=args.zipf_s)  # checks path and zipf_s
     return options
+
+
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The checked options of `_run_arguments` (users and --json checked, not returned)."""
+    from workbench.experiment import Experiment
+
+    positive_int("users", args.users)
+    if args.json is not None and not args.json.parent.is_dir():
+        raise InputError("json", f"no folder {args.json.parent} to write {args.json.name} in")
+    Experiment(path=args.path)  # checks path
+    return {
+        "duration": positive_float("duration", args.duration),
+        "warmup": positive_float("warmup", args.warmup, strict=False),
+        "path": args.path,
+    }
 
 
 def _jsonable(value: Any) -> Any:
@@ -347,6 +440,164 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from workbench.load import SLO
+    from workbench.params import preset_settings
+    from workbench.report import parse_value
+    from workbench.stack import Stack
+    from workbench.tune import DEFAULT_SPACE, check_space, tune
+
+    options = _run_options(args)
+    trials = positive_int("trials", args.trials)
+    connections = positive_int("connections", args.connections)
+    slo = SLO.parse(args.slo)
+    space = parse_value(args.space) if args.space else DEFAULT_SPACE
+    if not isinstance(space, dict):
+        raise InputError("space", f"must be a JSON object of setting: range, got {args.space!r}")
+    space = check_space(space)
+    base = preset_settings(args.preset, _overrides(args.overrides))
+    with Stack(users=args.users) as stack:
+        found = tune(
+            stack, base=base, space=space, trials=trials, slo=slo, connections=connections,
+            seed=args.seed, **options,
+        )  # fmt: skip
+    print()
+    print(found.sentence())
+    held = found.best_value > 0
+    if not held:
+        print(f"no trial held the SLO ({args.slo})")
+    again = found.confirm.summary() if found.confirm is not None else {}
+    _write_json(
+        args.json,
+        {
+            "preset": args.preset,
+            "slo": args.slo,
+            "space": {name: list(spec) for name, spec in space.items()},
+            "held": held,
+            "best_rps": found.best_value,
+            "best_settings": found.best.to_dict(),
+            "best_diff": found.best.diff(base),
+            "confirm_run_id": found.confirm.run_id if found.confirm is not None else None,
+            "confirm_rps": again.get("throughput_rps"),
+            "trials": [
+                {"number": t.number, "value": t.value, "params": t.params, **t.user_attrs}
+                for t in found.study.trials
+            ],
+        },
+    )
+    return 0 if held else 1
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from workbench.compare import compare, verdict
+    from workbench.experiment import Experiment, Session
+    from workbench.params import preset_settings
+    from workbench.stack import Stack
+    from workbench.store import Store
+
+    options = _run_options(args)
+    connections = positive_int("connections", args.connections)
+    names = {"run_a": args.run_a, "run_b": args.run_b}
+    store = Store()
+    for name, value in names.items():
+        if value not in PRESETS and value not in store.ids():
+            latest = ", ".join(store.ids()[-3:]) or "none yet"
+            raise InputError(
+                name,
+                f"no run {value!r} in {store.root}, nor a preset ({allowed(PRESETS)}); "
+                f"latest runs: {latest}",
+            )
+    runs = {name: store.load(value) for name, value in names.items() if value not in PRESETS}
+    measure = {name: value for name, value in names.items() if value in PRESETS}
+    if measure:
+        with Stack(users=args.users) as stack, Session() as session:
+            for name, preset in measure.items():
+                print(f"--- measuring {preset} ({name})", flush=True)
+                runs[name] = Experiment(
+                    settings=preset_settings(preset), connections=connections, name=preset,
+                    **options,
+                ).run(stack, session=session)  # fmt: skip
+    a, b = runs["run_a"], runs["run_b"]
+    table = compare(a, b)
+    print()
+    print(f"{b.run_id} against {a.run_id}:")
+    print(table.to_string(index=False))
+    print()
+    print(verdict(table))
+    _write_json(
+        args.json,
+        {
+            "run_a": a.run_id,
+            "run_b": b.run_id,
+            "metrics": table.to_dict("records"),
+            "verdict": verdict(table),
+        },
+    )
+    return 0
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    import shutil
+
+    from workbench.paths import shipped_notebooks
+
+    target = Path(args.dir).resolve()
+    if target.exists() and not target.is_dir():
+        raise InputError("dir", f"{target} is a file; give a folder (made when missing)")
+    notebooks = target / "notebooks"
+    for folder in (notebooks, target / "data"):
+        if folder.exists() and not folder.is_dir():
+            raise InputError("dir", f"{folder} is a file; init needs it as a folder")
+    notebooks.mkdir(parents=True, exist_ok=True)
+    (target / "data").mkdir(exist_ok=True)
+    copied, kept = [], []
+    for source in sorted(shipped_notebooks().glob("*.ipynb")):
+        destination = notebooks / source.name
+        if destination.exists() and (not args.force or destination.samefile(source)):
+            kept.append(source.stem)
+            continue
+        shutil.copyfile(source, destination)
+        copied.append(source.stem)
+    if copied:
+        print(f"copied into {notebooks}: " + ", ".join(copied))
+    if kept:
+        print("kept as they were (--force overwrites): " + ", ".join(kept))
+    print(f"runs and reports go to {target / 'data'}")
+    print(f"next: cd {target} && workbench demo   (or: workbench lab)")
+    return 0
+
+
+def _cmd_lab(args: argparse.Namespace) -> int:
+    from workbench.paths import PACKAGE, notebooks_dir, project_dir
+    from workbench.report import ensure_kernel
+
+    folder = notebooks_dir()
+    if folder.is_relative_to(PACKAGE):  # the wheel's copy: edits there would be lost
+        raise InputError(
+            "notebooks",
+            f"no notebooks/ folder in {project_dir()}; `workbench init` copies them here first",
+        )
+    if args.port is not None:
+        from workbench._net import check_port
+
+        check_port("--port", args.port)
+    _pin_project()
+    ensure_kernel()
+    argv = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={folder}"]
+    argv += ["--allow-root"] if os.getuid() == 0 else []
+    argv += [f"--port={args.port}"] if args.port is not None else []
+    argv += ["--no-browser"] if args.no_browser else []
+    print(f"JupyterLab on {folder}; runs go to {project_dir() / 'data'}", flush=True)
+    os.execv(sys.executable, argv)  # Lab gets the signals: Ctrl-C stops its kernels cleanly
+
+
+def _pin_project() -> None:
+    """Kernels run in the notebooks' folder: tell them the project folder this command uses."""
+    from workbench.paths import project_dir
+
+    os.environ["WORKBENCH_HOME"] = str(project_dir())
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     return _render(
         DEMO_NOTEBOOK, {"duration": args.duration, "users": args.users, "preset": args.preset}
@@ -377,6 +628,7 @@ def _render(
     from workbench.report import execute, to_html
 
     _check_notebook_parameters(notebook, values)
+    _pin_project()
     started = time.monotonic()
     try:
         executed = execute(
@@ -406,6 +658,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         from workbench.load._distributed import check_cluster
 
         check_cluster(args.cluster)
+    _pin_project()
     try:
         summary = sweep.run(users=args.users, cluster=args.cluster)
     except SweepFailed as exc:
@@ -506,6 +759,10 @@ COMMANDS = {
     "load": load_cli.main,
     "ladder": _cmd_ladder,
     "capacity": _cmd_capacity,
+    "tune": _cmd_tune,
+    "compare": _cmd_compare,
+    "init": _cmd_init,
+    "lab": _cmd_lab,
 }
 
 

@@ -1,0 +1,186 @@
+"""The workbench as an installed tool: a wheel carries the notebooks, and from an empty folder
+`workbench init` makes a working folder where demo, report, sweep and lab run.
+
+The wheel goes into a fresh venv without its dependencies (--no-deps); a .pth file and links to
+their data files (Lab's assets, nbconvert's templates) lend it this environment's installed ones,
+so nothing is downloaded."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import psutil
+import pytest
+
+from workbench._net import free_port
+from workbench.stack import Stack
+
+from .conftest import TEST_USERS
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+SOURCES = (
+    "pyproject.toml",
+    "setup.py",
+    "MANIFEST.in",
+    "README.md",
+    "service",
+    "workbench",
+    "notebooks",
+)
+
+
+def run(argv: list[str | Path], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, check=False, **kwargs
+    )  # type: ignore[call-overload]
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel, built from a copy of its sources (the checkout stays clean)."""
+    source = tmp_path_factory.mktemp("source")
+    for name in SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(
+                ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        else:
+            shutil.copy(ROOT / name, source / name)
+    dist = tmp_path_factory.mktemp("dist")
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "-w", dist, source])  # fmt: skip
+    return next(dist.glob("*.whl"))
+
+
+@pytest.fixture(scope="module")
+def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with the wheel installed; its bin/ folder."""
+    folder = tmp_path_factory.mktemp("venv")
+    run([sys.executable, "-m", "venv", folder])
+    python = folder / "bin" / "python"
+    purelib = run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"])
+    # appended after the venv's own site-packages: the wheel's workbench comes first
+    Path(purelib.stdout.strip(), "borrowed-deps.pth").write_text(sysconfig.get_path("purelib"))
+    # the data files those packages install (Lab's assets, nbconvert's templates), not kernels
+    data = Path(sysconfig.get_path("data"))
+    for kind in ("share/jupyter", "etc/jupyter"):
+        (folder / kind).mkdir(parents=True, exist_ok=True)
+        for item in (data / kind).iterdir():
+            if item.name != "kernels":
+                (folder / kind / item.name).symlink_to(item)
+    run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel])
+    return folder / "bin"
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """An empty folder outside the checkout."""
+    empty = tmp_path / "work"
+    empty.mkdir()
+    return empty
+
+
+def env_for(stack: Stack) -> dict[str, str]:
+    """The environment of a user's shell, attached to the session's stack (no WORKBENCH_HOME)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("WORKBENCH_HOME", "VIRTUAL_ENV")}
+    return {**env, "DATABASE_URL": stack.url, "REDIS_URL": str(stack.redis),
+            "UPSTREAM_URL": str(stack.upstream_url)}  # fmt: skip
+
+
+def test_the_wheel_carries_every_notebook_and_template(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    assert (
+        sorted(n.split("/")[-1] for n in names if n.startswith("workbench/notebooks/")) == NOTEBOOKS
+    )
+    assert "workbench/templates/offline/index.html.j2" in names
+
+
+def test_demo_from_an_empty_folder_then_init_report_and_sweep_there(
+    venv: Path, folder: Path, stack: Stack
+) -> None:
+    env = env_for(stack)
+    where = run([venv / "python", "-c", "import workbench; print(workbench.__file__)"], cwd=folder)
+    assert where.stdout.startswith(str(venv.parent))  # the installed copy, not the checkout
+    demo = run([venv / "workbench", "demo", "--duration", "1", "--users", str(TEST_USERS)],
+               cwd=folder, env=env, timeout=600)  # fmt: skip
+    html = Path(demo.stdout.strip().splitlines()[-1])
+    assert html == folder / "data" / "reports" / "01_quickstart.html" and html.stat().st_size > 0
+    # the kernel ran the shipped notebook in site-packages, and stored its run here
+    (run_id,) = [p.name for p in (folder / "data" / "runs").iterdir() if p.is_dir()]
+    assert not list(Path(where.stdout.strip()).parent.rglob("data"))  # nothing in the package
+    init = run([venv / "workbench", "init"], cwd=folder, env=env)
+    assert "next: cd" in init.stdout
+    assert sorted(p.name for p in (folder / "notebooks").iterdir()) == NOTEBOOKS
+    report = run([venv / "workbench", "report", run_id], cwd=folder, env=env, timeout=600)
+    assert Path(report.stdout.strip().splitlines()[-1]) == html.with_name(f"{run_id}.html")
+    edited = folder / "notebooks" / "01_quickstart.ipynb"  # the working folder's copy runs
+    edited.write_text(edited.read_text().replace("# Quickstart", "# Edited quickstart"))
+    sweep = run([venv / "workbench", "sweep", "01_quickstart", "-p", "duration", "1",
+                 "--users", str(TEST_USERS)], cwd=folder, env=env, timeout=600)  # fmt: skip
+    assert "1 finished points" in sweep.stdout
+    (swept,) = (folder / "data" / "sweeps").iterdir()
+    (executed,) = swept.glob("*.ipynb")
+    assert "# Edited quickstart" in executed.read_text()
+    assert len([p for p in (folder / "data" / "runs").iterdir() if p.is_dir()]) == 2
+
+
+def test_init_keeps_edited_notebooks_unless_forced(venv: Path, folder: Path) -> None:
+    run([venv / "workbench", "init", folder / "w"])
+    edited = folder / "w" / "notebooks" / "01_quickstart.ipynb"
+    edited.write_text(edited.read_text().replace("Quickstart", "My quickstart"))
+    again = run([venv / "workbench", "init", folder / "w"])
+    assert "kept as they were" in again.stdout and "My quickstart" in edited.read_text()
+    run([venv / "workbench", "init", "--force", folder / "w"])
+    assert "My quickstart" not in edited.read_text()
+    (folder / "file").write_text("")
+    bad = subprocess.run([venv / "workbench", "init", folder / "file"], capture_output=True,
+                         text=True, check=False)  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.startswith("error: dir: ")
+
+
+def test_lab_serves_the_working_folder_with_the_workbench_kernel(venv: Path, folder: Path) -> None:
+    empty = subprocess.run([venv / "workbench", "lab", "--no-browser"], cwd=folder,
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    assert empty.returncode == 2 and "workbench init" in empty.stderr  # nothing to edit yet
+    run([venv / "workbench", "init"], cwd=folder)
+    port, token = free_port(), "t0ken"
+    env = {**os.environ, "JUPYTER_TOKEN": token}
+    lab = subprocess.Popen([venv / "workbench", "lab", "--no-browser", "--port", str(port)],
+                           cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        contents = None
+        deadline = time.monotonic() + 90
+        while contents is None and time.monotonic() < deadline and lab.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{base}/api/contents?token={token}", timeout=5) as r:
+                    contents = json.load(r)
+            except OSError:
+                time.sleep(0.5)
+        assert contents is not None, "JupyterLab did not answer"
+        assert sorted(item["name"] for item in contents["content"]) == NOTEBOOKS
+        with urllib.request.urlopen(f"{base}/api/kernelspecs?token={token}", timeout=5) as r:
+            spec = json.load(r)["kernelspecs"]["fastapi-workbench"]["spec"]
+        assert spec["argv"][0].startswith(str(venv.parent))  # the installed tool's kernel
+        with urllib.request.urlopen(f"{base}/lab?token={token}", timeout=10) as r:
+            assert r.status == 200
+        family = psutil.Process(lab.pid).children(recursive=True)
+    finally:
+        lab.terminate()  # Lab itself (workbench lab exec'd it): it stops cleanly
+        lab.wait(timeout=30)
+    assert not [p for p in family if p.is_running()]
