@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -200,4 +201,100 @@ def fast_server(processes: int = 2) -> Iterator[str]:
         for proc in procs:
             proc.terminate()
         for proc in procs:
+            proc.wait(5)
+
+
+# Servers we did not write: Python's http.server (HTTP/1.0: every response closes its connection,
+# a body may end at the close), uvicorn streaming a chunked body, nginx serving a static file.
+STDLIB_SERVER = """
+import sys
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+class Handler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+    def do_GET(self):
+        if self.path != "/until-close":
+            return super().do_GET()
+        self.send_response(200)  # HTTP/1.0, no Content-Length: the close ends the body
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        self.wfile.write(b"x" * 5000)
+ThreadingHTTPServer.daemon_threads = True
+print("ready", flush=True)
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+CHUNKED_APP = """
+import sys, uvicorn
+from starlette.applications import Starlette
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
+async def parts():
+    for part in (b"a" * 100, b"b" * 3000, b"c"):
+        yield part
+async def chunked(request):
+    return StreamingResponse(parts(), media_type="text/plain")
+app = Starlette(routes=[Route("/chunked", chunked)])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}; proxy_temp_path {root}; fastcgi_temp_path {root};
+    uwsgi_temp_path {root}; scgi_temp_path {root};
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ root {root}; }}
+    }}
+}}
+"""
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], *, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}")
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
+
+
+@contextmanager
+def third_party(kind: str, root: str) -> Iterator[str]:
+    """A server we did not write ('stdlib', 'chunked' or 'nginx') serving `root`; its base URL."""
+    import pathlib
+    import shutil
+    import sys
+
+    port = free_port()
+    folder = pathlib.Path(root)
+    (folder / "index.html").write_bytes(b"<p>" + b"static " * 100 + b"</p>\n")
+    if kind == "nginx":
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        conf = folder / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(root=folder, port=port))
+        command = [nginx, "-c", str(conf), "-e", str(folder / "error.log")]
+    else:
+        source = STDLIB_SERVER if kind == "stdlib" else CHUNKED_APP
+        command = [sys.executable, "-c", source, str(port)]
+    proc = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL)
+    try:
+        _wait_for_port(port, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
             proc.wait(5)

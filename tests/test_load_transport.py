@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from workbench.load._scenario import Scenario
 from workbench.load._transport import RawConnection, classify_exception, connect_raw
 
-from .load_servers import serve
+from .load_servers import serve, third_party
 
 
 class _Recorder:
@@ -91,3 +92,51 @@ def test_httpx_mode_reports_statuses(path: str) -> None:
     assert result.completed > 20
     answered = result.completed + result.late
     assert result.error_classes["status_5xx"] == (answered if "500" in path else 0)
+
+
+@pytest.mark.parametrize("transport", ["raw", "httpx"])
+@pytest.mark.parametrize(
+    ("kind", "path"),
+    [
+        ("stdlib", "/index.html"),  # HTTP/1.0 with a length: each response closes
+        ("stdlib", "/until-close"),  # HTTP/1.0 without a length: the close ends the body
+        ("chunked", "/chunked"),  # HTTP/1.1 keep-alive, Transfer-Encoding: chunked
+    ],
+)
+def test_servers_we_did_not_write_are_answered_not_failed(
+    kind: str, path: str, transport: str, tmp_path: Path
+) -> None:
+    from workbench.load import run_load
+
+    with third_party(kind, str(tmp_path)) as base:
+        result = run_load(
+            base + path, duration=1.0, warmup=0, connections=4, processes=1,
+            transport=transport, progress=False,
+        )  # fmt: skip
+    assert result.completed > 50, result.error_classes
+    assert result.errors == 0, result.error_classes
+    assert sum(result.generator_errors.values()) == 0, result.generator_errors
+
+
+def test_a_body_cut_short_by_the_close_is_a_reset_not_a_response() -> None:
+    """A response whose Content-Length is not reached before the close is a failure."""
+
+    async def scenario(host: str, port: int) -> object:
+        owner = _Recorder()
+        conn = RawConnection(owner)  # type: ignore[arg-type]
+        await connect_raw(conn, host, port, timeout=2)
+        return await owner.send(conn, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+
+    async def truncating(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
+        await writer.drain()
+        writer.close()
+
+    async def main() -> object:
+        server = await asyncio.start_server(truncating, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            return await scenario("127.0.0.1", port)
+
+    assert asyncio.run(main()) == "reset"

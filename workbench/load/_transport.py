@@ -40,6 +40,7 @@ class RawConnection(asyncio.Protocol):
         self.served = 0  # responses on the current TCP connection
         self.answered = False  # bytes of the current response arrived
         self.retried = False
+        self.until_close = False  # the response in flight ends its body when the server closes
         # connection_lost calls still owed by transports we closed ourselves
         self._stale_losses = 0
 
@@ -47,6 +48,7 @@ class RawConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.parser = httptools.HttpResponseParser(self)
         self.served = 0
+        self.until_close = False
         self.last_used = time.monotonic()
 
     def data_received(self, data: bytes) -> None:
@@ -61,6 +63,13 @@ class RawConnection(asyncio.Protocol):
             if self.busy:
                 self.busy = False
                 self.owner.on_failure(self, "other")
+
+    def on_headers_complete(self) -> None:
+        # A response the server will not keep alive may have no length (HTTP/1.0): its body
+        # ends at the close, and httptools has no end-of-input call, so connection_lost ends it.
+        parser = self.parser
+        assert parser is not None
+        self.until_close = not parser.should_keep_alive()
 
     def on_message_complete(self) -> None:
         parser = self.parser
@@ -81,9 +90,14 @@ class RawConnection(asyncio.Protocol):
             self._stale_losses -= 1
             return
         reused = self.served > 0
+        parser = self.parser
         self.transport = None
         self.parser = None
-        if self.busy and reused and not self.answered and not self.retried:
+        if self.busy and self.until_close and exc is None and parser is not None:
+            self.until_close = False
+            self.busy = False
+            self.owner.on_response(self, parser.get_status_code())
+        elif self.busy and reused and not self.answered and not self.retried:
             # The server closed a kept-alive connection as the request went out (its idle
             # timeout): no response was started, so, as real clients do, send it once more.
             self.retried = True
