@@ -1,8 +1,12 @@
-"""Showing figures in notebooks so that they render in JupyterLab and in offline HTML reports."""
+"""What a notebook kernel holds: figures that render in JupyterLab and in offline reports, a stack
+kept up between cells, and a one-line answer to an interrupt."""
 
 from __future__ import annotations
 
+import atexit
 import json
+import sys
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -20,13 +24,117 @@ PROJECTED_CORES = 8  # the account's 8 workers
 
 
 def setup() -> None:
-    """Embed plotly.js once at the top of a notebook, so exported reports draw offline."""
+    """Prepare a notebook: plotly.js for offline reports, live charts of loads, short interrupts."""
+    from IPython import get_ipython
     from IPython.display import HTML, display
+
+    from workbench import live
 
     # Under papermill plotly keeps only its JSON bundle, which nbconvert's HTML drops; a
     # script with plotly.js in the notebook's output makes every later figure's HTML work.
     script = plotly.offline.get_plotlyjs()
     display(HTML(f'<script type="text/javascript">{script}</script>'))
+    live.install()
+    shell = get_ipython()
+    if shell is not None:
+        shell.set_custom_exc((KeyboardInterrupt,), _interrupted)
+
+
+def _interrupted(
+    shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None
+) -> None:
+    """An interrupt in a cell: one line naming what was stored, not a traceback."""
+    from workbench.load import LoadInterrupted
+
+    if isinstance(value, LoadInterrupted):
+        measured = value.result.duration_s if value.result is not None else 0.0
+        if value.run_id:
+            print(
+                f"interrupted after {measured:g} s measured; partial run stored as {value.run_id}"
+            )
+        else:
+            print(f"interrupted after {measured:g} s measured (a bare load: nothing stored)")
+    else:
+        print("interrupted")
+    sys.stdout.flush()
+
+
+@dataclass
+class _Kept:
+    """The kernel's stack (and load workers), and what it was started for."""
+
+    key: tuple[Any, ...]
+    stack: Any
+    session: Any
+
+
+_KEPT: _Kept | None = None
+
+
+def kept_stack(
+    *, users: int | None = None, database_url: str | None = None, redis_url: str | None = None
+) -> Any:
+    """The kernel's stack: started by the first call, kept up for the next cells and runs.
+
+    A call asking for other users or other servers stops the kept stack and starts that one; a
+    kept stack whose servers stopped answering is started again. stop(), or the kernel's exit,
+    stops it.
+    """
+    from workbench.stack import DEFAULT_USERS, Stack, stack_dir
+
+    global _KEPT
+    key = (users or DEFAULT_USERS, database_url or None, redis_url or None, str(stack_dir()))
+    if _KEPT is not None and _KEPT.key == key:
+        try:
+            _KEPT.stack.check()
+            return _KEPT.stack
+        except Exception:
+            print("the kept stack stopped answering; starting it again")
+    stop()
+    started = Stack(users=key[0], database_url=key[1], redis_url=key[2]).start()
+    from workbench.experiment import Session
+
+    _KEPT = _Kept(key=key, stack=started, session=Session())
+    atexit.register(stop)
+    return started
+
+
+def kept_session() -> Any:
+    """The kernel's Session (load workers kept between runs), beside its kept_stack()."""
+    if _KEPT is None:
+        raise RuntimeError("no kept stack: call wb.kept_stack(...) first")
+    return _KEPT.session
+
+
+def stop() -> None:
+    """Stop the kernel's kept stack, its services and load workers (nothing when none runs)."""
+    global _KEPT
+    kept, _KEPT = _KEPT, None
+    if kept is not None:
+        try:
+            kept.session.close()
+        finally:
+            kept.stack.stop()
+
+
+def settings_table(settings: Any) -> pd.DataFrame:
+    """The settings that differ from the naive baseline, beside the baseline's value."""
+    from service.settings import ServiceSettings
+
+    naive = ServiceSettings.naive()
+    changed = settings.diff(naive)
+    if not changed:
+        return pd.DataFrame(
+            {"naive": ["-"], "this run": ["the naive baseline"]},
+            index=pd.Index(["(no setting differs)"], name="setting"),
+        )
+    return pd.DataFrame(
+        {
+            "naive": [getattr(naive, k) for k in changed],
+            "this run": list(changed.values()),
+        },
+        index=pd.Index(list(changed), name="setting"),
+    ).astype(str)
 
 
 def show(fig: go.Figure) -> None:
