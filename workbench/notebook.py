@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import atexit
 import json
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,19 +43,19 @@ def _interrupted(
     shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None
 ) -> None:
     """An interrupt in a cell: one line naming what was stored, not a traceback."""
+    print(interrupt_line(value), flush=True)
+
+
+def interrupt_line(exc: BaseException) -> str:
+    """One line for an interrupted load: how much was measured and where it was stored."""
     from workbench.load import LoadInterrupted
 
-    if isinstance(value, LoadInterrupted):
-        measured = value.result.duration_s if value.result is not None else 0.0
-        if value.run_id:
-            print(
-                f"interrupted after {measured:g} s measured; partial run stored as {value.run_id}"
-            )
-        else:
-            print(f"interrupted after {measured:g} s measured (a bare load: nothing stored)")
-    else:
-        print("interrupted")
-    sys.stdout.flush()
+    if not isinstance(exc, LoadInterrupted):
+        return "interrupted"
+    measured = exc.result.duration_s if exc.result is not None else 0.0
+    if exc.run_id:
+        return f"interrupted after {measured:g} s measured; partial run stored as {exc.run_id}"
+    return f"interrupted after {measured:g} s measured (a bare load: nothing stored)"
 
 
 @dataclass

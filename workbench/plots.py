@@ -411,3 +411,37 @@ def cpu_per_request(
         )  # fmt: skip
     fig.update_layout(barmode="stack")
     return _layout(fig, title, "", "CPU ms per request")
+
+
+def runs_side_by_side(
+    frame: pd.DataFrame, *, title: str = "Runs side by side (95% CI)"
+) -> go.Figure:
+    """Throughput and P50/P95/P99 of several runs, one bar each with its confidence interval.
+
+    frame: one row per run (index: its label) with `<metric>`, `<metric>_low`, `<metric>_high`
+    columns for throughput_rps, p50_ms, p95_ms, p99_ms (`panel.comparison` builds it).
+    """
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=("throughput (req/s)", "latency percentiles (ms)")
+    )
+    x = [str(i) for i in frame.index]
+
+    def bar(metric: str, name: str, col: int) -> None:
+        value = frame[metric]
+        fig.add_bar(
+            x=x, y=value, name=name, row=1, col=col,
+            error_y={
+                "type": "data", "symmetric": False,
+                "array": (frame[f"{metric}_high"] - value).clip(lower=0).tolist(),
+                "arrayminus": (value - frame[f"{metric}_low"]).clip(lower=0).tolist(),
+            },
+            hovertemplate="%{x}: %{y:,.2f}<extra>" + name + "</extra>",
+        )  # fmt: skip
+
+    bar("throughput_rps", "req/s", 1)
+    for column, name in PERCENTILE_COLUMNS:
+        bar(column, name, 2)
+    fig.update_layout(barmode="group")
+    return _layout(fig, title, "", "", height=400)
