@@ -103,6 +103,7 @@ class Panel:
         preset: str = "optimized",
         runs: Sequence[RunResult] = (),
         stack: Callable[[], Any] | None = None,
+        store: Any = None,
         name: str = "panel",
     ) -> None:
         import ipywidgets as w
@@ -111,7 +112,8 @@ class Panel:
         self.initial_preset = preset
         self.runs: list[RunResult] = list(runs)
         self.name = name
-        self._stack = stack
+        self._stack = stack  # None: the kernel's kept stack
+        self.store = store  # None: data/runs
         settings = params.settings
         style = {"description_width": "110px"}
         layout = w.Layout(width="250px")
@@ -192,13 +194,15 @@ class Panel:
             labels={"panel_run": len(self.runs) + 1},
         )  # fmt: skip
         if self._stack is not None:
-            run = experiment.run(self._stack(), progress=False)
+            run = experiment.run(self._stack(), store=self.store, progress=False)
         else:
             stack = notebook.kept_stack(
                 users=self.params.users, database_url=self.params.database_url,
                 redis_url=self.params.redis_url,
             )  # fmt: skip
-            run = experiment.run(stack, session=notebook.kept_session(), progress=False)
+            run = experiment.run(
+                stack, store=self.store, session=notebook.kept_session(), progress=False
+            )
         self.runs.append(run)
         self._show_comparison()
         return run
