@@ -113,6 +113,7 @@ class LiveView:
     def __init__(self, *, watched: bool) -> None:
         self.watched = watched
         self.handle: Any = None
+        self.live: Any = None  # the ipywidgets Output a watched area shows while a run goes
         self.area: object = None
         self.runs = 0
         self.started: RunStarted | None = None
@@ -139,7 +140,7 @@ class LiveView:
         self.rows.append(dict(event.row))
         last = event.index + 1 >= math.ceil(event.duration - 1e-9)
         if self.watched or last:
-            self._draw()
+            self._draw(final=last)
         if last:
             self.started = None
         return self.watched
@@ -147,7 +148,7 @@ class LiveView:
     def _new_area_if_new_cell(self) -> None:
         area = _area()
         if area != self.area:
-            self.area, self.handle, self.runs = area, None, 0
+            self.area, self.handle, self.live, self.runs = area, None, None, 0
 
     def title(self, *, waiting: bool = False) -> str:
         """What the chart shows: the run (and study step), seconds measured of the planned ones."""
@@ -172,15 +173,36 @@ class LiveView:
         )
         return f"{head}: {done} of {total} s measured ({now})"
 
-    def _draw(self, *, waiting: bool = False) -> None:
+    def _draw(self, *, waiting: bool = False, final: bool = False) -> None:
+        """Show the chart so far: in place in JupyterLab, as the area's final output when final.
+
+        JupyterLab's plotly renderer draws a figure once and ignores updates of it, so while a
+        run goes the area holds an ipywidgets Output whose figure is replaced each second; the
+        final chart then replaces the widget as a plain plotly output (what notebooks and
+        reports keep).
+        """
         from IPython.display import display
 
         fig = figure(self.rows, duration=self.duration, title=self.title(waiting=waiting))
         data = bundle(fig)
+        if self.watched and not final:
+            if self.live is None:
+                import ipywidgets
+
+                self.live = ipywidgets.Output()
+                if self.handle is None:
+                    self.handle = display(self.live, display_id=True)
+                else:
+                    self.handle.update(self.live)
+            self.live.outputs = ({"output_type": "display_data", "data": data, "metadata": {}},)
+            return
         if self.handle is None:
             self.handle = display(data, raw=True, display_id=True)
         else:
             self.handle.update(data, raw=True)
+        if self.live is not None:
+            self.live.close()
+            self.live = None
 
 
 def _area() -> object:

@@ -80,16 +80,21 @@ def comparison(runs: Sequence[RunResult], *, seed: int = 0) -> pd.DataFrame:
 
 
 def shown(frame: pd.DataFrame) -> pd.DataFrame:
-    """A comparison as people read it: each metric beside its interval, rounded."""
-    out = frame[["run_id", "settings vs naive", "load"]].copy()
-    for metric, digits in zip(METRICS, (0, 2, 2, 2), strict=True):
-        low, high = frame[f"{metric}_low"], frame[f"{metric}_high"]
-        out[metric] = frame[metric].round(digits)
-        out[f"{metric} 95% CI"] = [
-            f"{lo:,.{digits}f} – {hi:,.{digits}f}" for lo, hi in zip(low, high, strict=True)
+    """A comparison as people read it: each metric with its interval in one cell, rounded."""
+    out = frame[["settings vs naive", "load"]].copy()
+    for metric, label, digits in (
+        ("throughput_rps", "req/s", 0), ("p50_ms", "P50 ms", 2), ("p95_ms", "P95 ms", 2),
+        ("p99_ms", "P99 ms", 2),
+    ):  # fmt: skip
+        out[f"{label} [95% CI]"] = [
+            f"{value:,.{digits}f} [{low:,.{digits}f}–{high:,.{digits}f}]"
+            for value, low, high in zip(
+                frame[metric], frame[f"{metric}_low"], frame[f"{metric}_high"], strict=True
+            )
         ]
     out["errors"] = frame["errors"]
     out["bottleneck"] = frame["bottleneck"]
+    out["run_id"] = frame["run_id"]
     return out
 
 
@@ -242,7 +247,7 @@ class Panel:
         if not self.runs:
             return
         frame = self.comparison()
-        with self.compared:
+        with self.compared, pd.option_context("display.max_colwidth", None):
             display(shown(frame))
             notebook.show(plots.runs_side_by_side(frame))
 
