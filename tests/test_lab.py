@@ -165,15 +165,19 @@ def test_the_quickstart_in_jupyterlab_draws_live_and_the_panel_adds_a_run(
         widget.locator("select").first.select_option("naive")  # the preset: its knobs follow
         widget.locator("button", has_text="Run").first.click()
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and rows.count() < 2:
+        while time.monotonic() < deadline and (
+            rows.count() < 2 or "stored as" not in widget.inner_text()
+        ):
             time.sleep(0.5)
         assert rows.count() == 2, widget.inner_text()
         assert "stored as" in widget.inner_text()
         widget.locator(".js-plotly-plot").last.wait_for(timeout=30_000)
-        time.sleep(1)  # the comparison chart's transition
+        # the panel's own run chart (live, then final) and the comparison chart
+        assert widget.locator(".js-plotly-plot").count() == 2
+        page.set_viewport_size({"width": 1400, "height": 2300})  # the whole panel in one shot
+        time.sleep(1.5)  # Lab's relayout and the charts' transitions
         widget.scroll_into_view_if_needed()
-        page.screenshot(path=str(SHOTS / "lab_panel.png"), full_page=False)
-        widget.screenshot(path=str(SHOTS / "lab_panel_widget.png"))
+        widget.screenshot(path=str(SHOTS / "lab_panel.png"))
         assert boxes.count() == 0, boxes.all_inner_texts()
         browser.close()
     stop_lab(server)

@@ -114,6 +114,7 @@ class LiveView:
         self.watched = watched
         self.handle: Any = None
         self.live: Any = None  # the ipywidgets Output a watched area shows while a run goes
+        self.widget_shown = False  # the area shows `live` (not a final chart)
         self.area: object = None
         self.runs = 0
         self.started: RunStarted | None = None
@@ -148,7 +149,10 @@ class LiveView:
     def _new_area_if_new_cell(self) -> None:
         area = _area()
         if area != self.area:
+            if self.live is not None:
+                self.live.close()
             self.area, self.handle, self.live, self.runs = area, None, None, 0
+            self.widget_shown = False
 
     def title(self, *, waiting: bool = False) -> str:
         """What the chart shows: the run (and study step), seconds measured of the planned ones."""
@@ -181,28 +185,30 @@ class LiveView:
         final chart then replaces the widget as a plain plotly output (what notebooks and
         reports keep).
         """
-        from IPython.display import display
-
         fig = figure(self.rows, duration=self.duration, title=self.title(waiting=waiting))
         data = bundle(fig)
-        if self.watched and not final:
+        if self.watched:
             if self.live is None:
                 import ipywidgets
 
                 self.live = ipywidgets.Output()
-                if self.handle is None:
-                    self.handle = display(self.live, display_id=True)
-                else:
-                    self.handle.update(self.live)
+            # Also when final: inside another widget's Output (the panel's) an update of the
+            # area may not reach it, and the live widget is what stays on screen there.
             self.live.outputs = ({"output_type": "display_data", "data": data, "metadata": {}},)
-            return
+            if not final and not self.widget_shown:
+                self._show(self.live)
+                self.widget_shown = True
+        if final or not self.watched:
+            self._show(data, raw=True)
+            self.widget_shown = False
+
+    def _show(self, what: Any, *, raw: bool = False) -> None:
+        from IPython.display import display
+
         if self.handle is None:
-            self.handle = display(data, raw=True, display_id=True)
+            self.handle = display(what, raw=raw, display_id=True)
         else:
-            self.handle.update(data, raw=True)
-        if self.live is not None:
-            self.live.close()
-            self.live = None
+            self.handle.update(what, raw=raw)
 
 
 def _area() -> object:
