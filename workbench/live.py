@@ -17,8 +17,8 @@ MIME_PLOTLY = "application/vnd.plotly.v1+json"
 # A kernel started by a Jupyter server (JupyterLab, Notebook) has a person watching its outputs;
 # papermill's and nbclient's kernels do not.
 SESSION_ENV = "JPY_SESSION_NAME"
-# Labels that hold a study's id (a sweep's, a capacity search's...): the same on every step.
-STUDY_LABELS = frozenset({"sweep", "capacity", "ladder", "tune"})
+# Labels that hold a study's id (a sweep's, a capacity search's...) or repeat the run's name.
+STUDY_LABELS = frozenset({"sweep", "point", "capacity", "ladder", "ladder_step", "tune"})
 TRACES = (  # (row column, name, subplot row, style)
     ("rate", "requests/s", 1, {"mode": "lines+markers"}),
     ("asked_rate", "asked rate", 1, {"mode": "lines", "line": {"dash": "dash"}}),
