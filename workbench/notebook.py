@@ -6,11 +6,15 @@ from __future__ import annotations
 import atexit
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.offline
+
+if TYPE_CHECKING:
+    from workbench.experiment import Session
+    from workbench.stack import Stack
 
 _MIME_PLOTLY = "application/vnd.plotly.v1+json"
 COST_INTRO = (
@@ -63,42 +67,45 @@ class _Kept:
     """The kernel's stack (and load workers), and what it was started for."""
 
     key: tuple[Any, ...]
-    stack: Any
-    session: Any
+    stack: Stack
+    session: Session
 
 
 _KEPT: _Kept | None = None
+_STOP_AT_EXIT = False
 
 
 def kept_stack(
     *, users: int | None = None, database_url: str | None = None, redis_url: str | None = None
-) -> Any:
+) -> Stack:
     """The kernel's stack: started by the first call, kept up for the next cells and runs.
 
     A call asking for other users or other servers stops the kept stack and starts that one; a
     kept stack whose servers stopped answering is started again. stop(), or the kernel's exit,
     stops it.
     """
+    from workbench._errors import StackError
+    from workbench.experiment import Session
     from workbench.stack import DEFAULT_USERS, Stack, stack_dir
 
-    global _KEPT
+    global _KEPT, _STOP_AT_EXIT
     key = (users or DEFAULT_USERS, database_url or None, redis_url or None, str(stack_dir()))
     if _KEPT is not None and _KEPT.key == key:
         try:
             _KEPT.stack.check()
             return _KEPT.stack
-        except Exception:
-            print("the kept stack stopped answering; starting it again")
+        except StackError as exc:
+            print(f"the kept stack stopped answering ({exc}); starting it again")
     stop()
+    if not _STOP_AT_EXIT:
+        atexit.register(stop)  # the kernel's shutdown stops what it kept
+        _STOP_AT_EXIT = True
     started = Stack(users=key[0], database_url=key[1], redis_url=key[2]).start()
-    from workbench.experiment import Session
-
     _KEPT = _Kept(key=key, stack=started, session=Session())
-    atexit.register(stop)
     return started
 
 
-def kept_session() -> Any:
+def kept_session() -> Session:
     """The kernel's Session (load workers kept between runs), beside its kept_stack()."""
     if _KEPT is None:
         raise RuntimeError("no kept stack: call wb.kept_stack(...) first")
