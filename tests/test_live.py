@@ -89,7 +89,7 @@ def test_a_watched_kernel_redraws_one_area_every_second_before_the_cell_ends(
     measured = [(at, fig) for at, kind, fig, _ in drawn if kind == "comm_msg"]
     measured = [(at, fig) for at, fig in measured if " of 3 s measured" in title(fig)]
     assert [title(fig).split(": ")[1][:11] for _, fig in measured] == [
-        f"{n} of 3 s me" for n in (1, 2, 1, 2)
+        f"{n} of 3 s me" for n in (1, 2, 3, 1, 2, 3)
     ]
     # drawn while the load ran: a second apart, well before the cell ended
     first_run = [at for at, _ in measured[:2]]
