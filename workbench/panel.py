@@ -187,15 +187,13 @@ class Panel:
     def run(self) -> RunResult:
         """Measure what the widgets say (as the Run button does); the run is stored and compared."""
         from workbench import notebook
-        from workbench.experiment import Experiment
 
         chosen = self.choice()
         # The notebook's own overrides (beyond the knobs) hold while its preset is chosen.
         base = self.params.settings if chosen.preset == self.initial_preset else None
-        experiment = Experiment(
-            settings=chosen.settings(base), path=self.params.endpoint,
-            connections=chosen.connections, rate=chosen.rate or None, duration=chosen.duration,
-            ids=chosen.ids, zipf_s=self.params.zipf_s, name=self.name,
+        experiment = self.params.experiment(
+            settings=chosen.settings(base), connections=chosen.connections,
+            rate=chosen.rate or None, duration=chosen.duration, ids=chosen.ids, name=self.name,
             labels={"panel_run": len(self.runs) + 1},
         )  # fmt: skip
         if self._stack is not None:
