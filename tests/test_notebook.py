@@ -103,8 +103,8 @@ import pathlib, time, workbench as wb
 wb.setup()
 store = wb.Store(pathlib.Path({str(tmp_path)!r}))
 def measure(users=1000):
-    stack = wb.kept_stack(users=users)
     t = time.monotonic()
+    stack = wb.kept_stack(users=users)
     run = wb.Experiment(connections=4, duration=1, warmup=0.2, name="quickstart").run(
         stack, store=store, session=wb.kept_session())
     return stack, run, time.monotonic() - t

@@ -76,7 +76,9 @@ class Recording:
         self.status = RunStatus.CRASHED
         self.timings: dict[str, float] = {}
         store.begin(run_id, self.manifest)
-        progress.publish(RunStarted(run_id, name, labels, profile.get("rate"), profile["duration"]))
+        progress.publish(
+            RunStarted(run_id, name, labels, profile.get("rate"), profile.get("duration", 0.0))
+        )
 
     @contextlib.contextmanager
     def outcome(self) -> Iterator[None]:
