@@ -121,3 +121,32 @@ def verdict(table: pd.DataFrame) -> str:
         else:
             lines.append(f"{row.metric}: no significant difference ({row.a:,.2f} vs {row.b:,.2f})")
     return "\n".join(lines)
+
+
+def estimate(
+    runs: RunResult | Sequence[RunResult],
+    *,
+    n_boot: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One run's (or group's) throughput and latency percentiles, each with a bootstrap CI.
+
+    One row per metric (throughput_rps, p50_ms, p95_ms, p99_ms): value, ci_low, ci_high; the
+    throughput resamples the per-second rates, a percentile the latency histogram.
+    """
+    rng = np.random.default_rng(seed)
+    group = _group(runs)
+    rows = []
+    rates = _rates(group)
+    if len(rates):
+        boot = rates[resample(len(rates), n_boot=n_boot, rng=rng)].mean(axis=1)
+        rows.append(("throughput_rps", float(rates.mean()), *interval(boot, confidence=confidence)))
+    else:
+        rows.append(("throughput_rps", float("nan"), float("nan"), float("nan")))
+    values, counts = _distribution(group)
+    for name, q in PERCENTILES:
+        replicates = _boot_percentile(values, counts, q, n_boot, rng)
+        point = float(np.median(replicates)) if np.isfinite(replicates).any() else float("nan")
+        rows.append((name, point, *interval(replicates, confidence=confidence)))
+    return pd.DataFrame(rows, columns=["metric", "value", "ci_low", "ci_high"]).set_index("metric")

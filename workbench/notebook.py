@@ -1,13 +1,20 @@
-"""Showing figures in notebooks so that they render in JupyterLab and in offline HTML reports."""
+"""What a notebook kernel holds: figures that render in JupyterLab and in offline reports, a stack
+kept up between cells, and a one-line answer to an interrupt."""
 
 from __future__ import annotations
 
+import atexit
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.offline
+
+if TYPE_CHECKING:
+    from workbench.experiment import Session
+    from workbench.stack import Stack
 
 _MIME_PLOTLY = "application/vnd.plotly.v1+json"
 COST_INTRO = (
@@ -20,13 +27,120 @@ PROJECTED_CORES = 8  # the account's 8 workers
 
 
 def setup() -> None:
-    """Embed plotly.js once at the top of a notebook, so exported reports draw offline."""
+    """Prepare a notebook: plotly.js for offline reports, live charts of loads, short interrupts."""
+    from IPython import get_ipython
     from IPython.display import HTML, display
+
+    from workbench import live
 
     # Under papermill plotly keeps only its JSON bundle, which nbconvert's HTML drops; a
     # script with plotly.js in the notebook's output makes every later figure's HTML work.
     script = plotly.offline.get_plotlyjs()
     display(HTML(f'<script type="text/javascript">{script}</script>'))
+    live.install()
+    shell = get_ipython()
+    if shell is not None:
+        shell.set_custom_exc((KeyboardInterrupt,), _interrupted)
+
+
+def _interrupted(
+    shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None
+) -> None:
+    """An interrupt in a cell: one line naming what was stored, not a traceback."""
+    print(interrupt_line(value), flush=True)
+
+
+def interrupt_line(exc: BaseException) -> str:
+    """One line for an interrupted load: how much was measured and where it was stored."""
+    from workbench.load import LoadInterrupted
+
+    if not isinstance(exc, LoadInterrupted):
+        return "interrupted"
+    measured = exc.result.duration_s if exc.result is not None else 0.0
+    if exc.run_id:
+        return f"interrupted after {measured:g} s measured; partial run stored as {exc.run_id}"
+    return f"interrupted after {measured:g} s measured (a bare load: nothing stored)"
+
+
+@dataclass
+class _Kept:
+    """The kernel's stack (and load workers), and what it was started for."""
+
+    key: tuple[Any, ...]
+    stack: Stack
+    session: Session
+
+
+_KEPT: _Kept | None = None
+_STOP_AT_EXIT = False
+
+
+def kept_stack(
+    *, users: int | None = None, database_url: str | None = None, redis_url: str | None = None
+) -> Stack:
+    """The kernel's stack: started by the first call, kept up for the next cells and runs.
+
+    A call asking for other users or other servers stops the kept stack and starts that one; a
+    kept stack whose servers stopped answering is started again. stop(), or the kernel's exit,
+    stops it.
+    """
+    from workbench._errors import StackError
+    from workbench.experiment import Session
+    from workbench.stack import DEFAULT_USERS, Stack, stack_dir
+
+    global _KEPT, _STOP_AT_EXIT
+    key = (users or DEFAULT_USERS, database_url or None, redis_url or None, str(stack_dir()))
+    if _KEPT is not None and _KEPT.key == key:
+        try:
+            _KEPT.stack.check()
+            return _KEPT.stack
+        except StackError as exc:
+            print(f"the kept stack stopped answering ({exc}); starting it again")
+    stop()
+    if not _STOP_AT_EXIT:
+        atexit.register(stop)  # the kernel's shutdown stops what it kept
+        _STOP_AT_EXIT = True
+    started = Stack(users=key[0], database_url=key[1], redis_url=key[2]).start()
+    _KEPT = _Kept(key=key, stack=started, session=Session())
+    return started
+
+
+def kept_session() -> Session:
+    """The kernel's Session (load workers kept between runs), beside its kept_stack()."""
+    if _KEPT is None:
+        raise RuntimeError("no kept stack: call wb.kept_stack(...) first")
+    return _KEPT.session
+
+
+def stop() -> None:
+    """Stop the kernel's kept stack, its services and load workers (nothing when none runs)."""
+    global _KEPT
+    kept, _KEPT = _KEPT, None
+    if kept is not None:
+        try:
+            kept.session.close()
+        finally:
+            kept.stack.stop()
+
+
+def settings_table(settings: Any) -> pd.DataFrame:
+    """The settings that differ from the naive baseline, beside the baseline's value."""
+    from service.settings import ServiceSettings
+
+    naive = ServiceSettings.naive()
+    changed = settings.diff(naive)
+    if not changed:
+        return pd.DataFrame(
+            {"naive": ["-"], "this run": ["the naive baseline"]},
+            index=pd.Index(["(no setting differs)"], name="setting"),
+        )
+    return pd.DataFrame(
+        {
+            "naive": [getattr(naive, k) for k in changed],
+            "this run": list(changed.values()),
+        },
+        index=pd.Index(list(changed), name="setting"),
+    ).astype(str)
 
 
 def show(fig: go.Figure) -> None:

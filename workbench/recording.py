@@ -6,7 +6,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,10 +17,21 @@ from service.settings import ServiceSettings
 from workbench import _process, anatomy, cost
 from workbench.bottleneck import attribute
 from workbench.fingerprint import fingerprint
-from workbench.load import LoadFailed, LoadInterrupted, LoadPlan, LoadResult, run_load
+from workbench.load import LoadFailed, LoadInterrupted, LoadPlan, LoadResult, progress, run_load
 from workbench.monitor import Monitor
 from workbench.run import RunResult, RunStatus
 from workbench.store import Store
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    """A run begins (told to progress listeners, e.g. a notebook's live view, before its load)."""
+
+    run_id: str
+    name: str
+    labels: Mapping[str, Any]
+    rate: float | None
+    duration: float
 
 
 class Recording:
@@ -65,6 +76,9 @@ class Recording:
         self.status = RunStatus.CRASHED
         self.timings: dict[str, float] = {}
         store.begin(run_id, self.manifest)
+        progress.publish(
+            RunStarted(run_id, name, labels, profile.get("rate"), profile.get("duration", 0.0))
+        )
 
     @contextlib.contextmanager
     def outcome(self) -> Iterator[None]:
@@ -76,6 +90,7 @@ class Recording:
             except LoadInterrupted as exc:
                 self.status = RunStatus.INTERRUPTED
                 self.load = exc.result
+                exc.run_id = self.run_id  # stored by save(), before the exception reaches a user
                 raise
             except LoadFailed as exc:  # a load worker died: keep what was measured, as crashed
                 self.load = exc.result

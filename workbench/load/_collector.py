@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from workbench import hdr as hist
+from workbench.load import progress as _progress
 from workbench.load._plan import LoadPlan, WorkerSpec
 from workbench.load._result import ERROR_CLASSES, Cause, LoadResult
 
@@ -36,6 +37,7 @@ class _Collector:
         self.total_lag = hist.new_histogram()
         self.window_lat = hist.new_histogram()  # merged per-second latency, for a partial result
         self.started_at = 0.0
+        self.publish = True  # tell progress listeners of each merged second
 
     def complete(self) -> bool:
         return len(self.finals) == self.workers
@@ -78,7 +80,8 @@ class _Collector:
             min(1.0, p["cpu"] + p.get("wait", 0.0)) for p in parts
         )
         self.rows.append(row)
-        if self.plan.progress:
+        shown = self.publish and _progress.publish(_progress.Second(second, profile.duration, row))
+        if self.plan.progress and not shown:  # a live view in a notebook replaces the line
             asked = f" (asked {row['asked_rate']:,.0f})" if profile.open_loop else ""
             p99 = row["p99_ms"]
             p99_text = "-" if math.isnan(p99) else f"{p99:.2f}"

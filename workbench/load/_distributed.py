@@ -325,6 +325,7 @@ def run_distributed(plan: LoadPlan, *, cluster: object, processes: int | None = 
             _say(plan, f"  a generator started {1000 * late:.0f} ms late (slow task start)")
         collector = _Collector(replace(plan, progress=False), specs)
         collector.started_at = start_wall + profile.warmup
+        collector.publish = False  # `live` told the listeners of these seconds already
         for output in outputs:
             for message in output["messages"]:
                 collector.add(message)

@@ -176,7 +176,7 @@ class LoadPlan:
                 f"must be at most connections ({profile.connections}), got {processes}",
             )
         return cls(
-            url=mask_url(str(parsed)),
+            url=mask_url(url),  # as typed: httpx would print {id} as %7Bid%7D
             base_url=f"{parsed.scheme}://{parsed.netloc.decode('ascii')}",
             host=host,
             port=port,

@@ -200,6 +200,7 @@ class LoadInterrupted(KeyboardInterrupt):
     def __init__(self, result: LoadResult | None) -> None:
         super().__init__("load run interrupted")
         self.result = result
+        self.run_id: str | None = None  # the stored run holding the partial result, if one did
 
 
 class LoadFailed(RuntimeError):

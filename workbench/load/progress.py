@@ -1,0 +1,61 @@
+"""Progress: who hears of a running load's measured seconds (and of runs starting) as they happen."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# A listener gets every event published in this process and returns True when it showed it to
+# the user (a notebook's live chart): the per-second text line is then left out.
+Listener = Callable[[object], bool]
+
+_LISTENERS: list[Listener] = []
+
+
+@dataclass(frozen=True)
+class Second:
+    """One measured second of a running load, merged across its workers."""
+
+    index: int  # 0 for the first measured second
+    duration: float  # the load's measured seconds, as planned
+    row: Mapping[str, Any]  # the per-second row: rate, errors, p50_ms, p95_ms, p99_ms, asked_rate
+
+
+def add(listener: Listener) -> None:
+    """Hear every event from now on (once, however often added)."""
+    if listener not in _LISTENERS:
+        _LISTENERS.append(listener)
+
+
+def remove(listener: Listener) -> None:
+    """Stop hearing events."""
+    with contextlib.suppress(ValueError):
+        _LISTENERS.remove(listener)
+
+
+@contextlib.contextmanager
+def listening(listener: Listener) -> Iterator[None]:
+    """Hear events while inside the block."""
+    add(listener)
+    try:
+        yield
+    finally:
+        remove(listener)
+
+
+def publish(event: object) -> bool:
+    """Tell every listener; True when one of them showed the event.
+
+    A listener that fails is dropped with one line on stderr: a view never stops a load.
+    """
+    shown = False
+    for listener in list(_LISTENERS):
+        try:
+            shown = bool(listener(event)) or shown
+        except Exception as exc:
+            remove(listener)
+            print(f"progress view {listener!r} failed and was removed: {exc!r}", file=sys.stderr)
+    return shown
