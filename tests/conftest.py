@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from workbench.postgres import TEMPLATES_ENV
 from workbench.stack import Stack
 
 TEST_USERS = 2_000
@@ -22,6 +23,21 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 # Jupyter warns on every import when XDG_RUNTIME_DIR is unset (as under CI).
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="runtime-"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def initdb_template() -> Iterator[Path]:
+    """One initdb per test session: every new stack folder (CLIs and kernels too) copies it."""
+    folder = Path(tempfile.mkdtemp(prefix="workbench-test-initdb-"))
+    folder.chmod(0o755)
+    previous = os.environ.get(TEMPLATES_ENV)
+    os.environ[TEMPLATES_ENV] = str(folder / "cache")
+    yield folder / "cache"
+    if previous is None:
+        os.environ.pop(TEMPLATES_ENV, None)
+    else:
+        os.environ[TEMPLATES_ENV] = previous
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
