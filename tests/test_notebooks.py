@@ -111,14 +111,43 @@ def test_a_stored_run_renders_as_its_own_report(home: dict[str, str], stack: Sta
     assert count_charts(html) == plotly_outputs(html.with_suffix(".ipynb")) == 5
 
 
+def first_code_cell_error(name: str, key: str, value: object) -> BaseException | None:
+    """Run a notebook's cells in-process as papermill would (parameters, then the injected
+    value) up to its first code cell after the parameters; what that cell raised, or None."""
+    import nbformat
+
+    cells = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4).cells
+    code = [c for c in cells if c.cell_type == "code"]
+    at = next(i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
+    namespace: dict[str, object] = {}
+    exec(compile(code[at].source, f"{name}:parameters", "exec"), namespace)
+    namespace[key] = value  # papermill's injected-parameters cell
+    try:
+        exec(compile(code[at + 1].source, f"{name}:first", "exec"), namespace)
+    except Exception as exc:
+        assert "import workbench as wb" in code[at + 1].source
+        return exc
+    return None
+
+
 @pytest.mark.parametrize("name", sorted(BAD))
-def test_bad_parameter_stops_in_the_first_cell(
-    name: str, tmp_path: Path, home: dict[str, str]
-) -> None:
+def test_bad_parameter_is_refused_by_the_first_cell(name: str) -> None:
+    from workbench._errors import InputError
+
     key, value = BAD[name]
+    error = first_code_cell_error(name, key, value)
+    assert isinstance(error, InputError), error
+    assert f"{key}:" in str(error)
+
+
+@pytest.mark.slow
+def test_bad_parameter_stops_papermill_in_the_first_cell(
+    tmp_path: Path, home: dict[str, str]
+) -> None:
+    key, value = BAD["02_pool_sizing"]
     out = tmp_path / "out.ipynb"
     done = subprocess.run(
-        [sys.executable, "-m", "papermill", str(NOTEBOOKS / f"{name}.ipynb"), str(out),
+        [sys.executable, "-m", "papermill", str(NOTEBOOKS / "02_pool_sizing.ipynb"), str(out),
          "-k", ensure_kernel(), "-y", json.dumps({key: value})],
         capture_output=True, text=True, timeout=120, env=home, check=False,
     )  # fmt: skip
