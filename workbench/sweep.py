@@ -9,7 +9,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from tqdm import tqdm
@@ -21,6 +21,9 @@ from workbench.point import PointFailure, point_key
 from workbench.run import RunStatus
 from workbench.stack import DEFAULT_USERS, Stack
 from workbench.store import Store
+
+if TYPE_CHECKING:
+    from workbench.kernel import WarmKernel
 
 LOAD_KEYS = ("rate", "connections")
 
@@ -279,6 +282,9 @@ class NotebookSweep:
         """
         import os
 
+        from workbench.kernel import WarmKernel
+        from workbench.report import ensure_kernel, find_notebook
+
         if cluster is not None:
             from workbench import cluster as on_cluster
 
@@ -307,7 +313,12 @@ class NotebookSweep:
                     ascii=True,
                     disable=not progress,
                 )
-                with bar:
+                # One kernel for every point, reset before each to what a fresh one would be:
+                # papermill's kernel start and the imports (~3 s) are paid once.
+                kernel = WarmKernel(
+                    kernel_name=ensure_kernel(), cwd=find_notebook(self.notebook).parent
+                )
+                with bar, kernel:
                     for point in points:
                         final = self.notebook_of(point)
                         if point_key(point) in done:
@@ -315,7 +326,7 @@ class NotebookSweep:
                         else:
                             slug = final.stem
                             before = set(store.ids())
-                            failure = self._execute(point, folder, slug)
+                            failure = self._execute(point, folder, slug, kernel=kernel)
                             if failure is not None:
                                 failures.append(failure)
                                 bar.write(
@@ -343,7 +354,9 @@ class NotebookSweep:
             raise SweepFailed(failures, summary)
         return summary
 
-    def _execute(self, point: Mapping[str, Any], folder: Path, slug: str) -> PointFailure | None:
+    def _execute(
+        self, point: Mapping[str, Any], folder: Path, slug: str, *, kernel: WarmKernel | None = None
+    ) -> PointFailure | None:
         """Run one point's notebook; its failure (the notebook raised, the kernel died) or None."""
         import papermill
         from nbclient.exceptions import DeadKernelError
@@ -353,7 +366,13 @@ class NotebookSweep:
         tmp = folder / f".{slug}.tmp.ipynb"
         failed = folder / f"{slug}.failed.ipynb"
         try:
-            execute(self.notebook, parameters=self.parameters(point), output=tmp, log_output=False)
+            execute(
+                self.notebook,
+                parameters=self.parameters(point),
+                output=tmp,
+                log_output=False,
+                kernel=kernel,
+            )
         except (papermill.PapermillExecutionError, DeadKernelError) as exc:
             if tmp.exists():
                 tmp.replace(failed)  # kept, with the error, for the user to open
