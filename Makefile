@@ -1,5 +1,6 @@
 # The workbench's commands. `make demo` sets everything up and renders the quickstart report;
-# `make test` runs the suite (what CI runs); `make check` lints and type-checks.
+# `make test` runs the suite (what CI runs), `make test-fast` its fast tier; `make check` lints
+# and type-checks.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # The exact versions installed (a pip freeze of a clean install): installs do not drift.
 LOCK := constraints.txt
 
-.PHONY: install demo test check format lab clean-stack lock
+.PHONY: install demo test test-fast check format lab clean-stack lock
 
 install: $(STAMP)
 
@@ -24,6 +25,10 @@ demo: install
 
 test: install
 	@$(PY) -m pytest -q
+
+# The unit and component tier (no end-to-end runs of CLIs, notebooks and faults): before a commit.
+test-fast: install
+	@$(PY) -m pytest -q -m "not slow"
 
 check: install
 	$(VENV)/bin/ruff format --check .

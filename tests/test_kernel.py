@@ -20,6 +20,7 @@ CELLS = [
     "import os, sys, warnings\nleftover = globals().get('carried')\ncarried = value\nprint(leftover, value)",
     "warnings.warn('shown in every notebook', UserWarning)\nos.environ.get('WB_KERNEL_TEST_MARK')",
     "print(os.environ.get('WB_KERNEL_TEST_LEAK'), os.getcwd() == NOTEBOOK_DIR)\nos.environ['WB_KERNEL_TEST_LEAK'] = 'leaked'",
+    "sorted(name for name in globals() if name.startswith('__'))",
     "value * 2",
 ]
 
@@ -67,7 +68,7 @@ def test_each_notebook_on_the_warm_kernel_is_what_a_lone_papermill_run_gives(
     assert "UserWarning: shown in every notebook" in texts[1]  # shown again
     assert "None True" in texts[1]  # the first notebook's os.environ change is gone
     counts = [c["execution_count"] for c in normalized(warm[1])["cells"]]
-    assert counts == [1, 2, 3, 4, 5, 6]  # parameters, injected parameters, the rest
+    assert counts == [1, 2, 3, 4, 5, 6, 7]  # parameters, injected parameters, the rest
 
 
 def test_a_dead_warm_kernel_is_replaced_for_the_next_notebook(tmp_path: Path) -> None:

@@ -12,10 +12,7 @@ from typing import Any
 ENGINE = "workbench-warm"
 # What a fresh kernel has imported before the first cell runs would cost each point ~3 s (the
 # kernel's start, then pandas, plotly and the workbench); the warm kernel pays it once.
-PRELOAD = (
-    "import workbench, workbench.plots, workbench.experiment, pandas, plotly.graph_objects; "
-    "__import__('workbench.kernel').kernel._remember_environment()"
-)
+PRELOAD = "__import__('workbench.kernel').kernel._warm()"
 RESET_TIMEOUT_S = 60.0
 
 
@@ -107,11 +104,19 @@ def _drop(msg: dict[str, Any]) -> None:
 
 
 _KERNEL_ENV0: dict[str, str] = {}
+_FRESH_NS: dict[str, Any] = {}
 
 
-def _remember_environment() -> None:
-    """In the kernel: keep the environment it started with."""
+def _warm() -> None:
+    """In the kernel, before any notebook: import what notebooks import; keep the environment
+    and the namespace (`__spec__`, ... that multiprocessing needs) a fresh kernel starts with."""
+    from IPython import get_ipython
+
+    import workbench.experiment
+    import workbench.plots  # noqa: F401
+
     _KERNEL_ENV0.update(os.environ)
+    _FRESH_NS.update(get_ipython().user_ns)
 
 
 def _reset(changed: dict[str, str], gone: list[str], cwd: str) -> None:
@@ -121,6 +126,8 @@ def _reset(changed: dict[str, str], gone: list[str], cwd: str) -> None:
 
     shell = get_ipython()
     shell.reset(new_session=True)  # user namespace and Out cache; execution_count back to 1
+    for name, value in _FRESH_NS.items():  # what reset drops but a fresh kernel has
+        shell.user_ns.setdefault(name, value)
     shell.kernel.execution_count = 0  # the next cell's execute_input says 1, as in a new kernel
     shell.custom_exceptions = ()  # notebook.setup's one-line interrupt handler, until it runs
     live = sys.modules.get("workbench.live")
