@@ -3,8 +3,9 @@
 In-process: `.venv/bin/python benchmarks/sweep_overhead.py --points 4 --duration 2`. The overhead
 is the service (re)start, the warm-up, the load engine's start and drain, the server sampling and
 the store write; the goal is <= 2 s. Within a sweep the load's worker processes are kept from
-point to point and each service stops in the background while the next one boots (the next load
-waits until it is gone); the last one's stop is counted here, spread over the points.
+point to point, the next point's service boots while this one's results are stored, and each
+service stops in the background (the next load waits until it is gone); the last one's stop is
+counted here, spread over the points.
 
 Papermill: `.venv/bin/python benchmarks/sweep_overhead.py --papermill --duration 2` times
 `workbench sweep notebooks/01_quickstart.ipynb -p pool_size 5,20 -p workers 1,2 -p duration 2`
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         ("warm-up", args.warmup),
         ("load engine start/drain", engine),
         ("service stop (in foreground)", stop),
-        ("sampling, store, last stop (spread)", rest),
+        ("sampling, store, next boot, last stop", rest),
     ]
     print(f"points                                 {args.points}")
     print(f"measured seconds per point             {args.duration:.2f}")
