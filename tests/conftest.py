@@ -8,6 +8,7 @@ import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -54,6 +55,21 @@ def stack_root() -> Iterator[Path]:
 def stack(stack_root: Path) -> Iterator[Stack]:
     """Real PostgreSQL + Redis, seeded with TEST_USERS users, for the whole session."""
     with Stack(users=TEST_USERS, root=stack_root, progress=lambda _: None) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def dask_cluster() -> Iterator[Any]:
+    """Two single-threaded Dask worker processes on loopback, shared by the session's tests."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        host="127.0.0.1",
+    ) as running:
         yield running
 
 

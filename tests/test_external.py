@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import plotly.graph_objects as go
@@ -146,24 +147,22 @@ def test_non_loopback_targets_need_allow_remote() -> None:
     assert info.value.name == "target_url"
 
 
-def test_external_run_generated_on_dask_records_the_workers(external: str, tmp_path: Path) -> None:
-    from distributed import LocalCluster
-
+def test_external_run_generated_on_dask_records_the_workers(
+    external: str, tmp_path: Path, dask_cluster: Any
+) -> None:
     store = Store(tmp_path / "runs")
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
-    ) as cluster:
-        result = ExternalExperiment(
-            target_url=external,
-            metrics_url=external + "/metrics",
-            path="/items/{id}",
-            rate=100,
-            duration=2,
-            warmup=0,
-            connections=4,
-            cluster=cluster,
-        ).run(store=store, progress=False)
-        workers = set(cluster.scheduler_info["workers"])
+    cluster = dask_cluster
+    result = ExternalExperiment(
+        target_url=external,
+        metrics_url=external + "/metrics",
+        path="/items/{id}",
+        rate=100,
+        duration=2,
+        warmup=0,
+        connections=4,
+        cluster=cluster,
+    ).run(store=store, progress=False)
+    workers = set(cluster.scheduler_info["workers"])
     loaded = store.load(result.run_id)
     assert set(loaded.manifest["generator"]["workers"]) == workers
     assert loaded.manifest["profile"]["cluster"] == cluster.scheduler_address

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,16 +25,9 @@ DURATION = 3.0
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
-    """Two single-threaded Dask worker processes on loopback."""
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        host="127.0.0.1",
-    ) as running:
-        yield running
+def cluster(dask_cluster: LocalCluster) -> LocalCluster:
+    """Two single-threaded Dask worker processes on loopback (the session's)."""
+    return dask_cluster
 
 
 def test_two_dask_workers_merge_into_one_result_like_a_local_run(cluster: LocalCluster) -> None:
