@@ -147,6 +147,7 @@ def test_non_loopback_targets_need_allow_remote() -> None:
     assert info.value.name == "target_url"
 
 
+@pytest.mark.slow
 def test_external_run_generated_on_dask_records_the_workers(
     external: str, tmp_path: Path, dask_cluster: Any
 ) -> None:

@@ -15,6 +15,8 @@ import pytest
 from workbench.kernel import WarmKernel
 from workbench.report import ensure_kernel, execute
 
+pytestmark = pytest.mark.slow  # the end-to-end tier: `make test-fast` skips it
+
 CELLS = [
     "value = 0",
     "import os, sys, warnings\nleftover = globals().get('carried')\ncarried = value\nprint(leftover, value)",

@@ -20,6 +20,8 @@ from workbench.load import run_load
 
 from .load_servers import serve
 
+pytestmark = pytest.mark.slow  # the end-to-end tier: `make test-fast` skips it
+
 RATE = 400.0
 DURATION = 3.0
 

@@ -267,6 +267,7 @@ def test_stages_ramp_offered_rate() -> None:
     assert series["sent"].iloc[1] > 2 * series["sent"].iloc[0]
 
 
+@pytest.mark.slow
 def test_runs_inside_a_jupyter_kernel_under_papermill(tmp_path: Path) -> None:
     nbformat = pytest.importorskip("nbformat")
     pytest.importorskip("papermill")
@@ -314,6 +315,7 @@ def test_open_loop_pacing_leaves_the_cpu_to_the_service() -> None:
     assert result.percentiles_ms("latency")["p50"] < 2
 
 
+@pytest.mark.slow
 def test_a_script_without_a_main_guard_runs_once(tmp_path: Path) -> None:
     # spawn re-imports the parent's __main__ in each worker: the engine must not let it
     with serve() as (url, _):

@@ -84,6 +84,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, stack_root: Path) -> dict[str
     return env
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_notebook_runs_headless_and_its_report_draws_every_chart(
     name: str, home: dict[str, str], stack_root: Path
@@ -97,6 +98,7 @@ def test_notebook_runs_headless_and_its_report_draws_every_chart(
     assert processes_under(stack_root / "notebooks") == set()
 
 
+@pytest.mark.slow
 def test_a_stored_run_renders_as_its_own_report(home: dict[str, str], stack: Stack) -> None:
     store = Store(Path(home["WORKBENCH_HOME"]) / "data" / "runs")
     Experiment(connections=4, duration=1, warmup=0.2).run(stack, store=store, progress=False)
