@@ -23,8 +23,11 @@ $(STAMP): pyproject.toml $(LOCK)
 demo: install
 	@$(VENV)/bin/workbench demo
 
+# Two pytest-xdist workers (the suite waits on servers much of the time); tests that share a file
+# are one xdist_group. `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= 2
 test: install
-	@$(PY) -m pytest -q
+	@$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
 # The unit and component tier (no end-to-end runs of CLIs, notebooks and faults): before a commit.
 test-fast: install

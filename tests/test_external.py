@@ -66,6 +66,7 @@ def external() -> Iterator[str]:
             proc.wait(5)
 
 
+@pytest.mark.slow
 def test_external_run_is_stored_and_plotted_like_any_other(external: str, tmp_path: Path) -> None:
     store = Store(tmp_path / "runs")
     experiment = ExternalExperiment(
@@ -114,6 +115,7 @@ def test_external_run_is_stored_and_plotted_like_any_other(external: str, tmp_pa
     assert len(figures[0].data) >= 1 and len(figures[2].data) == 2
 
 
+@pytest.mark.slow
 def test_external_run_without_metrics_still_stores_the_client_side(
     external: str, tmp_path: Path
 ) -> None:
@@ -180,6 +182,7 @@ def _target_pid() -> int:
     raise AssertionError("the external app is not running")
 
 
+@pytest.mark.slow
 def test_external_run_costs_what_it_can_see(external: str, tmp_path: Path) -> None:
     store = Store(tmp_path / "runs")
     options = {"target_url": external, "path": "/items/{id}", "rate": RATE, "duration": 1.5,
@@ -195,6 +198,7 @@ def test_external_run_costs_what_it_can_see(external: str, tmp_path: Path) -> No
         ExternalExperiment(target_url=external, pids=("1",))  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["raw", "httpx"])
 def test_connections_go_to_the_address_that_was_checked(
     external: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transport: str

@@ -16,6 +16,8 @@ from workbench.load import run_load
 from workbench.monitor import parse_metrics
 from workbench.stack import Stack
 
+pytestmark = pytest.mark.slow  # the end-to-end tier: `make test-fast` skips it
+
 L1_SIZE = 100
 MAX_PENDING = 16  # well under what 64 connections put in the batcher without a bound (~40)
 

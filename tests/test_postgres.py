@@ -40,6 +40,7 @@ def _start(root: Path) -> list[str]:
     return messages
 
 
+@pytest.mark.slow
 def test_a_data_folder_of_another_major_version_is_recreated(root: Path) -> None:
     data = root / "postgres"
     ours = binaries_major(pg_bin_dir())
@@ -53,6 +54,7 @@ def test_a_data_folder_of_another_major_version_is_recreated(root: Path) -> None
     assert data_major(data) == ours
 
 
+@pytest.mark.slow
 def test_a_data_folder_open_to_everyone_is_recreated_with_a_password(root: Path) -> None:
     data = root / "postgres"
     assert password_auth(data)
@@ -92,6 +94,7 @@ def test_a_pginstall_planted_by_another_user_is_not_run(
         postgres._bin_for("nobody", cache)
 
 
+@pytest.mark.slow
 def test_new_data_folders_copy_the_cached_template_each_with_its_own_password(
     stack_root: Path, initdb_template: Path
 ) -> None:
