@@ -23,11 +23,17 @@ $(STAMP): pyproject.toml $(LOCK)
 demo: install
 	@$(VENV)/bin/workbench demo
 
-# Two pytest-xdist workers (the suite waits on servers much of the time); tests that share a file
-# are one xdist_group. `make test TEST_WORKERS=0` runs it in one process.
+# Two pytest-xdist workers (the suite waits on servers much of the time; tests that share a file
+# are one xdist_group), then the tests marked `alone` (they measure time or CPU share) one at a
+# time. `make test TEST_WORKERS=0` runs the whole suite in one process.
 TEST_WORKERS ?= 2
 test: install
-	@$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+ifeq ($(TEST_WORKERS),0)
+	@$(PY) -m pytest -q
+else
+	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not alone"
+	@$(PY) -m pytest -q -m alone
+endif
 
 # The unit and component tier (no end-to-end runs of CLIs, notebooks and faults): before a commit.
 test-fast: install

@@ -55,6 +55,7 @@ def test_bad_input_is_named(kwargs: dict[str, object], name: str) -> None:
         Experiment(**kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_cost_per_request_by_component(stack: Stack, tmp_path: Path) -> None:
     store = Store(tmp_path)

@@ -27,7 +27,7 @@ from workbench.sweep import NotebookSweep, Sweep, point_key
 
 from .conftest import descendants
 
-pytestmark = pytest.mark.slow  # the end-to-end tier: `make test-fast` skips it
+pytestmark = [pytest.mark.slow, pytest.mark.alone]  # the end-to-end tier: `make test-fast` skips it
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = str(ROOT / "notebooks" / "01_quickstart.ipynb")

@@ -32,6 +32,7 @@ def cluster(dask_cluster: LocalCluster) -> LocalCluster:
     return dask_cluster
 
 
+@pytest.mark.alone
 def test_two_dask_workers_merge_into_one_result_like_a_local_run(cluster: LocalCluster) -> None:
     options = {
         "rate": RATE,

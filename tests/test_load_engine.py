@@ -17,6 +17,7 @@ from .conftest import descendants
 from .load_servers import Behaviour, fast_server, free_port, serve
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_stall_corrected_latency_matches_the_stall_and_service_time_does_not() -> None:
     rate, duration, stall = 200.0, 3.0, 0.5
@@ -313,6 +314,7 @@ def test_runs_inside_a_jupyter_kernel_under_papermill(tmp_path: Path) -> None:
     assert "REQUESTS 100" in executed.read_text()
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_open_loop_pacing_leaves_the_cpu_to_the_service() -> None:
     # arrivals 0.5 ms apart: a pacer on millisecond timers would busy-wait a whole core

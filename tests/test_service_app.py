@@ -185,6 +185,7 @@ def test_put_updates_the_row_and_the_cached_reads(tuned: ServiceProcess, stack: 
     assert computation["digest"] != old_computation["digest"]
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_pool_gauges_move_under_concurrent_load(naive: ServiceProcess) -> None:
     async def load() -> tuple[float, float]:
