@@ -114,5 +114,5 @@ def test_an_unwatched_kernel_draws_the_final_chart_once_and_prints_the_lines(
     assert kind == "display_data" and "2 of 2 s measured" in title(fig)
     assert {trace["name"]: trace["x"] for trace in fig["data"]}["requests/s"] == [1, 2]
     html = cell.of("display_data")[-1][1]["content"]["data"]["text/html"]
-    assert "Plotly.newPlot" in html  # reports draw it from the HTML (plotly.js from wb.setup)
+    assert "Plotly.newPlot" in html  # reports draw it from the HTML (plotly.js from to_html)
     assert len(LINE.findall(cell.text())) == 2  # the lines --log-output shows
