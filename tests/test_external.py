@@ -271,6 +271,7 @@ ExternalExperiment(
 """
 
 
+@pytest.mark.slow
 def test_external_run_interrupted_stores_its_partial_result(external: str, tmp_path: Path) -> None:
     """Like a bundled run: what was measured until Ctrl-C is stored, marked interrupted."""
     import os

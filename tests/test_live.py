@@ -68,6 +68,7 @@ def test_the_figure_counts_seconds_from_one_on_whole_ticks() -> None:
     assert fig["layout"]["xaxis"]["dtick"] == 1 and fig["layout"]["xaxis2"]["tickformat"] == "d"
 
 
+@pytest.mark.slow
 def test_a_watched_kernel_redraws_one_area_every_second_before_the_cell_ends(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -102,6 +103,7 @@ def test_a_watched_kernel_redraws_one_area_every_second_before_the_cell_ends(
     assert cell.text("stderr") == ""
 
 
+@pytest.mark.slow
 def test_an_unwatched_kernel_draws_the_final_chart_once_and_prints_the_lines(
     stack: Stack, tmp_path: Path
 ) -> None:

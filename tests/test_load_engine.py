@@ -348,6 +348,7 @@ def test_a_script_without_a_main_guard_runs_once(tmp_path: Path) -> None:
     assert "requests" in done.stdout
 
 
+@pytest.mark.slow
 def test_closed_loop_generator_short_of_wrk_says_it_is_the_limit() -> None:
     """Against a server faster than the generator, the verdict names the generator, measured."""
     import re
@@ -437,6 +438,7 @@ def test_a_connection_the_server_closed_idle_is_the_generators_error_resent_once
         assert b.idle_resets == 0 and stale == 0
 
 
+@pytest.mark.slow
 def test_no_resets_from_a_server_with_a_short_keep_alive() -> None:
     """uvicorn closing connections idle 1 s, a load that leaves them idle about that long."""
     import time
