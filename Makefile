@@ -1,5 +1,6 @@
 # The workbench's commands. `make demo` sets everything up and renders the quickstart report;
-# `make test` runs the suite (what CI runs); `make check` lints and type-checks.
+# `make test` runs the suite (what CI runs), `make test-fast` its fast tier; `make check` lints
+# and type-checks.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # The exact versions installed (a pip freeze of a clean install): installs do not drift.
 LOCK := constraints.txt
 
-.PHONY: install demo test check format lab clean-stack lock
+.PHONY: install demo test test-fast check format lab clean-stack lock
 
 install: $(STAMP)
 
@@ -22,8 +23,21 @@ $(STAMP): pyproject.toml $(LOCK)
 demo: install
 	@$(VENV)/bin/workbench demo
 
+# Two pytest-xdist workers (the suite waits on servers much of the time; tests that share a file
+# are one xdist_group), then the tests marked `alone` (they measure time or CPU share) one at a
+# time. `make test TEST_WORKERS=0` runs the whole suite in one process.
+TEST_WORKERS ?= 2
 test: install
+ifeq ($(TEST_WORKERS),0)
 	@$(PY) -m pytest -q
+else
+	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not alone"
+	@$(PY) -m pytest -q -m alone
+endif
+
+# The unit and component tier (no end-to-end runs of CLIs, notebooks and faults): before a commit.
+test-fast: install
+	@$(PY) -m pytest -q -m "not slow"
 
 check: install
 	$(VENV)/bin/ruff format --check .

@@ -8,10 +8,12 @@ import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
+from workbench.postgres import TEMPLATES_ENV
 from workbench.stack import Stack
 
 TEST_USERS = 2_000
@@ -22,6 +24,21 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 # Jupyter warns on every import when XDG_RUNTIME_DIR is unset (as under CI).
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="runtime-"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def initdb_template() -> Iterator[Path]:
+    """One initdb per test session: every new stack folder (CLIs and kernels too) copies it."""
+    folder = Path(tempfile.mkdtemp(prefix="workbench-test-initdb-"))
+    folder.chmod(0o755)
+    previous = os.environ.get(TEMPLATES_ENV)
+    os.environ[TEMPLATES_ENV] = str(folder / "cache")
+    yield folder / "cache"
+    if previous is None:
+        os.environ.pop(TEMPLATES_ENV, None)
+    else:
+        os.environ[TEMPLATES_ENV] = previous
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +55,21 @@ def stack_root() -> Iterator[Path]:
 def stack(stack_root: Path) -> Iterator[Stack]:
     """Real PostgreSQL + Redis, seeded with TEST_USERS users, for the whole session."""
     with Stack(users=TEST_USERS, root=stack_root, progress=lambda _: None) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def dask_cluster() -> Iterator[Any]:
+    """Two single-threaded Dask worker processes on loopback, shared by the session's tests."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        host="127.0.0.1",
+    ) as running:
         yield running
 
 

@@ -75,6 +75,8 @@ def test_the_window_starts_at_the_first_scrape_inside_it() -> None:
     assert anatomy.frame(None).empty
 
 
+@pytest.mark.alone
+@pytest.mark.slow
 def test_a_real_runs_stages_add_up_to_its_service_time(stack: Stack, tmp_path: Path) -> None:
     settings = ServiceSettings.optimized().replace(server="uvicorn", workers=1, preload=False)
     store = Store(tmp_path)

@@ -16,6 +16,8 @@ from workbench.stack import Stack
 from workbench.store import Store
 
 
+@pytest.mark.alone
+@pytest.mark.slow
 def test_search_finds_the_last_rate_that_holds(stack: Stack, tmp_path: Path) -> None:
     with Session() as session:
         found = search(

@@ -17,6 +17,8 @@ from workbench.stack import Stack
 
 from .conftest import TEST_USERS, processes_under
 
+pytestmark = pytest.mark.slow  # the end-to-end tier: `make test-fast` skips it
+
 
 def workbench(
     *args: str, env: dict[str, str] | None = None, timeout: float = 120

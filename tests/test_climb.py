@@ -119,6 +119,7 @@ def test_unknown_step_is_named() -> None:
         choose_steps(["naive", "+turbo"])
 
 
+@pytest.mark.slow
 def test_climb_interleaves_rounds_on_the_real_service(stack: Stack, tmp_path: Path) -> None:
     store = Store(tmp_path)
     found = climb(

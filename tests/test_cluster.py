@@ -112,6 +112,7 @@ def given_urls(stack: Stack) -> Stack:
     )
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_two_hosts_run_four_points_in_half_the_time(
     cluster: object, cluster_root: Path, stack: Stack, tmp_path: Path

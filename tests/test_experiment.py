@@ -16,6 +16,7 @@ from workbench.store import Store
 from .conftest import descendants
 
 
+@pytest.mark.slow
 def test_run_is_measured_sampled_attributed_and_stored(stack: Stack, tmp_path: Path) -> None:
     store = Store(tmp_path)
     before = descendants()
@@ -54,6 +55,8 @@ def test_bad_input_is_named(kwargs: dict[str, object], name: str) -> None:
         Experiment(**kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.alone
+@pytest.mark.slow
 def test_cost_per_request_by_component(stack: Stack, tmp_path: Path) -> None:
     store = Store(tmp_path)
     runs = {}

@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import plotly.graph_objects as go
@@ -65,6 +66,7 @@ def external() -> Iterator[str]:
             proc.wait(5)
 
 
+@pytest.mark.slow
 def test_external_run_is_stored_and_plotted_like_any_other(external: str, tmp_path: Path) -> None:
     store = Store(tmp_path / "runs")
     experiment = ExternalExperiment(
@@ -113,6 +115,7 @@ def test_external_run_is_stored_and_plotted_like_any_other(external: str, tmp_pa
     assert len(figures[0].data) >= 1 and len(figures[2].data) == 2
 
 
+@pytest.mark.slow
 def test_external_run_without_metrics_still_stores_the_client_side(
     external: str, tmp_path: Path
 ) -> None:
@@ -146,24 +149,23 @@ def test_non_loopback_targets_need_allow_remote() -> None:
     assert info.value.name == "target_url"
 
 
-def test_external_run_generated_on_dask_records_the_workers(external: str, tmp_path: Path) -> None:
-    from distributed import LocalCluster
-
+@pytest.mark.slow
+def test_external_run_generated_on_dask_records_the_workers(
+    external: str, tmp_path: Path, dask_cluster: Any
+) -> None:
     store = Store(tmp_path / "runs")
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
-    ) as cluster:
-        result = ExternalExperiment(
-            target_url=external,
-            metrics_url=external + "/metrics",
-            path="/items/{id}",
-            rate=100,
-            duration=2,
-            warmup=0,
-            connections=4,
-            cluster=cluster,
-        ).run(store=store, progress=False)
-        workers = set(cluster.scheduler_info["workers"])
+    cluster = dask_cluster
+    result = ExternalExperiment(
+        target_url=external,
+        metrics_url=external + "/metrics",
+        path="/items/{id}",
+        rate=100,
+        duration=2,
+        warmup=0,
+        connections=4,
+        cluster=cluster,
+    ).run(store=store, progress=False)
+    workers = set(cluster.scheduler_info["workers"])
     loaded = store.load(result.run_id)
     assert set(loaded.manifest["generator"]["workers"]) == workers
     assert loaded.manifest["profile"]["cluster"] == cluster.scheduler_address
@@ -180,6 +182,7 @@ def _target_pid() -> int:
     raise AssertionError("the external app is not running")
 
 
+@pytest.mark.slow
 def test_external_run_costs_what_it_can_see(external: str, tmp_path: Path) -> None:
     store = Store(tmp_path / "runs")
     options = {"target_url": external, "path": "/items/{id}", "rate": RATE, "duration": 1.5,
@@ -195,6 +198,7 @@ def test_external_run_costs_what_it_can_see(external: str, tmp_path: Path) -> No
         ExternalExperiment(target_url=external, pids=("1",))  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["raw", "httpx"])
 def test_connections_go_to_the_address_that_was_checked(
     external: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transport: str
@@ -267,6 +271,7 @@ ExternalExperiment(
 """
 
 
+@pytest.mark.slow
 def test_external_run_interrupted_stores_its_partial_result(external: str, tmp_path: Path) -> None:
     """Like a bundled run: what was measured until Ctrl-C is stored, marked interrupted."""
     import os

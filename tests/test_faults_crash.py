@@ -27,6 +27,8 @@ from workbench.sweep import NotebookSweep, Sweep, point_key
 
 from .conftest import descendants
 
+pytestmark = [pytest.mark.slow, pytest.mark.alone]  # the end-to-end tier: `make test-fast` skips it
+
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = str(ROOT / "notebooks" / "01_quickstart.ipynb")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from service.settings import ServiceSettings
 from workbench.experiment import Experiment
@@ -17,6 +18,8 @@ from workbench.stack import Stack
 from workbench.store import Store
 
 from .conftest import descendants
+
+pytestmark = [pytest.mark.slow, pytest.mark.alone]  # the end-to-end tier: `make test-fast` skips it
 
 RATE = 200
 

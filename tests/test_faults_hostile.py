@@ -16,6 +16,8 @@ from workbench.load import run_load
 from workbench.monitor import parse_metrics
 from workbench.stack import Stack
 
+pytestmark = pytest.mark.slow  # the end-to-end tier: `make test-fast` skips it
+
 L1_SIZE = 100
 MAX_PENDING = 16  # well under what 64 connections put in the batcher without a bound (~40)
 
@@ -74,6 +76,7 @@ def test_ids_out_of_range_are_rejected(service: ServiceProcess, user_id: str) ->
         assert answer.status_code == 422, (path, user_id, answer.text)
 
 
+@pytest.mark.alone
 def test_l1_and_batcher_stay_bounded_under_distinct_keys(service: ServiceProcess) -> None:
     # 2,000 distinct users at a rate the small batcher queue cannot hold: both bounds hold, read
     # from /metrics while the load runs (after it, the queue is empty whatever the bound)

@@ -24,6 +24,8 @@ from workbench.store import Store
 from .conftest import processes_under
 from .fault_run import CODE
 
+pytestmark = pytest.mark.slow  # the end-to-end tier: `make test-fast` skips it
+
 MEASURED = re.compile(r"^\s+2\.0s\s")  # the progress line of the second measured second
 
 

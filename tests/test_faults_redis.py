@@ -19,6 +19,8 @@ from workbench.store import Store
 
 from .conftest import descendants
 
+pytestmark = [pytest.mark.slow, pytest.mark.alone]  # the end-to-end tier: `make test-fast` skips it
+
 RATE = 150
 SUBSCRIPTIONS = "cache_pubsub_subscriptions_total"
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from workbench.paths import project_dir
 from workbench.stack import Stack
@@ -22,6 +23,7 @@ from .conftest import TEST_USERS, processes_under
 from .fault_run import sweep
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_and_marks_the_broken_run_crashed(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -76,6 +78,7 @@ def test_killed_sweep_resumes_and_marks_the_broken_run_crashed(
     assert first in finished["run_id"].tolist()  # the finished point was kept, not redone
 
 
+@pytest.mark.slow
 def test_a_sweep_killed_inside_store_save_leaves_no_run_and_redoes_it(
     stack: Stack, tmp_path: Path
 ) -> None:

@@ -17,6 +17,8 @@ from workbench.store import Store
 
 from .conftest import descendants
 
+pytestmark = [pytest.mark.slow, pytest.mark.alone]  # the end-to-end tier: `make test-fast` skips it
+
 RATE = 100
 TIMEOUT = 0.3
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from service.settings import ServiceSettings
 from workbench.experiment import Experiment
@@ -16,6 +17,8 @@ from workbench.stack import Stack
 from workbench.store import Store
 
 from .conftest import descendants
+
+pytestmark = pytest.mark.slow  # the end-to-end tier: `make test-fast` skips it
 
 
 def _wait_workers(service: ServiceProcess, count: int, timeout: float = 15.0) -> list[int]:

@@ -22,6 +22,7 @@ from workbench.stack import Stack
 from .conftest import descendants
 
 
+@pytest.mark.slow
 def test_service_answers_users_health_and_metrics(stack: Stack) -> None:
     with ServiceProcess(ServiceSettings.naive(), stack) as svc:
         user = httpx.get(svc.url + "/users/7").json()
@@ -37,6 +38,7 @@ def test_service_answers_users_health_and_metrics(stack: Stack) -> None:
     assert pids and not any(psutil.pid_exists(pid) for pid in pids)
 
 
+@pytest.mark.slow
 def test_gunicorn_workers_start_and_all_stop(stack: Stack) -> None:
     before = descendants()
     settings = ServiceSettings(server="gunicorn", workers=2)
@@ -46,6 +48,7 @@ def test_gunicorn_workers_start_and_all_stop(stack: Stack) -> None:
     assert descendants() <= before
 
 
+@pytest.mark.slow
 def test_a_dead_master_is_noticed_and_its_orphaned_workers_stopped(stack: Stack) -> None:
     before = descendants()
     service = ServiceProcess(ServiceSettings(server="gunicorn", workers=2), stack).start()
@@ -91,6 +94,7 @@ def test_busy_port_is_a_clear_error(stack: Stack) -> None:
             ServiceProcess(ServiceSettings(), stack, port=port)
 
 
+@pytest.mark.slow
 def test_wait_idle_waits_out_a_request_in_flight(stack: Stack) -> None:
     # a frozen upstream holds /profile for upstream_timeout while the event loop stays free
     settings = ServiceSettings(upstream_mode="shared", upstream_timeout=2.0)

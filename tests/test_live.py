@@ -68,6 +68,7 @@ def test_the_figure_counts_seconds_from_one_on_whole_ticks() -> None:
     assert fig["layout"]["xaxis"]["dtick"] == 1 and fig["layout"]["xaxis2"]["tickformat"] == "d"
 
 
+@pytest.mark.slow
 def test_a_watched_kernel_redraws_one_area_every_second_before_the_cell_ends(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -102,6 +103,7 @@ def test_a_watched_kernel_redraws_one_area_every_second_before_the_cell_ends(
     assert cell.text("stderr") == ""
 
 
+@pytest.mark.slow
 def test_an_unwatched_kernel_draws_the_final_chart_once_and_prints_the_lines(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -114,5 +116,5 @@ def test_an_unwatched_kernel_draws_the_final_chart_once_and_prints_the_lines(
     assert kind == "display_data" and "2 of 2 s measured" in title(fig)
     assert {trace["name"]: trace["x"] for trace in fig["data"]}["requests/s"] == [1, 2]
     html = cell.of("display_data")[-1][1]["content"]["data"]["text/html"]
-    assert "Plotly.newPlot" in html  # reports draw it from the HTML (plotly.js from wb.setup)
+    assert "Plotly.newPlot" in html  # reports draw it from the HTML (plotly.js from to_html)
     assert len(LINE.findall(cell.text())) == 2  # the lines --log-output shows

@@ -15,6 +15,8 @@ import pytest
 
 from .load_servers import serve
 
+pytestmark = pytest.mark.slow  # the end-to-end tier: `make test-fast` skips it
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,23 +20,19 @@ from workbench.load import run_load
 
 from .load_servers import serve
 
+pytestmark = pytest.mark.slow  # the end-to-end tier: `make test-fast` skips it
+
 RATE = 400.0
 DURATION = 3.0
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
-    """Two single-threaded Dask worker processes on loopback."""
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        host="127.0.0.1",
-    ) as running:
-        yield running
+def cluster(dask_cluster: LocalCluster) -> LocalCluster:
+    """Two single-threaded Dask worker processes on loopback (the session's)."""
+    return dask_cluster
 
 
+@pytest.mark.alone
 def test_two_dask_workers_merge_into_one_result_like_a_local_run(cluster: LocalCluster) -> None:
     options = {
         "rate": RATE,

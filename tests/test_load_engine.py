@@ -17,6 +17,8 @@ from .conftest import descendants
 from .load_servers import Behaviour, fast_server, free_port, serve
 
 
+@pytest.mark.alone
+@pytest.mark.slow
 def test_stall_corrected_latency_matches_the_stall_and_service_time_does_not() -> None:
     rate, duration, stall = 200.0, 3.0, 0.5
     with serve(Behaviour(stall_at=1.0, stall_for=stall)) as (url, _):
@@ -64,6 +66,7 @@ def test_stall_corrected_latency_matches_the_stall_and_service_time_does_not() -
     assert lat["p99"] > 4 * closed_lat["p99"]
 
 
+@pytest.mark.slow
 def test_slow_server_with_low_connection_cap_is_flagged_saturated() -> None:
     with serve(Behaviour(delay=0.1)) as (url, _):
         result = run_load(
@@ -84,6 +87,7 @@ def test_slow_server_with_low_connection_cap_is_flagged_saturated() -> None:
     assert result.connections_used == 2
 
 
+@pytest.mark.slow
 def test_rate_beyond_the_generator_is_flagged_saturated() -> None:
     with serve() as (url, _):
         result = run_load(
@@ -102,6 +106,7 @@ def test_rate_beyond_the_generator_is_flagged_saturated() -> None:
     assert result.throughput_rps < 0.95 * 300_000
 
 
+@pytest.mark.slow
 def test_error_classes_are_counted() -> None:
     scenario = Scenario(
         endpoints=(
@@ -151,6 +156,7 @@ def test_error_classes_are_counted() -> None:
     assert not refused.generator_saturated  # refused connections are the server's doing
 
 
+@pytest.mark.slow
 def test_two_processes_merge_counts_and_histograms() -> None:
     before = descendants()
     with serve() as (url, behaviour):
@@ -176,6 +182,7 @@ def test_two_processes_merge_counts_and_histograms() -> None:
     assert descendants() <= before
 
 
+@pytest.mark.slow
 def test_pooled_generators_serve_run_after_run_and_stop_on_close() -> None:
     before = descendants()
     with serve() as (url, _), Generators() as pool:
@@ -197,6 +204,7 @@ def test_pooled_generators_serve_run_after_run_and_stop_on_close() -> None:
     assert descendants() <= before
 
 
+@pytest.mark.slow
 def test_closed_loop_from_inside_a_running_event_loop() -> None:
     before = descendants()
 
@@ -210,6 +218,7 @@ def test_closed_loop_from_inside_a_running_event_loop() -> None:
     assert descendants() <= before
 
 
+@pytest.mark.slow
 def test_httpx_transport_runs(capsys: pytest.CaptureFixture[str]) -> None:
     with serve() as (url, _):
         result = run_load(
@@ -251,6 +260,7 @@ def test_bad_options_name_the_parameter(option: str, value: object) -> None:
     assert option in info.value.name
 
 
+@pytest.mark.slow
 def test_stages_ramp_offered_rate() -> None:
     with serve() as (url, _):
         result = run_load(
@@ -267,6 +277,7 @@ def test_stages_ramp_offered_rate() -> None:
     assert series["sent"].iloc[1] > 2 * series["sent"].iloc[0]
 
 
+@pytest.mark.slow
 def test_runs_inside_a_jupyter_kernel_under_papermill(tmp_path: Path) -> None:
     nbformat = pytest.importorskip("nbformat")
     pytest.importorskip("papermill")
@@ -303,6 +314,8 @@ def test_runs_inside_a_jupyter_kernel_under_papermill(tmp_path: Path) -> None:
     assert "REQUESTS 100" in executed.read_text()
 
 
+@pytest.mark.alone
+@pytest.mark.slow
 def test_open_loop_pacing_leaves_the_cpu_to_the_service() -> None:
     # arrivals 0.5 ms apart: a pacer on millisecond timers would busy-wait a whole core
     with serve() as (url, _):
@@ -314,6 +327,7 @@ def test_open_loop_pacing_leaves_the_cpu_to_the_service() -> None:
     assert result.percentiles_ms("latency")["p50"] < 2
 
 
+@pytest.mark.slow
 def test_a_script_without_a_main_guard_runs_once(tmp_path: Path) -> None:
     # spawn re-imports the parent's __main__ in each worker: the engine must not let it
     with serve() as (url, _):
@@ -334,6 +348,7 @@ def test_a_script_without_a_main_guard_runs_once(tmp_path: Path) -> None:
     assert "requests" in done.stdout
 
 
+@pytest.mark.slow
 def test_closed_loop_generator_short_of_wrk_says_it_is_the_limit() -> None:
     """Against a server faster than the generator, the verdict names the generator, measured."""
     import re
@@ -423,6 +438,7 @@ def test_a_connection_the_server_closed_idle_is_the_generators_error_resent_once
         assert b.idle_resets == 0 and stale == 0
 
 
+@pytest.mark.slow
 def test_no_resets_from_a_server_with_a_short_keep_alive() -> None:
     """uvicorn closing connections idle 1 s, a load that leaves them idle about that long."""
     import time

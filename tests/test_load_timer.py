@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 import uvloop
 
 from workbench.load._timer import MIN_GAP_S, Waker
@@ -51,6 +52,7 @@ def test_paces_thousands_a_second_without_spinning() -> None:
     assert cpu < 0.5 * seconds
 
 
+@pytest.mark.alone
 def test_sparse_deadlines_are_kept_to_a_fraction_of_a_millisecond() -> None:
     lags, _ = _pace(200.0, 0.5)
     lags.sort()

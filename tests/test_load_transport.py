@@ -75,6 +75,7 @@ def test_classify_exception() -> None:
     assert classify_exception(ValueError()) == "other"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["/", "/status/500"])
 def test_httpx_mode_reports_statuses(path: str) -> None:
     from workbench.load import run_load

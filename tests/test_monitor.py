@@ -42,6 +42,7 @@ def test_derive_rates_and_ratios() -> None:
     assert row["l1_hit_ratio"] == 0.75
 
 
+@pytest.mark.slow
 def test_samples_a_real_service_and_stack(stack: Stack) -> None:
     with ServiceProcess(ServiceSettings(), stack) as svc:
         monitor = Monitor(
@@ -61,6 +62,7 @@ def test_samples_a_real_service_and_stack(stack: Stack) -> None:
     assert frame["service_cpu_pct"].max() > 0
 
 
+@pytest.mark.slow
 def test_cpu_of_processes_outside_the_run_is_counted_as_other() -> None:
     # a spinner re-parented away from this process: a neighbour, not part of the run
     spin = "import time; t = time.monotonic() + 3\nwhile time.monotonic() < t: pass"
@@ -103,6 +105,7 @@ def _until(pid: int, done: Callable[[float, int], bool]) -> tuple[float, float]:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_cpu_seconds_match_the_processes_own_counters() -> None:
     proc = subprocess.Popen([sys.executable, "-c", FAMILY])
     try:

@@ -31,6 +31,7 @@ def test_the_settings_table_shows_what_differs_from_naive() -> None:
     assert "(no setting differs)" in settings_table(ServiceSettings.naive()).index
 
 
+@pytest.mark.slow
 def test_an_interrupt_ends_in_one_line_naming_the_stored_partial_run(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -95,6 +96,7 @@ def _gone(root: Path, kernel_pid: int | None = None, timeout: float = 15) -> set
     return left
 
 
+@pytest.mark.slow
 def test_the_kept_stack_outlives_a_cell_and_stops_on_stop_or_at_exit(
     root: Path, tmp_path: Path
 ) -> None:

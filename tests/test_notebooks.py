@@ -84,6 +84,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, stack_root: Path) -> dict[str
     return env
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_notebook_runs_headless_and_its_report_draws_every_chart(
     name: str, home: dict[str, str], stack_root: Path
@@ -97,6 +98,7 @@ def test_notebook_runs_headless_and_its_report_draws_every_chart(
     assert processes_under(stack_root / "notebooks") == set()
 
 
+@pytest.mark.slow
 def test_a_stored_run_renders_as_its_own_report(home: dict[str, str], stack: Stack) -> None:
     store = Store(Path(home["WORKBENCH_HOME"]) / "data" / "runs")
     Experiment(connections=4, duration=1, warmup=0.2).run(stack, store=store, progress=False)
@@ -111,14 +113,43 @@ def test_a_stored_run_renders_as_its_own_report(home: dict[str, str], stack: Sta
     assert count_charts(html) == plotly_outputs(html.with_suffix(".ipynb")) == 5
 
 
+def first_code_cell_error(name: str, key: str, value: object) -> BaseException | None:
+    """Run a notebook's cells in-process as papermill would (parameters, then the injected
+    value) up to its first code cell after the parameters; what that cell raised, or None."""
+    import nbformat
+
+    cells = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4).cells
+    code = [c for c in cells if c.cell_type == "code"]
+    at = next(i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
+    namespace: dict[str, object] = {}
+    exec(compile(code[at].source, f"{name}:parameters", "exec"), namespace)
+    namespace[key] = value  # papermill's injected-parameters cell
+    try:
+        exec(compile(code[at + 1].source, f"{name}:first", "exec"), namespace)
+    except Exception as exc:
+        assert "import workbench as wb" in code[at + 1].source
+        return exc
+    return None
+
+
 @pytest.mark.parametrize("name", sorted(BAD))
-def test_bad_parameter_stops_in_the_first_cell(
-    name: str, tmp_path: Path, home: dict[str, str]
-) -> None:
+def test_bad_parameter_is_refused_by_the_first_cell(name: str) -> None:
+    from workbench._errors import InputError
+
     key, value = BAD[name]
+    error = first_code_cell_error(name, key, value)
+    assert isinstance(error, InputError), error
+    assert f"{key}:" in str(error)
+
+
+@pytest.mark.slow
+def test_bad_parameter_stops_papermill_in_the_first_cell(
+    tmp_path: Path, home: dict[str, str]
+) -> None:
+    key, value = BAD["02_pool_sizing"]
     out = tmp_path / "out.ipynb"
     done = subprocess.run(
-        [sys.executable, "-m", "papermill", str(NOTEBOOKS / f"{name}.ipynb"), str(out),
+        [sys.executable, "-m", "papermill", str(NOTEBOOKS / "02_pool_sizing.ipynb"), str(out),
          "-k", ensure_kernel(), "-y", json.dumps({key: value})],
         capture_output=True, text=True, timeout=120, env=home, check=False,
     )  # fmt: skip

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from service.settings import ServiceSettings
 from workbench.experiment import Experiment
 from workbench.panel import Panel, comparison, settings_diff
@@ -23,6 +25,7 @@ def test_settings_diff_names_what_differs_from_naive() -> None:
     assert settings_diff({**ServiceSettings.naive().to_dict(), "workers": 2}) == "workers=2"
 
 
+@pytest.mark.slow
 def test_the_run_button_stores_a_run_and_adds_a_row_to_the_comparison(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -53,6 +56,7 @@ def test_the_run_button_stores_a_run_and_adds_a_row_to_the_comparison(
     assert table.equals(comparison(panel.runs))
 
 
+@pytest.mark.slow
 def test_the_panel_shows_in_jupyterlab_and_not_under_papermill() -> None:
     code = """
 import workbench as wb

@@ -12,7 +12,13 @@ import asyncpg
 import pytest
 
 from workbench._errors import StackError
-from workbench.postgres import binaries_major, data_major, password_auth, pg_bin_dir
+from workbench.postgres import (
+    TEMPLATES_ENV,
+    binaries_major,
+    data_major,
+    password_auth,
+    pg_bin_dir,
+)
 from workbench.stack import Stack
 
 
@@ -34,6 +40,7 @@ def _start(root: Path) -> list[str]:
     return messages
 
 
+@pytest.mark.slow
 def test_a_data_folder_of_another_major_version_is_recreated(root: Path) -> None:
     data = root / "postgres"
     ours = binaries_major(pg_bin_dir())
@@ -47,6 +54,7 @@ def test_a_data_folder_of_another_major_version_is_recreated(root: Path) -> None
     assert data_major(data) == ours
 
 
+@pytest.mark.slow
 def test_a_data_folder_open_to_everyone_is_recreated_with_a_password(root: Path) -> None:
     data = root / "postgres"
     assert password_auth(data)
@@ -84,3 +92,27 @@ def test_a_pginstall_planted_by_another_user_is_not_run(
     monkeypatch.setattr(postgres._process, "reachable_by", lambda path, user: False)
     with pytest.raises(StackError, match=r"pginstall belongs to nobody"):
         postgres._bin_for("nobody", cache)
+
+
+@pytest.mark.slow
+def test_new_data_folders_copy_the_cached_template_each_with_its_own_password(
+    stack_root: Path, initdb_template: Path
+) -> None:
+    assert os.environ[TEMPLATES_ENV] == str(initdb_template)
+    passwords = []
+    for name in ("copy-a", "copy-b"):
+        folder = stack_root / name
+        folder.mkdir()
+        folder.chmod(0o755)
+        with Stack(users=10, root=folder, progress=lambda _: None) as stack:
+            stack.check()  # the seed and the check log in with this folder's password
+            passwords.append((folder / "password").read_text().strip())
+            if len(passwords) == 2:  # the first folder's password does not open the second
+                wrong = stack.url.replace(passwords[1], passwords[0])
+                with pytest.raises(asyncpg.InvalidPasswordError):
+                    asyncio.run(asyncpg.connect(wrong))
+        assert password_auth(folder / "postgres")
+    assert passwords[0] != passwords[1]
+    templates = list(initdb_template.iterdir())
+    assert len(templates) == 1 and (templates[0] / "data" / "PG_VERSION").is_file()
+    assert not (templates[0] / "data" / "postmaster.pid").exists()  # never started itself

@@ -17,6 +17,9 @@ from workbench.stack import Stack
 
 from .conftest import processes_under
 
+# The end-to-end tier (`make test-fast` skips it), on one xdist worker: one report is shared.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("report")]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -103,3 +106,22 @@ def test_bad_papermill_parameter_stops_in_the_first_cell(tmp_path: Path, stack_r
     assert len(errors) == 1 and "check_params" in "".join(errors[0]["source"])
     assert not root.exists(), "a stack was started despite the bad parameter"
     assert processes_under(root) == set()
+
+
+def test_the_stored_run_keeps_one_small_copy_of_its_notebook(
+    quickstart_html: tuple[Path, str],
+) -> None:
+    from workbench.store import Store
+
+    executed = quickstart_html[0].with_suffix(".ipynb")
+    assert executed.stat().st_size <= 500_000, "plotly.js is in the executed notebook again"
+    store = Store(ROOT / "data" / "runs")
+    mine = [
+        run_id
+        for run_id in store.ids()
+        if json.loads((store.path(run_id) / "manifest.json").read_text()).get("notebook")
+        == str(executed.resolve())
+    ]
+    folder = store.path(mine[-1])
+    assert os.path.samefile(folder / "notebook.ipynb", executed)  # one copy on disk, linked
+    assert sum(f.stat().st_size for f in folder.iterdir()) <= 500_000

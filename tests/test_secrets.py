@@ -61,6 +61,7 @@ def _files_with(folder: Path, needles: list[str]) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_a_notebook_on_a_database_with_a_password_writes_it_nowhere(
     stack: Stack, secret_url: str, tmp_path: Path
 ) -> None:
@@ -85,6 +86,7 @@ def test_a_notebook_on_a_database_with_a_password_writes_it_nowhere(
     assert "wb_secret_user:***@" in executed  # the parameter is there, masked
 
 
+@pytest.mark.slow
 def test_an_in_process_sweep_with_database_url_writes_it_nowhere(
     stack: Stack,
     secret_url: str,

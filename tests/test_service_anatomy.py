@@ -148,6 +148,7 @@ def _concurrently(url: str, ids: range, *, concurrency: int) -> None:
     asyncio.run(main())
 
 
+@pytest.mark.slow
 def test_the_batcher_stage_appears_only_with_the_batcher_on(
     plain: ServiceProcess, cached: ServiceProcess, stack: Stack
 ) -> None:
@@ -159,6 +160,7 @@ def test_the_batcher_stage_appears_only_with_the_batcher_on(
     assert _count(plain.metrics(), "query") >= 40  # the plain service is timed too
 
 
+@pytest.mark.slow
 def test_l2_time_only_on_l1_misses(cached: ServiceProcess, stack: Stack) -> None:
     _forget(stack, range(1311, 1312))
     before = _flushed(cached)
@@ -175,6 +177,7 @@ def test_l2_time_only_on_l1_misses(cached: ServiceProcess, stack: Stack) -> None
     assert _count(after, "total") - _count(middle, "total") == 3
 
 
+@pytest.mark.slow
 def test_pool_wait_grows_when_one_connection_serves_many(
     plain: ServiceProcess, one_connection: ServiceProcess
 ) -> None:
@@ -193,6 +196,7 @@ def test_pool_wait_grows_when_one_connection_serves_many(
     assert waits["one"] > 0.002
 
 
+@pytest.mark.slow
 def test_without_anatomy_nothing_is_timed(stack: Stack) -> None:
     settings = ServiceSettings.naive().replace(anatomy=False)
     with ServiceProcess(settings, stack) as svc:

@@ -185,6 +185,8 @@ def test_put_updates_the_row_and_the_cached_reads(tuned: ServiceProcess, stack: 
     assert computation["digest"] != old_computation["digest"]
 
 
+@pytest.mark.alone
+@pytest.mark.slow
 def test_pool_gauges_move_under_concurrent_load(naive: ServiceProcess) -> None:
     async def load() -> tuple[float, float]:
         peak_out = peak_overflow = 0.0
@@ -216,6 +218,7 @@ def test_pool_gauges_move_under_concurrent_load(naive: ServiceProcess) -> None:
     assert metric(naive.metrics(), "db_pool_checked_out", engine="write") <= 1
 
 
+@pytest.mark.slow
 def test_two_gunicorn_workers_serve_and_merge_their_metrics(stack: Stack) -> None:
     settings = ServiceSettings(server="gunicorn", workers=2, cache=True)
     with ServiceProcess(settings, stack) as svc:
@@ -232,6 +235,7 @@ def test_two_gunicorn_workers_serve_and_merge_their_metrics(stack: Stack) -> Non
         assert metric(page, "db_pool_size", engine="write") == 2 * settings.pool_size
 
 
+@pytest.mark.slow
 def test_model_cache_skips_serialization_and_follows_updates(stack: Stack) -> None:
     with ServiceProcess(ServiceSettings(model_cache=True), stack) as svc:
         first = httpx.get(f"{svc.url}/users/777").content

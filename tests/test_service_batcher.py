@@ -116,6 +116,7 @@ def test_bad_options_are_rejected() -> None:
         Batcher(fetch, size=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("batcher", "most"), [(True, 5), (False, LOOKUPS)])
 def test_service_issues_few_queries_with_batcher_and_one_per_lookup_without(
     stack: Stack, batcher: bool, most: int

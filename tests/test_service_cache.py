@@ -214,6 +214,7 @@ def test_cached_endpoint_runs_the_function_once_and_not_for_none(stack: Stack) -
     assert calls == [21, -1, -1, 21]
 
 
+@pytest.mark.slow
 def test_second_read_is_l1_hit_and_other_process_is_l2_hit(stack: Stack) -> None:
     with ServiceProcess(CACHED, stack) as a, ServiceProcess(CACHED, stack) as b:
         user = 101
@@ -235,6 +236,7 @@ def test_second_read_is_l1_hit_and_other_process_is_l2_hit(stack: Stack) -> None
         assert metric(page, "db_queries_total") == queries_b
 
 
+@pytest.mark.slow
 def test_put_reaches_every_worker_within_100_ms(stack: Stack) -> None:
     with ServiceProcess(CACHED, stack) as a, ServiceProcess(CACHED, stack) as b:
         user = 102
@@ -271,6 +273,7 @@ def _drop_l2(stack: Stack, key: str) -> None:
     client.close()
 
 
+@pytest.mark.slow
 def test_workers_survive_a_redis_restart_and_resubscribe(stack: Stack, tmp_path: Path) -> None:
     # a folder the server user (nobody, under root) can reach: not pytest's 0700 tmp_path
     redis_server = EmbeddedRedis(stack.root / f"restart-{tmp_path.name}" / "redis")

@@ -71,6 +71,7 @@ def test_unknown_mode_is_rejected() -> None:
         Upstream("http://127.0.0.1:1", mode="threaded")
 
 
+@pytest.mark.slow
 def test_profile_joins_user_and_upstream_data(stack: Stack) -> None:
     with ServiceProcess(ServiceSettings(upstream_mode="shared"), stack) as svc:
         answer = httpx.get(f"{svc.url}/users/9/profile")
@@ -127,6 +128,7 @@ def _loop_lag(stack: Stack, mode: str) -> tuple[float, float]:
         return slow(after) - slow(before), metric(after, total) - metric(before, total)
 
 
+@pytest.mark.slow
 def test_blocking_upstream_raises_event_loop_lag(slow_stack: Stack) -> None:
     slow_blocking, lag_blocking = _loop_lag(slow_stack, "blocking")
     slow_shared, lag_shared = _loop_lag(slow_stack, "shared")

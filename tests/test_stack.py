@@ -193,6 +193,7 @@ def test_stack_down_does_not_signal_a_pid_now_used_by_another_process(tmp_path: 
         bystander.wait()
 
 
+@pytest.mark.slow
 def test_a_second_stack_on_a_busy_folder_names_the_process_holding_it(stack_root: Path) -> None:
     root = _own_root(stack_root, "busy")
     holder, _ = _holder(root)
@@ -228,6 +229,7 @@ def test_a_stack_attaches_to_a_detached_stack_on_its_folder(stack_root: Path) ->
         assert sorted(stop_detached(root)) == ["postgres", "redis", "upstream"]
 
 
+@pytest.mark.slow
 def test_a_stack_starts_on_a_folder_whose_previous_owner_was_killed(stack_root: Path) -> None:
     root = _own_root(stack_root, "killed")
     holder, url = _holder(root)
@@ -283,6 +285,7 @@ def test_servers_run_unprivileged_and_refuse_clients_without_the_password(stack:
     assert password not in str(info.value) and "postgres:***@" in str(info.value)
 
 
+@pytest.mark.slow
 def test_a_second_stack_in_the_same_process_on_the_same_folder_is_refused(
     stack_root: Path,
 ) -> None:

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = str(ROOT / "notebooks" / "01_quickstart.ipynb")
 
 
+@pytest.mark.slow
 def test_in_process_sweep_runs_each_point_once(stack: Stack, tmp_path: Path) -> None:
     before = descendants()
     store = Store(tmp_path)
@@ -61,6 +62,7 @@ def test_notebook_sweep_rejects_unknown_names() -> None:
         NotebookSweep(QUICKSTART, parse_grid([("connections", "4,-1")])).points()
 
 
+@pytest.mark.slow
 def test_cli_sweep_3x2_survives_a_kill_and_resumes(stack_root: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = {
@@ -108,6 +110,7 @@ def test_cli_sweep_3x2_survives_a_kill_and_resumes(stack_root: Path, tmp_path: P
     assert len(Store(home / "data" / "runs").ids()) == len(runs)
 
 
+@pytest.mark.slow
 def test_cli_sweep_names_the_point_whose_notebook_failed(stack: Stack, tmp_path: Path) -> None:
     import nbformat
 

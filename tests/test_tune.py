@@ -13,6 +13,7 @@ from workbench.store import Store
 from workbench.tune import check_space, tune
 
 
+@pytest.mark.slow
 def test_study_runs_trials_and_confirms_the_best(stack: Stack, tmp_path: Path) -> None:
     store = Store(tmp_path)
     tuning = tune(

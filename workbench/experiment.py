@@ -7,7 +7,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,6 +157,8 @@ class Experiment:
 
                 record.sample(Monitor(metrics_url=svc.url + "/metrics", processes=pids))
                 record.run_load(plan, generators=generators)
+                if session is not None and session.on_load_end is not None:
+                    session.on_load_end()  # a sweep boots its next service while this is stored
         finally:
             if session is None:
                 generators.close()
@@ -199,6 +201,8 @@ class Session:
     def __init__(self) -> None:
         self.generators = Generators()
         self._stopping: list[threading.Thread] = []
+        # Called when a run's load has ended (its results not yet sampled and stored).
+        self.on_load_end: Callable[[], None] | None = None
 
     def stop_later(self, service: ServiceProcess) -> None:
         """Stop a service in the background; settle() waits for it."""

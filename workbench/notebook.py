@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import plotly.graph_objects as go
-import plotly.offline
 
 if TYPE_CHECKING:
     from workbench.experiment import Session
@@ -27,16 +26,13 @@ PROJECTED_CORES = 8  # the account's 8 workers
 
 
 def setup() -> None:
-    """Prepare a notebook: plotly.js for offline reports, live charts of loads, short interrupts."""
+    """Prepare a notebook: live charts of loads, short interrupts (reports add plotly.js)."""
     from IPython import get_ipython
-    from IPython.display import HTML, display
 
     from workbench import live
 
-    # Under papermill plotly keeps only its JSON bundle, which nbconvert's HTML drops; a
-    # script with plotly.js in the notebook's output makes every later figure's HTML work.
-    script = plotly.offline.get_plotlyjs()
-    display(HTML(f'<script type="text/javascript">{script}</script>'))
+    # plotly.js (~5 MB) is not embedded here, in every executed notebook: report.to_html adds
+    # it once to the HTML it renders, so reports still draw offline.
     live.install()
     shell = get_ipython()
     if shell is not None:

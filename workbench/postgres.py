@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -23,6 +25,10 @@ DEFAULT_MAX_CONNECTIONS = 300
 # How long a server left by an earlier stack on the same folder (its owner was killed) may take
 # to exit before we stop it ourselves.
 OLD_SERVER_WAIT_S = 5.0
+# A folder of initdb'd clusters, one per PostgreSQL build and initdb options, copied into each new
+# data folder instead of running initdb again (~2 s saved per fresh stack folder; opt-in).
+TEMPLATES_ENV = "WORKBENCH_INITDB_CACHE"
+INITDB_OPTIONS = ("-U", "postgres", "--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync")
 
 
 def pg_bin_dir() -> Path:
@@ -205,28 +211,85 @@ class EmbeddedPostgres:
             return
 
     def _initdb(self, bindir: Path) -> None:
+        """A new cluster in data_dir: a copy of the cached template when there is one, else initdb."""
         shutil.rmtree(self.data_dir, ignore_errors=True)
-        self.data_dir.mkdir(parents=True)
+        cache = os.environ.get(TEMPLATES_ENV)
+        if not cache:
+            self._run_initdb(bindir, self.data_dir, self.password or "")
+            return
+        template = self._template(bindir, Path(cache))
+        done = subprocess.run(
+            ["cp", "-a", str(template), str(self.data_dir)], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            raise StackError(f"PostgreSQL: copying the template {template} failed: {done.stderr}")
+        self._set_password(bindir)
+
+    def _template(self, bindir: Path, cache: Path) -> Path:
+        """The cached cluster of these binaries and initdb options (made once, atomically)."""
+        version = _process.run([str(bindir / "postgres"), "-V"], timeout=30).stdout.strip()
+        key = hashlib.sha1(f"{version} {INITDB_OPTIONS} {self.user}".encode()).hexdigest()[:12]
+        _fs.private_dir(cache, mode=_fs.TRAVERSABLE if self.user else _fs.PRIVATE)
+        folder = cache / key
+        if os.path.lexists(folder):
+            _fs.check_ours(folder)  # never copy a cluster someone else planted
+            if (folder / "data" / "PG_VERSION").exists():
+                return folder / "data"
+        tmp = cache / f".{key}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        _fs.private_dir(tmp, mode=_fs.TRAVERSABLE if self.user else _fs.PRIVATE)
+        # its password is never used: every copy gets the password of its own folder
+        self._run_initdb(bindir, tmp / "data", secrets.token_urlsafe(24))
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process made it first: use theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+        return folder / "data"
+
+    def _set_password(self, bindir: Path) -> None:
+        """Give a copied cluster this folder's password (single-user mode: nothing listens)."""
+        ids = _process.user_ids(self.user)
+        sql = "ALTER ROLE postgres PASSWORD '{}';\n".format(
+            (self.password or "").replace("'", "''")
+        )
+        done = subprocess.run(
+            [str(bindir / "postgres"), "--single", "-D", str(self.data_dir), "postgres"],
+            input=sql, capture_output=True, text=True, timeout=60, check=False,
+            user=ids[0] if ids else None, group=ids[1] if ids else None,
+            extra_groups=[] if ids else None,
+        )  # fmt: skip
+        if done.returncode != 0 or "ERROR" in done.stdout + done.stderr:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            why = (done.stdout + done.stderr)[-2000:].replace(self.password or "\0", _secrets.MASK)
+            raise StackError(f"PostgreSQL: setting the password failed:\n{why}")
+
+    def _run_initdb(self, bindir: Path, data_dir: Path, password: str) -> None:
+        data_dir.mkdir(parents=True)
         ids = _process.user_ids(self.user)
         if ids:
-            os.chown(self.data_dir, *ids)
-        self.data_dir.chmod(0o700)
+            os.chown(data_dir, *ids)
+        data_dir.chmod(0o700)
         # initdb runs as the server's user: give it a password file of its own, then remove it.
-        pwfile = self.data_dir.parent / f".initdb-password.{os.getpid()}"
-        _fs.write_private(pwfile, f"{self.password}\n")
+        pwfile = data_dir.parent / f".initdb-password.{os.getpid()}"
+        _fs.write_private(pwfile, f"{password}\n")
         try:
             if ids:
                 os.chown(pwfile, *ids)
             done = _process.run(
-                [str(bindir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-                 "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C",
-                 "--no-sync"],
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data_dir),
+                    *INITDB_OPTIONS,
+                    f"--pwfile={pwfile}",
+                ],
                 user=self.user,
-            )  # fmt: skip
+            )
         finally:
             pwfile.unlink(missing_ok=True)
         if done.returncode != 0:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
+            shutil.rmtree(data_dir, ignore_errors=True)
             raise StackError(f"PostgreSQL initdb failed:\n{done.stdout}\n{done.stderr}")
 
     def stop(self) -> None:

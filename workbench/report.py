@@ -13,6 +13,7 @@ from typing import Any
 
 from workbench import _fs, _secrets
 from workbench._errors import InputError
+from workbench.kernel import ENGINE, WarmKernel
 from workbench.paths import notebooks_dir, reports_dir
 
 KERNEL_NAME = "fastapi-workbench"
@@ -71,20 +72,24 @@ def execute(
     parameters: Mapping[str, Any] | None = None,
     output: Path | None = None,
     log_output: bool = True,
+    kernel: WarmKernel | None = None,
 ) -> Path:
     """Run a notebook headless with papermill; the executed copy goes to data/reports/.
 
     URL parameters with a password reach the notebook masked (user:***@) and its Stack gets the
     real URL from the environment (_secrets.reveal): no password is written into the notebook.
+    On a warm kernel (sweeps), the kernel is reset first to what a fresh one would be.
     """
     import papermill
 
     source = find_notebook(notebook)
     output = output or reports_dir() / source.name
     output.parent.mkdir(parents=True, exist_ok=True)
+    # a new file, never the old one rewritten: an earlier run's folder may hold it (a hard link)
+    output.unlink(missing_ok=True)
     if log_output:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    kernel = ensure_kernel()
+    kernel_name = kernel.kernel_name if kernel is not None else ensure_kernel()
     # Runs made by this execution record the notebook (the kernel inherits the environment),
     # and get a copy of it in their folder once it is written.
     previous = {key: os.environ.get(key) for key in (NOTEBOOK_ENV, _secrets.REVEAL_ENV)}
@@ -93,15 +98,20 @@ def execute(
     if real:
         known = json.loads(previous[_secrets.REVEAL_ENV] or "{}")
         os.environ[_secrets.REVEAL_ENV] = json.dumps({**known, **real})
+    warm: dict[str, Any] = {}
     try:
+        if kernel is not None:
+            kernel.reset(cwd=source.parent)  # after the environment above is set: it gets it
+            warm = {"engine_name": ENGINE, "km": kernel.km}
         papermill.execute_notebook(
             str(source),
             str(output),
             parameters=shown,
-            kernel_name=kernel,
+            kernel_name=kernel_name,
             log_output=log_output,
             progress_bar=False,
             cwd=str(source.parent),
+            **warm,
         )
     finally:
         for key, value in previous.items():
@@ -130,7 +140,11 @@ def _scrub(executed: Path, passwords: list[str]) -> None:
 
 
 def _attach_to_runs(executed: Path) -> None:
-    """Copy an executed notebook into the folder of every run it made."""
+    """Give the folder of every run an executed notebook made its notebook.ipynb (one copy on disk).
+
+    A hard link where the file system allows it: a sweep's folder and the run's folder share one
+    copy, and each keeps it when the other is deleted; writers replace the file, never rewrite it.
+    """
     import shutil
 
     from workbench.store import Store
@@ -140,7 +154,12 @@ def _attach_to_runs(executed: Path) -> None:
         manifest = store.path(run_id) / "manifest.json"
         try:
             if json.loads(manifest.read_text()).get("notebook") == str(executed.resolve()):
-                shutil.copyfile(executed, store.path(run_id) / "notebook.ipynb")
+                target = store.path(run_id) / "notebook.ipynb"
+                target.unlink(missing_ok=True)
+                try:
+                    os.link(executed, target)
+                except OSError:  # another file system, or no hard links there
+                    shutil.copyfile(executed, target)
         except (OSError, ValueError):
             continue
 
@@ -157,7 +176,13 @@ def to_html(executed: str | Path, *, output: Path | None = None, no_input: bool 
         extra_template_basedirs=[str(TEMPLATES)],
         exclude_input=no_input,
     )
-    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    import plotly.offline
+
+    # plotly.js once, in the page's head: executed notebooks no longer carry it (notebook.setup)
+    resources = {"plotly_js": plotly.offline.get_plotlyjs()}
+    body, _ = exporter.from_notebook_node(
+        nbformat.read(executed, as_version=4), resources=resources
+    )
     tmp = output.with_suffix(".html.tmp")
     tmp.write_text(body, encoding="utf-8")
     tmp.replace(output)

@@ -6,10 +6,11 @@ import hashlib
 import itertools
 import json
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from tqdm import tqdm
@@ -17,10 +18,14 @@ from tqdm import tqdm
 from service.settings import ServiceSettings, SettingsError
 from workbench._errors import InputError
 from workbench.experiment import Experiment, Session
+from workbench.launcher import ServiceProcess
 from workbench.point import PointFailure, point_key
 from workbench.run import RunStatus
 from workbench.stack import DEFAULT_USERS, Stack
 from workbench.store import Store
+
+if TYPE_CHECKING:
+    from workbench.kernel import WarmKernel
 
 LOAD_KEYS = ("rate", "connections")
 
@@ -130,16 +135,32 @@ class Sweep:
         bar = tqdm(
             total=len(points), desc=self.sweep_id, file=sys.stdout, ascii=True, disable=not progress
         )
-        # One session: load workers kept across points, each service stopped during the next boot.
+        # One session: load workers kept across points, each service stopped during the next
+        # boot, and the next point's service booting while this point's results are stored.
+        todo = [p for p in points if point_key(p) not in finished]
+        booting: list[_Boot] = []
+
+        def boot_next(point: Mapping[str, Any]) -> None:
+            booting.append(_Boot(self.experiment(point).settings, stack))
+
         with bar, Session() as session:
-            for point in points:
-                if point_key(point) in finished:
-                    if progress:
-                        bar.write(f"skip (done): {point_key(point)}")
-                else:
-                    run = self.experiment(point).run(
-                        stack, store=store, progress=False, session=session
-                    )
+            try:
+                for point in points:
+                    if point_key(point) in finished:
+                        if progress:
+                            bar.write(f"skip (done): {point_key(point)}")
+                        bar.update(1)
+                        continue
+                    service = booting.pop().take() if booting else None
+                    later = todo[todo.index(point) + 1 :]
+                    session.on_load_end = (lambda p=later[0]: boot_next(p)) if later else None
+                    try:
+                        run = self.experiment(point).run(
+                            stack, store=store, progress=False, session=session, service=service
+                        )
+                    finally:
+                        if service is not None:
+                            session.stop_later(service)
                     row = run.summary()
                     if run.status is not RunStatus.FINISHED:
                         bar.write(f"{run.status} (a rerun redoes it): {point_key(point)}")
@@ -148,12 +169,46 @@ class Sweep:
                             f"{point_key(point)}: {row.get('throughput_rps', 0):,.0f} req/s, "
                             f"P99 {row.get('p99_ms', float('nan')):.1f} ms, {row['bottleneck']}"
                         )
-                bar.update(1)
+                    bar.update(1)
+            finally:
+                session.on_load_end = None
+                for boot in booting:  # booted for a point that will not run now
+                    boot.cancel()
         return self.summary(store)
 
     def summary(self, store: Store | None = None) -> pd.DataFrame:
         """One row per finished point (the latest run of each)."""
         return _finished_runs(store if store is not None else Store(), self.sweep_id)
+
+
+class _Boot:
+    """A service booting in the background for the next point of a sweep."""
+
+    def __init__(self, settings: ServiceSettings, stack: Stack) -> None:
+        self.service = ServiceProcess(settings, stack)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._start, name="workbench-service-boot")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _start(self) -> None:
+        try:
+            self.service.start()
+        except BaseException as exc:  # the point's own run starts it again and reports it
+            self.error = exc
+
+    def take(self) -> ServiceProcess | None:
+        """The booted service, or None when it failed to boot (stopped)."""
+        self._thread.join()
+        if self.error is not None:
+            self.service.stop()
+            return None
+        return self.service
+
+    def cancel(self) -> None:
+        """Wait for the boot and stop the service."""
+        self._thread.join()
+        self.service.stop()
 
 
 def parse_grid(pairs: Sequence[tuple[str, str]]) -> dict[str, list[Any]]:
@@ -279,6 +334,9 @@ class NotebookSweep:
         """
         import os
 
+        from workbench.kernel import WarmKernel
+        from workbench.report import ensure_kernel, find_notebook
+
         if cluster is not None:
             from workbench import cluster as on_cluster
 
@@ -307,7 +365,12 @@ class NotebookSweep:
                     ascii=True,
                     disable=not progress,
                 )
-                with bar:
+                # One kernel for every point, reset before each to what a fresh one would be:
+                # papermill's kernel start and the imports (~3 s) are paid once.
+                kernel = WarmKernel(
+                    kernel_name=ensure_kernel(), cwd=find_notebook(self.notebook).parent
+                )
+                with bar, kernel:
                     for point in points:
                         final = self.notebook_of(point)
                         if point_key(point) in done:
@@ -315,7 +378,7 @@ class NotebookSweep:
                         else:
                             slug = final.stem
                             before = set(store.ids())
-                            failure = self._execute(point, folder, slug)
+                            failure = self._execute(point, folder, slug, kernel=kernel)
                             if failure is not None:
                                 failures.append(failure)
                                 bar.write(
@@ -343,7 +406,9 @@ class NotebookSweep:
             raise SweepFailed(failures, summary)
         return summary
 
-    def _execute(self, point: Mapping[str, Any], folder: Path, slug: str) -> PointFailure | None:
+    def _execute(
+        self, point: Mapping[str, Any], folder: Path, slug: str, *, kernel: WarmKernel | None = None
+    ) -> PointFailure | None:
         """Run one point's notebook; its failure (the notebook raised, the kernel died) or None."""
         import papermill
         from nbclient.exceptions import DeadKernelError
@@ -353,7 +418,13 @@ class NotebookSweep:
         tmp = folder / f".{slug}.tmp.ipynb"
         failed = folder / f"{slug}.failed.ipynb"
         try:
-            execute(self.notebook, parameters=self.parameters(point), output=tmp, log_output=False)
+            execute(
+                self.notebook,
+                parameters=self.parameters(point),
+                output=tmp,
+                log_output=False,
+                kernel=kernel,
+            )
         except (papermill.PapermillExecutionError, DeadKernelError) as exc:
             if tmp.exists():
                 tmp.replace(failed)  # kept, with the error, for the user to open
