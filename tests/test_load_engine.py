@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from workbench._errors import InputError
 from workbench.load import ERROR_CLASSES, Cause, Endpoint, Generators, Scenario, run_load
 
 from .conftest import descendants
-from .load_servers import Behaviour, fast_server, free_port, serve
+from .load_servers import Behaviour, fast_server, free_port, serve, third_party
 
 
 @pytest.mark.alone
@@ -472,3 +473,35 @@ def test_no_resets_from_a_server_with_a_short_keep_alive() -> None:
     assert result.completed == pytest.approx(5, abs=1)
     assert result.errors == 0, result.error_classes
     assert result.generator_errors["stale_connection"] == 0
+
+
+@pytest.mark.alone
+@pytest.mark.skipif(
+    (shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists())
+    or shutil.which("wrk") is None,
+    reason="needs nginx and wrk (.ci/run installs both)",
+)
+@pytest.mark.parametrize("transport", ["raw", "httpx"])
+def test_against_nginx_the_engine_keeps_up_with_wrk_or_says_it_did_not(
+    transport: str, tmp_path: Path
+) -> None:
+    """A very fast static server we did not write: short of wrk by more than 5% is flagged."""
+    import re
+
+    with third_party("nginx", str(tmp_path)) as base:
+        url = base + "/index.html"
+        result = run_load(
+            url, connections=16, duration=1, warmup=0.3, processes=1,
+            transport=transport, progress=False,
+        )  # fmt: skip
+        out = subprocess.run(
+            ["wrk", "-t1", "-c16", "-d1s", url], capture_output=True, text=True, check=True
+        ).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert match is not None, out
+    wrk_rps = float(match.group(1))
+    assert result.errors == 0, result.error_classes
+    if result.throughput_rps < 0.95 * wrk_rps:
+        assert result.generator_saturated, (result.throughput_rps, wrk_rps, result.series())
+    if transport == "httpx":  # httpx is far slower than wrk against nginx
+        assert result.generator_saturated
