@@ -10,7 +10,6 @@ request would be several percent of an L1-hit request.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import time
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,8 @@ from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 from prometheus_client import Histogram
+
+from service.metrics import Batched
 
 
 class Stage(StrEnum):
@@ -55,7 +56,6 @@ _N_STAGES = len(STAGES)
 # 10 µs .. 10 s in steps of 10^0.1 (+26%): a percentile read between two bounds is off by at most
 # a quarter, and interpolation within the bucket does much better for smooth distributions.
 BUCKETS: tuple[float, ...] = tuple(10e-6 * 10 ** (i / 10) for i in range(61))
-FLUSH_INTERVAL = 0.1
 # The scope key the anatomy protocol sets: when the request's first bytes were parsed.
 RECEIVED_KEY = "workbench.received"
 
@@ -143,7 +143,7 @@ class timed:
             self.timings.spent[self.index] += time.perf_counter() - self.start
 
 
-class Recorder:
+class Recorder(Batched):
     """This process's per-stage histograms, added to in memory and flushed to Prometheus."""
 
     def __init__(self) -> None:
@@ -193,15 +193,6 @@ class Recorder:
                     row[j] = 0
             child._sum.inc(self._sums[i])
             self._sums[i] = 0.0
-
-    async def flush_forever(self, interval: float = FLUSH_INTERVAL) -> None:
-        """Flush every `interval` seconds until cancelled (and once more then)."""
-        try:
-            while True:
-                await asyncio.sleep(interval)
-                self.flush()
-        finally:
-            self.flush()
 
 
 RECORDER = Recorder()

@@ -102,7 +102,23 @@ CACHE_MISS = {level: CACHE_MISSES.labels(level) for level in ("l1", "l2", "model
 FLUSH_INTERVAL = 0.1
 
 
-class Tally:
+class Batched:
+    """Values added up in plain memory that `flush` moves into Prometheus in bulk."""
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    async def flush_forever(self, interval: float = FLUSH_INTERVAL) -> None:
+        """Flush every `interval` seconds until cancelled (and once more then)."""
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                self.flush()
+        finally:
+            self.flush()
+
+
+class Tally(Batched):
     """This process's per-request metrics, added up in plain memory and moved into Prometheus in bulk.
 
     A Prometheus update takes a lock, and in multiprocess mode an mmap write, per value; a request
@@ -154,15 +170,6 @@ class Tally:
             counts, self._counts = self._counts, {}
             for counter, amount in counts.items():
                 counter.inc(amount)
-
-    async def flush_forever(self, interval: float = FLUSH_INTERVAL) -> None:
-        """Flush every `interval` seconds until cancelled (and once more then)."""
-        try:
-            while True:
-                await asyncio.sleep(interval)
-                self.flush()
-        finally:
-            self.flush()
 
 
 TALLY = Tally()

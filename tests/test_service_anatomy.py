@@ -13,7 +13,7 @@ import redis
 from prometheus_client import generate_latest
 from prometheus_client.utils import floatToGoString
 
-from service import anatomy
+from service import anatomy, metrics
 from service.anatomy import Stage, timed
 from service.batcher import Batcher
 from service.cache import KEY_PREFIX
@@ -126,7 +126,7 @@ def one_connection(stack: Stack) -> Iterator[ServiceProcess]:
 
 
 def _flushed(svc: ServiceProcess) -> str:
-    time.sleep(2 * anatomy.FLUSH_INTERVAL)  # the service flushes its anatomy in bulk
+    time.sleep(2 * metrics.FLUSH_INTERVAL)  # the service flushes its anatomy in bulk
     return svc.metrics()
 
 

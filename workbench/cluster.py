@@ -433,14 +433,7 @@ def tune_on(
             shipped = own.submit(job, spec).result()
             shipped.save(store)
             again = store.load(next(iter(shipped.runs))) if shipped.runs else None
-    return Tuning(
-        study=study,
-        base=base,
-        best=best,
-        best_value=float(study.best_value),
-        confirm=again,
-        trials=study.trials_dataframe(),
-    )
+    return Tuning.of(study, base=base, confirm=again)
 
 
 def _key(point: Mapping[str, Any]) -> str:

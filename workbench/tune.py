@@ -139,11 +139,4 @@ def tune(
                 point, settings=best, name="tune-confirm",
                 labels={"tune": study_id, "trial": "confirm"},
             ).run(stack, store=store, progress=False, session=session)  # fmt: skip
-    return Tuning(
-        study=study,
-        base=base,
-        best=best,
-        best_value=float(study.best_value),
-        confirm=again,
-        trials=study.trials_dataframe(),
-    )
+    return Tuning.of(study, base=base, confirm=again)

@@ -43,6 +43,18 @@ class Tuning:
     confirm: RunResult | None
     trials: pd.DataFrame = field(repr=False)
 
+    @classmethod
+    def of(cls, study: optuna.Study, *, base: ServiceSettings, confirm: RunResult | None) -> Tuning:
+        """The outcome of a finished study whose trials drew settings over `base`."""
+        return cls(
+            study=study,
+            base=base,
+            best=base.replace(**dict(study.best_params)),
+            best_value=float(study.best_value),
+            confirm=confirm,
+            trials=study.trials_dataframe(),
+        )
+
     def sentence(self) -> str:
         """The finding in words."""
         changed = (

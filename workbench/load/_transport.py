@@ -11,6 +11,9 @@ import httptools
 import httpx
 
 TRANSPORTS = ("raw", "httpx")
+# A server's keep-alive timer closes only a connection that sat idle; one closed unanswered
+# after a shorter pause is the server failing (a worker killed mid-request), not a stale reuse.
+STALE_MIN_IDLE_S = 0.25
 
 
 class Owner(Protocol):
@@ -97,7 +100,13 @@ class RawConnection(asyncio.Protocol):
             self.until_close = False
             self.busy = False
             self.owner.on_response(self, parser.get_status_code())
-        elif self.busy and reused and not self.answered and not self.retried:
+        elif (
+            self.busy
+            and reused
+            and not self.answered
+            and not self.retried
+            and self.sent - self.last_used >= STALE_MIN_IDLE_S
+        ):
             # The server closed a kept-alive connection as the request went out (its idle
             # timeout): no response was started, so, as real clients do, send it once more.
             self.retried = True
