@@ -62,6 +62,17 @@ def test_notebook_sweep_rejects_unknown_names() -> None:
         NotebookSweep(QUICKSTART, parse_grid([("connections", "4,-1")])).points()
 
 
+def test_each_point_is_told_the_users_the_sweep_seeded() -> None:
+    """A point that leaves `users` out gets the sweep's: the notebook's default would reseed."""
+    sweep = NotebookSweep(QUICKSTART, parse_grid([("pool_size", "5")]))
+    (point,) = sweep.points()
+    assert sweep.parameters(point, users=300)["users"] == 300
+    assert "users" not in sweep.parameters(point)
+    chosen = NotebookSweep(QUICKSTART, parse_grid([("users", "700")]))
+    (own,) = chosen.points()
+    assert chosen.parameters(own, users=300)["users"] == 700
+
+
 @pytest.mark.slow
 def test_cli_sweep_3x2_survives_a_kill_and_resumes(stack_root: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"

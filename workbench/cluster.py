@@ -293,7 +293,7 @@ def run_notebook_sweep(
                     _key(point),
                     notebook=source.name,
                     source=source.read_bytes(),
-                    parameters=sweep.parameters(point),
+                    parameters=sweep.parameters(point, users=users),
                 )
             )
     failures: list[PointFailure] = []

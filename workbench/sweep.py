@@ -271,9 +271,17 @@ class NotebookSweep:
         return points
 
     def parameters(
-        self, point: Mapping[str, Any], known: Sequence[str] | None = None
+        self,
+        point: Mapping[str, Any],
+        known: Sequence[str] | None = None,
+        *,
+        users: int | None = None,
     ) -> dict[str, Any]:
-        """The papermill parameters of one point (setting names go into `settings`)."""
+        """The papermill parameters of one point (setting names go into `settings`).
+
+        users: what the sweep seeded, given to a notebook with a `users` parameter that the point
+        leaves out (its default would seed the attached database again, with another size).
+        """
         if known is None:
             import papermill
 
@@ -284,6 +292,8 @@ class NotebookSweep:
         settings = {k: v for k, v in point.items() if k not in known}
         if settings:
             params["settings"] = {**dict(params.get("settings") or {}), **settings}
+        if users is not None and "users" in known and "users" not in point:
+            params["users"] = users
         if "labels" in known:
             params["labels"] = {"sweep": self.sweep_id, "point": point_key(point), **point}
         return params
@@ -378,7 +388,9 @@ class NotebookSweep:
                         else:
                             slug = final.stem
                             before = set(store.ids())
-                            failure = self._execute(point, folder, slug, kernel=kernel)
+                            failure = self._execute(
+                                point, folder, slug, kernel=kernel, users=seeded
+                            )
                             if failure is not None:
                                 failures.append(failure)
                                 bar.write(
@@ -407,7 +419,13 @@ class NotebookSweep:
         return summary
 
     def _execute(
-        self, point: Mapping[str, Any], folder: Path, slug: str, *, kernel: WarmKernel | None = None
+        self,
+        point: Mapping[str, Any],
+        folder: Path,
+        slug: str,
+        *,
+        kernel: WarmKernel | None = None,
+        users: int | None = None,
     ) -> PointFailure | None:
         """Run one point's notebook; its failure (the notebook raised, the kernel died) or None."""
         import papermill
@@ -420,7 +438,7 @@ class NotebookSweep:
         try:
             execute(
                 self.notebook,
-                parameters=self.parameters(point),
+                parameters=self.parameters(point, users=users),
                 output=tmp,
                 log_output=False,
                 kernel=kernel,
