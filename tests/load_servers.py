@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 
 import httptools
 
+from workbench import _process
+from workbench._net import wait_for_port
+
 
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
@@ -257,18 +260,6 @@ http {{
 """
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], *, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}")
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
-
-
 @contextmanager
 def third_party(kind: str, root: str) -> Iterator[str]:
     """A server we did not write ('stdlib', 'chunked' or 'nginx') serving `root`; its base URL."""
@@ -289,12 +280,8 @@ def third_party(kind: str, root: str) -> Iterator[str]:
         command = [sys.executable, "-c", source, str(port)]
     proc = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL)
     try:
-        _wait_for_port(port, proc)
+        if not wait_for_port(port):
+            raise RuntimeError(f"{kind} did not listen on port {port} (exit {proc.poll()})")
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        _process.stop(proc)

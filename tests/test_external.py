@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import psutil
 import pytest
 
-from workbench import plots
+from workbench import _process, plots
 from workbench._errors import InputError
 from workbench.external import ExternalExperiment
 from workbench.store import Store
@@ -58,12 +58,7 @@ def external() -> Iterator[str]:
             time.sleep(0.1)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        _process.stop(proc)
 
 
 @pytest.mark.slow
