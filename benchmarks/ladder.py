@@ -26,6 +26,12 @@ from workbench.stack import Stack
 
 ENDPOINTS = ("/users/{id}", "/users/{id}/expensive-computation")
 DEFAULT_USERS = 1_000  # ids drawn uniformly from 1..users; caches can warm up in seconds
+# Warm-up goes on in chunks until the L1 hit ratio of a chunk moves less than this (0..1) from the
+# last one, capped at WARMUP_CAP_S: measured once after a fixed 1 s, the first generator met a
+# colder per-worker L1 than the second (+workers: engine 2,795 req/s at L1 still filling, then wrk
+# 5,331, then the engine again 5,319 -- the "engine 0.53 of wrk" was the order, not the engine).
+STEADY_HIT = 0.02
+WARMUP_CAP_S = 30.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,6 +131,9 @@ class Row:
     generator: str
     point: LoadPoint
     hit_ratio: float | None = None  # L1+L2 hits / lookups during the point; None: no cache
+    l1_ratio: float | None = None  # L1 hits / L1 lookups during the point; None: no cache
+    warmup_s: float = 0.0  # warm-up before the step's first point (until the L1 ratio was steady)
+    steady: bool = True  # False: the warm-up reached WARMUP_CAP_S with the L1 ratio still moving
     queries_per_request: float = 0.0
 
 
@@ -139,26 +148,29 @@ def run_ladder(
     generators: Sequence[str] = ("engine", "wrk"),
     progress: Callable[[str], None] = print,
 ) -> list[Row]:
-    """Start the service for each step and load each endpoint once per generator (after a warm-up)."""
+    """Start the service for each step and load each endpoint once per generator, after a warm-up
+    that lasts until the service's L1 hit ratio is steady (chunks of `warmup` s, capped)."""
     rows = []
     for name, settings in steps:
         with ServiceProcess(settings, stack) as svc:
             for endpoint in endpoints:
                 load = dict(max_id=stack.users, connections=connections)
-                if warmup > 0:
-                    GENERATORS[generators[0]](svc.url, endpoint, duration=warmup, **load)
+                warmed, steady = _warm_up(
+                    svc, endpoint, GENERATORS[generators[0]], chunk=warmup, **load
+                )
                 for gen in generators:
                     before = _counters(svc.metrics())
                     point = GENERATORS[gen](svc.url, endpoint, duration=duration, **load)
-                    after = _counters(svc.metrics())
-                    delta = {k: after[k] - before[k] for k in after}
-                    lookups = delta["hits"] + delta["l2_misses"]
+                    delta = _delta(before, _counters(svc.metrics()))
                     row = Row(
                         step=name,
                         endpoint=endpoint,
                         generator=gen,
                         point=point,
-                        hit_ratio=delta["hits"] / lookups if settings.cache and lookups else None,
+                        hit_ratio=_hit_ratio(delta) if settings.cache else None,
+                        l1_ratio=_l1_ratio(delta) if settings.cache else None,
+                        warmup_s=warmed,
+                        steady=steady,
                         queries_per_request=delta["queries"] / max(1, point.requests),
                     )
                     progress(f"{name:<16} {endpoint:<36} {gen:<6} {point.rps:>9,.0f} req/s")
@@ -166,14 +178,60 @@ def run_ladder(
     return rows
 
 
+def _warm_up(
+    svc: ServiceProcess, endpoint: str, generator: Generator, *, chunk: float, **load: int
+) -> tuple[float, bool]:
+    """Load the endpoint in chunks until the L1 hit ratio is steady: (seconds spent, steady).
+
+    A chunk after the first lasts long enough to draw about every id once (at the rate the last
+    chunk measured): at a low rate, a fixed short chunk raises a still-filling L1's ratio by less
+    than STEADY_HIT and would pass for steady.
+    """
+    if chunk <= 0:
+        return 0.0, False
+    spent, last, seconds = 0.0, None, chunk
+    while spent < WARMUP_CAP_S:
+        before = _counters(svc.metrics())
+        point = generator(svc.url, endpoint, duration=seconds, **load)
+        spent += seconds
+        ratio = _l1_ratio(_delta(before, _counters(svc.metrics())))
+        if ratio is None or (last is not None and abs(ratio - last) < STEADY_HIT):
+            return spent, True
+        last = ratio
+        every_id = load["max_id"] / point.rps if point.rps else chunk
+        seconds = min(max(chunk, every_id), WARMUP_CAP_S - spent)
+    return spent, False
+
+
+def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Counter increments between two /metrics reads."""
+    return {k: after[k] - before[k] for k in after}
+
+
+def _hit_ratio(delta: dict[str, float]) -> float | None:
+    """L1+L2 hits over lookups (an L1 miss looks up L2)."""
+    lookups = delta["hits"] + delta["l2_misses"]
+    return delta["hits"] / lookups if lookups else None
+
+
+def _l1_ratio(delta: dict[str, float]) -> float | None:
+    """L1 hits over L1 lookups; None when the service looked nothing up (no cache)."""
+    lookups = delta["l1_hits"] + delta["l1_misses"]
+    return delta["l1_hits"] / lookups if lookups else None
+
+
 def _counters(page: str) -> dict[str, float]:
-    """Cache hits (L1+L2), L2 misses and database queries from a /metrics page."""
-    out = {"hits": 0.0, "l2_misses": 0.0, "queries": 0.0}
+    """Cache hits (L1+L2, and L1 alone), L1 and L2 misses and database queries from /metrics."""
+    out = {"hits": 0.0, "l2_misses": 0.0, "queries": 0.0, "l1_hits": 0.0, "l1_misses": 0.0}
     for family in text_string_to_metric_families(page):
         for sample in family.samples:
             level = sample.labels.get("level")
             if sample.name == "cache_hits_total" and level in ("l1", "l2"):
                 out["hits"] += sample.value
+                if level == "l1":
+                    out["l1_hits"] += sample.value
+            elif sample.name == "cache_misses_total" and level == "l1":
+                out["l1_misses"] += sample.value
             elif sample.name == "cache_misses_total" and level == "l2":
                 out["l2_misses"] += sample.value
             elif sample.name == "db_queries_total":
@@ -186,7 +244,7 @@ def table(rows: Sequence[Row]) -> str:
     base = {(r.endpoint, r.generator): r.point.rps for r in rows if r.step == rows[0].step}
     lines = [
         f"{'step':<16} {'endpoint':<36} {'gen':<6} {'req/s':>9} {'x naive':>8} "
-        f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7} {'hit %':>6} {'q/req':>6}"
+        f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7} {'hit %':>6} {'L1 %':>5} {'q/req':>6} {'warm s':>6}"
     ]
     for row in rows:
         p = row.point
@@ -195,8 +253,12 @@ def table(rows: Sequence[Row]) -> str:
         lines.append(
             f"{row.step:<16} {row.endpoint:<36} {row.generator:<6} {p.rps:>9,.0f} {ratio:>8.2f} "
             f"{p.p50_ms:>8.2f} {p.p95_ms:>8.2f} {p.p99_ms:>8.2f} {p.errors:>7} "
-            f"{'-' if row.hit_ratio is None else f'{100 * row.hit_ratio:.0f}':>6} "
-            f"{row.queries_per_request:>6.2f}"
+            f"{_percent(row.hit_ratio):>6} {_percent(row.l1_ratio):>5} "
+            f"{row.queries_per_request:>6.2f} {row.warmup_s:>5.0f}{' ' if row.steady else '*'}"
+        )
+    if not all(r.steady for r in rows):
+        lines.append(
+            f"* warm-up stopped at {WARMUP_CAP_S:.0f} s with the L1 hit ratio still moving"
         )
     engine = {(r.step, r.endpoint): r.point.rps for r in rows if r.generator == "engine"}
     wrk = {(r.step, r.endpoint): r.point.rps for r in rows if r.generator == "wrk"}
@@ -209,12 +271,22 @@ def table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def _percent(ratio: float | None) -> str:
+    """A ratio as a whole percent, '-' when there is none."""
+    return "-" if ratio is None else f"{100 * ratio:.0f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse options, run the ladder, print the table (and optionally write JSON)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=DEFAULT_USERS)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per point")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each point")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=2.0,
+        help="seconds per warm-up chunk; warm-up repeats chunks until the L1 hit ratio is steady",
+    )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--steps", default="", help="comma-separated step names (default all)")
     parser.add_argument(
@@ -271,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
                 **asdict(r.point),
                 "rps": r.point.rps,
                 "hit_ratio": r.hit_ratio,
+                "l1_ratio": r.l1_ratio,
+                "warmup_s": r.warmup_s,
+                "steady": r.steady,
                 "queries_per_request": r.queries_per_request,
             }
             for r in rows
