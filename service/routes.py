@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Request
 from fastapi.dependencies.utils import get_dependant, request_params_to_args
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -37,25 +37,23 @@ def _declared_id(user_id: UserId) -> None:
 
 
 _ID_FIELDS = get_dependant(path="/users/{user_id}", call=_declared_id).path_params
-# The GET endpoints read the id themselves (user_id_of) and document it here as FastAPI would.
-_ID_DOC: dict[str, Any] = {
-    "parameters": [
-        {
-            "name": "user_id",
-            "in": "path",
-            "required": True,
-            "schema": {"type": "integer", "maximum": MAX_USER_ID, "minimum": 1,
-                       "description": "User id", "title": "User Id"},
-            "description": "User id",
-        }
-    ],
-    "responses": {
-        "422": {
-            "description": "Validation Error",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}},
-        }
-    },
-}  # fmt: skip
+
+
+def _id_doc() -> dict[str, Any]:
+    """The OpenAPI entry FastAPI writes for the declared id (its parameter and its 422 answer).
+
+    The GET endpoints read the id themselves (user_id_of), so FastAPI would not document it.
+    """
+    probe = FastAPI()
+    probe.get("/users/{user_id}")(_declared_id)
+    operation = probe.openapi()["paths"]["/users/{user_id}"]["get"]
+    return {
+        "parameters": operation["parameters"],
+        "responses": {"422": operation["responses"]["422"]},
+    }
+
+
+_ID_DOC = _id_doc()
 
 
 def user_id_of(request: Request) -> int:
