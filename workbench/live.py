@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from workbench.load import progress
@@ -17,6 +19,9 @@ MIME_PLOTLY = "application/vnd.plotly.v1+json"
 # A kernel started by a Jupyter server (JupyterLab, Notebook) has a person watching its outputs;
 # papermill's and nbclient's kernels do not.
 SESSION_ENV = "JPY_SESSION_NAME"
+# "off": an unwatched kernel drops the per-second text lines instead of logging them (a sweep's
+# points, whose terminal shows a progress bar); else they go to the kernel's log (its stderr).
+LINES_ENV = "WORKBENCH_LOAD_LINES"
 # Labels that hold a study's id (a sweep's, a capacity search's...) or repeat the run's name.
 STUDY_LABELS = frozenset({"sweep", "point", "capacity", "ladder", "ladder_step", "tune"})
 TRACES = (  # (row column, name, subplot row, style)
@@ -106,8 +111,9 @@ class LiveView:
 
     Watched (JupyterLab): redrawn every second, and the per-second text lines are left out.
     Unwatched (papermill): drawn once when a run's last second arrives, so the executed notebook
-    holds the final chart and the text lines go to the log as before. A cell that runs several
-    loads (a sweep, a capacity search, a ladder) redraws the same area with each step.
+    holds the final chart; the text lines go to the kernel's log (kernel_log), not into the
+    notebook. A cell that runs several loads (a sweep, a capacity search, a ladder) redraws the
+    same area with each step.
     """
 
     def __init__(self, *, watched: bool) -> None:
@@ -223,20 +229,44 @@ def _area() -> object:
 _VIEW: LiveView | None = None
 
 
+def kernel_log() -> Callable[[str], None]:
+    """A writer of lines to the kernel process's own stderr: the terminal of papermill (or of
+    `workbench report`) and the Jupyter server's log, never a cell's output."""
+    # ipykernel captures fd 2 into cell outputs; its stream's fileno() is the original one.
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        fd = sys.__stderr__.fileno() if sys.__stderr__ is not None else -1
+
+    def write(line: str) -> None:
+        if fd >= 0 and os.environ.get(LINES_ENV) != "off":
+            with contextlib.suppress(OSError):
+                os.write(fd, (line + "\n").encode())
+
+    return write
+
+
 def install() -> LiveView | None:
-    """Draw loads live in this kernel's cells (once per kernel); None outside a kernel."""
+    """Draw loads live in this kernel's cells (once per kernel); None outside a kernel.
+
+    Unwatched, the per-second text lines go to the kernel's log ($WORKBENCH_LOAD_LINES=off:
+    nowhere); watched, the live chart replaces them.
+    """
     global _VIEW
     if _shell() is None:
         return None
     if _VIEW is None:
         _VIEW = LiveView(watched=watched())
         progress.add(_VIEW)
+        if not _VIEW.watched:
+            progress.lines_to(kernel_log())
     return _VIEW
 
 
 def uninstall() -> None:
-    """Stop drawing loads live."""
+    """Stop drawing loads live (and print the per-second lines again)."""
     global _VIEW
     if _VIEW is not None:
         progress.remove(_VIEW)
+        progress.lines_to(None)
         _VIEW = None

@@ -85,10 +85,9 @@ class _Collector:
             asked = f" (asked {row['asked_rate']:,.0f})" if profile.open_loop else ""
             p99 = row["p99_ms"]
             p99_text = "-" if math.isnan(p99) else f"{p99:.2f}"
-            print(
+            _progress.say(
                 f"  {second + length:6.1f}s  {row['rate']:9,.0f} req/s{asked}  "
-                f"errors {row['errors']:6d}  p99 {p99_text:>9} ms",
-                flush=True,
+                f"errors {row['errors']:6d}  p99 {p99_text:>9} ms"
             )
 
     def partial(self, *, failure: str | None = None) -> LoadResult | None:

@@ -13,6 +13,8 @@ from typing import Any
 Listener = Callable[[object], bool]
 
 _LISTENERS: list[Listener] = []
+# Where a load's per-second text lines go (when no listener showed the second): None, stdout.
+_LINES: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,20 @@ def listening(listener: Listener) -> Iterator[None]:
         yield
     finally:
         remove(listener)
+
+
+def lines_to(sink: Callable[[str], None] | None) -> None:
+    """Send the per-second text lines to sink from now on (None: stdout, as in a terminal)."""
+    global _LINES
+    _LINES = sink
+
+
+def say(line: str) -> None:
+    """Show one per-second text line where lines_to() sends them."""
+    if _LINES is None:
+        print(line, flush=True)
+    else:
+        _LINES(line)
 
 
 def publish(event: object) -> bool:
