@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from workbench.live import LINES_ENV, MIME_PLOTLY, figure, kernel_log
+from workbench.live import LINES_ENV, MIME_PLOTLY, LiveView, figure, kernel_log
 from workbench.stack import Stack
 
 from ._kernel import Cell, kernel
@@ -66,6 +66,27 @@ def test_the_figure_counts_seconds_from_one_on_whole_ticks() -> None:
     assert "asked rate" not in traces  # closed loop
     assert fig["layout"]["xaxis"]["range"] == [0.5, 5.5]  # the whole run, from the start
     assert fig["layout"]["xaxis"]["dtick"] == 1 and fig["layout"]["xaxis2"]["tickformat"] == "d"
+
+
+def test_the_title_quotes_the_runs_numbers_not_the_last_seconds() -> None:
+    view = LiveView(watched=False)
+    view.duration = 3
+    view.rows = [{"second": n, "rate": 1500.0, "p99_ms": p99} for n, p99 in enumerate((98, 20))]
+    view.so_far = {"measured_s": 2.0, "rate": 1490.0, "errors": 0, "p99_ms": 91.04}
+    assert view.title().endswith(": 2 of 3 s measured (so far: 1,490 req/s, P99 91.0 ms)")
+    view.rows.append({"second": 2, "rate": 1500.0, "p99_ms": 20.0})
+    view.so_far = {"measured_s": 3.0, "rate": 1493.0, "errors": 4, "p99_ms": 80.0}
+    assert view.title().endswith(
+        "3 of 3 s measured (whole run: 1,493 req/s, P99 80.0 ms, 4 errors)"
+    )
+
+
+def test_a_shorter_last_second_is_labelled() -> None:
+    rows = [{"second": n, "rate": 10.0} for n in range(3)]
+    fig = figure(rows, duration=2.5, title="t")
+    assert fig["layout"]["xaxis2"]["ticktext"] == ["1", "2", "3 (0.5 s)"]
+    assert fig["data"][0]["hovertext"][-1] == "second 3 (its first 0.5 s)"
+    assert "ticktext" not in figure(rows, duration=3, title="t")["layout"]["xaxis2"]
 
 
 def test_the_kernel_log_writes_lines_to_stderr_unless_turned_off(

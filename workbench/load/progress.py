@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # A listener gets every event published in this process and returns True when it showed it to
@@ -24,6 +24,9 @@ class Second:
     index: int  # 0 for the first measured second
     duration: float  # the load's measured seconds, as planned
     row: Mapping[str, Any]  # the per-second row: rate, errors, p50_ms, p95_ms, p99_ms, asked_rate
+    # The load's numbers over the seconds measured so far: measured_s, rate, errors, p99_ms
+    # (over the whole run when the last second arrives).
+    so_far: Mapping[str, Any] = field(default_factory=dict)
 
 
 def add(listener: Listener) -> None:
