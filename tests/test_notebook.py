@@ -173,3 +173,9 @@ def test_the_kept_session_measures_the_same_settings_on_the_same_service_and_say
     logs = [(tmp_path / r.run_id / "service.log").read_text() for r in (first, second)]
     assert "Application startup complete" in logs[0]
     assert "Application startup complete" not in logs[1]
+    # under papermill (keep_service=False) every run gets its own service, as a sweep's points
+    with KeptSession(keep_service=False) as session:
+        runs = [naive.run(stack, store=store, session=session, progress=False) for _ in range(2)]
+        assert session.service is None
+    assert [r.manifest["service"]["reused"] for r in runs] == [False, False]
+    assert runs[0].manifest["service"]["pid"] != runs[1].manifest["service"]["pid"]

@@ -64,10 +64,14 @@ def interrupt_line(exc: BaseException) -> str:
 class KeptSession(Session):
     """The kernel's Session: besides the load workers, the last finished run's service stays up,
     and the next run with the same settings on the same stack measures it again (warm: its
-    manifest says so); other settings, or `fresh`, stop it and start a new one."""
+    manifest says so); other settings, or `fresh`, stop it and start a new one.
 
-    def __init__(self) -> None:
+    keep_service=False: every run's service stops after it, as in any Session.
+    """
+
+    def __init__(self, *, keep_service: bool = True) -> None:
         super().__init__()
+        self.keep_service = keep_service
         self.service: ServiceProcess | None = None
 
     def service_for(
@@ -86,7 +90,11 @@ class KeptSession(Session):
         """Keep a finished run's service for the next run."""
         if self.service is not None and self.service is not service:
             self.stop_later(self.service)
-        self.service = service
+        if self.keep_service:
+            self.service = service
+        else:
+            self.service = None
+            self.stop_later(service)
 
     def close(self) -> None:
         """Stop the kept service, wait for the ones stopping, stop the load workers."""
@@ -118,6 +126,7 @@ def kept_stack(
     kept stack whose servers stopped answering is started again. stop(), or the kernel's exit,
     stops it.
     """
+    from workbench import live
     from workbench._errors import StackError
     from workbench.stack import DEFAULT_USERS, Stack, stack_dir
 
@@ -134,7 +143,9 @@ def kept_stack(
         atexit.register(stop)  # the kernel's shutdown stops what it kept
         _STOP_AT_EXIT = True
     started = Stack(users=key[0], database_url=key[1], redis_url=key[2]).start()
-    _KEPT = _Kept(key=key, stack=started, session=KeptSession())
+    # The service is kept for a person's reruns (JupyterLab); under papermill each run gets its
+    # own, so that a sweep's points on one warm kernel are measured alike, each on a new service.
+    _KEPT = _Kept(key=key, stack=started, session=KeptSession(keep_service=live.watched()))
     return started
 
 
