@@ -106,7 +106,7 @@ class KeptSession(Session):
 
 @dataclass
 class _Kept:
-    """The kernel's stack (and load workers), and what it was started for."""
+    """The kernel's stack and session (load workers, kept service), and what they are for."""
 
     key: tuple[Any, ...]
     stack: Stack
