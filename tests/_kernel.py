@@ -76,16 +76,26 @@ class Kernel:
 
 
 @contextmanager
-def kernel(*, watched: bool, env: Mapping[str, str] | None = None) -> Iterator[Kernel]:
-    """The project's kernel, as JupyterLab starts it (watched) or as papermill does."""
+def kernel(
+    *, watched: bool, env: Mapping[str, str | None] | None = None, stderr: Any = None
+) -> Iterator[Kernel]:
+    """The project's kernel, as JupyterLab starts it (watched) or as papermill does.
+
+    env: variables to set (None: to remove); stderr: a file for the kernel process's own stderr.
+    """
     from jupyter_client.manager import KernelManager
 
-    environ = {**os.environ, **(env or {})}
+    environ = {**os.environ}
+    for key, value in (env or {}).items():
+        if value is None:
+            environ.pop(key, None)
+        else:
+            environ[key] = value
     environ.pop(SESSION_ENV, None)
     if watched:
         environ[SESSION_ENV] = "test.ipynb"  # what jupyter_server sets for a notebook's kernel
     km = KernelManager(kernel_name=ensure_kernel())
-    km.start_kernel(cwd=str(project_dir()), env=environ)
+    km.start_kernel(cwd=str(project_dir()), env=environ, **({"stderr": stderr} if stderr else {}))
     client = km.client()
     client.start_channels()
     try:

@@ -1,5 +1,5 @@
 """The live view: a watched kernel redraws one output area every second while a load runs; an
-unwatched one (papermill) draws the final chart once and keeps the per-second lines."""
+unwatched one (papermill) draws the final chart once and logs the per-second lines."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from workbench.live import MIME_PLOTLY, figure
+from workbench.live import LINES_ENV, MIME_PLOTLY, LiveView, figure, kernel_log
 from workbench.stack import Stack
 
 from ._kernel import Cell, kernel
@@ -68,6 +68,38 @@ def test_the_figure_counts_seconds_from_one_on_whole_ticks() -> None:
     assert fig["layout"]["xaxis"]["dtick"] == 1 and fig["layout"]["xaxis2"]["tickformat"] == "d"
 
 
+def test_the_title_quotes_the_runs_numbers_not_the_last_seconds() -> None:
+    view = LiveView(watched=False)
+    view.duration = 3
+    view.rows = [{"second": n, "rate": 1500.0, "p99_ms": p99} for n, p99 in enumerate((98, 20))]
+    view.so_far = {"measured_s": 2.0, "rate": 1490.0, "errors": 0, "p99_ms": 91.04}
+    assert view.title().endswith(": 2 of 3 s measured (so far: 1,490 req/s, P99 91.0 ms)")
+    view.rows.append({"second": 2, "rate": 1500.0, "p99_ms": 20.0})
+    view.so_far = {"measured_s": 3.0, "rate": 1493.0, "errors": 4, "p99_ms": 80.0}
+    assert view.title().endswith(
+        "3 of 3 s measured (whole run: 1,493 req/s, P99 80.0 ms, 4 errors)"
+    )
+
+
+def test_a_shorter_last_second_is_labelled() -> None:
+    rows = [{"second": n, "rate": 10.0} for n in range(3)]
+    fig = figure(rows, duration=2.5, title="t")
+    assert fig["layout"]["xaxis2"]["ticktext"] == ["1", "2", "3 (0.5 s)"]
+    assert fig["data"][0]["hovertext"][-1] == "second 3 (its first 0.5 s)"
+    assert "ticktext" not in figure(rows, duration=3, title="t")["layout"]["xaxis2"]
+
+
+def test_the_kernel_log_writes_lines_to_stderr_unless_turned_off(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write = kernel_log()
+    write("  1.0s  100 req/s")
+    assert capfd.readouterr() == ("", "  1.0s  100 req/s\n")
+    monkeypatch.setenv(LINES_ENV, "off")  # a sweep's points: nowhere
+    write("  2.0s  100 req/s")
+    assert capfd.readouterr() == ("", "")
+
+
 @pytest.mark.slow
 def test_a_watched_kernel_redraws_one_area_every_second_before_the_cell_ends(
     stack: Stack, tmp_path: Path
@@ -104,10 +136,15 @@ def test_a_watched_kernel_redraws_one_area_every_second_before_the_cell_ends(
 
 
 @pytest.mark.slow
-def test_an_unwatched_kernel_draws_the_final_chart_once_and_prints_the_lines(
+def test_an_unwatched_kernel_draws_the_final_chart_once_and_logs_the_lines(
     stack: Stack, tmp_path: Path
 ) -> None:
-    with kernel(watched=False) as k:
+    log = tmp_path / "kernel.log"
+    # as papermill's kernel: ipykernel captures its fd 2 too (it does not under pytest)
+    with (
+        log.open("w") as stderr,
+        kernel(watched=False, env={"PYTEST_CURRENT_TEST": None}, stderr=stderr) as k,
+    ):
         cell = k.run(run_code(stack, tmp_path, duration=2))
     assert cell.reply["status"] == "ok", cell.reply
     drawn = charts(cell)
@@ -117,4 +154,6 @@ def test_an_unwatched_kernel_draws_the_final_chart_once_and_prints_the_lines(
     assert {trace["name"]: trace["x"] for trace in fig["data"]}["requests/s"] == [1, 2]
     html = cell.of("display_data")[-1][1]["content"]["data"]["text/html"]
     assert "Plotly.newPlot" in html  # reports draw it from the HTML (plotly.js from to_html)
-    assert len(LINE.findall(cell.text())) == 2  # the lines --log-output shows
+    # the lines go to the kernel's log (papermill's terminal), not into the notebook
+    assert not LINE.search(cell.text()) and not LINE.search(cell.text("stderr"))
+    assert len(LINE.findall(log.read_text())) == 2, log.read_text()[-2000:]

@@ -12,7 +12,7 @@ import pytest
 
 from workbench import hdr as hist
 from workbench._errors import InputError
-from workbench.load import ERROR_CLASSES, Cause, Endpoint, Generators, Scenario, run_load
+from workbench.load import ERROR_CLASSES, Cause, Endpoint, Generators, Scenario, progress, run_load
 
 from .conftest import descendants
 from .load_servers import Behaviour, fast_server, free_port, serve, third_party
@@ -65,6 +65,33 @@ def test_stall_corrected_latency_matches_the_stall_and_service_time_does_not() -
     assert closed_lat["max"] >= 400  # the stall was there ...
     assert closed_lat["p99"] < 100  # ... but a closed loop hides it in the percentiles
     assert lat["p99"] > 4 * closed_lat["p99"]
+
+
+@pytest.mark.slow
+def test_answers_in_the_drain_count_in_the_last_seconds_latency_and_the_runs() -> None:
+    seconds: list[progress.Second] = []
+
+    def hear(event: object) -> bool:
+        if isinstance(event, progress.Second):
+            seconds.append(event)
+        return False
+
+    # the last 0.2 s of the window stall until 0.3 s after it: those answers come in the drain
+    with serve(Behaviour(stall_at=1.8, stall_for=0.5)) as (url, _), progress.listening(hear):
+        result = run_load(
+            url + "/", rate=200, duration=2, warmup=0, connections=64, processes=1,
+            progress=False,
+        )  # fmt: skip
+    assert result.late >= 30  # intended in the window, answered after it
+    series = result.series()
+    assert series["p99_ms"].iloc[-1] > 250  # ...and in its last second's latencies
+    assert series["p99_ms"].iloc[0] < 50
+    assert [s.index for s in seconds] == [0, 1]
+    assert seconds[0].so_far["p99_ms"] == seconds[0].row["p99_ms"]
+    # the last event states the run's numbers: what its summary says
+    assert seconds[-1].so_far["p99_ms"] == result.percentiles_ms("latency")["p99"]
+    assert seconds[-1].so_far["rate"] == result.throughput_rps
+    assert seconds[-1].so_far["measured_s"] == 2
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ stored run, and a stack kept up between cells until wb.stop() or the kernel's ex
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tempfile
 import time
@@ -13,7 +14,8 @@ import psutil
 import pytest
 
 from service.settings import ServiceSettings
-from workbench.notebook import settings_table
+from workbench.experiment import Experiment
+from workbench.notebook import KeptSession, settings_table
 from workbench.stack import Stack
 from workbench.store import Store
 
@@ -111,7 +113,10 @@ def measure(users=1000):
         stack, store=store, session=wb.kept_session())
     return stack, run, time.monotonic() - t
 """
-    run_cell = "stack, run, took = measure(); print(stack.pids()['postgres'], round(took, 2))"
+    run_cell = (
+        "stack, run, took = measure(); "
+        "print(stack.pids()['postgres'], run.manifest['service']['pid'], round(took, 2))"
+    )
     with kernel(watched=True, env={"WORKBENCH_STACK_DIR": str(root)}) as k:
         pid = k.km.provisioner.pid
         assert k.run(setup).reply["status"] == "ok"
@@ -121,17 +126,56 @@ def measure(users=1000):
         second = k.run(run_cell)
         assert second.reply["status"] == "ok", second.reply
         assert "PostgreSQL (embedded)" not in second.text()  # the same stack, not started again
-        pid_1, took_1 = first.text().split()[-2:]
-        pid_2, took_2 = second.text().split()[-2:]
+        pid_1, service_1, took_1 = first.text().split()[-3:]
+        pid_2, service_2, took_2 = second.text().split()[-3:]
         assert pid_1 == pid_2
+        assert service_1 == service_2  # the same settings: the kept service measured again
         assert float(took_2) < float(took_1)
         other = k.run("stack, run, took = measure(users=1500); print(stack.pids()['postgres'])")
         assert other.reply["status"] == "ok", other.reply
         assert other.text().split()[-1] != pid_2  # other users: a stack of their own
         assert int(pid_1) not in _pids(root, pid)
+        assert int(service_1) not in _pids(root, pid)  # it went with its stack
         assert _pids(root, pid)
         assert k.run("wb.stop()").reply["status"] == "ok"
         assert _gone(root, pid) == set()
         assert k.run(run_cell).reply["status"] == "ok"  # started again on demand
         assert _pids(root, pid)
     assert _gone(root) == set()  # the kernel's exit stopped it
+
+
+@pytest.mark.slow
+def test_the_kept_session_measures_the_same_settings_on_the_same_service_and_says_so(
+    stack: Stack, tmp_path: Path
+) -> None:
+    store = Store(tmp_path)
+    chatty = ServiceSettings.naive().replace(log_level="info")  # logs its boot
+    naive = Experiment(settings=chatty, connections=2, duration=0.5, warmup=0.1, name="kept")
+    other = dataclasses.replace(naive, settings=chatty.replace(pool_size=7))
+    with KeptSession() as session:
+        first = naive.run(stack, store=store, session=session, progress=False)
+        second = naive.run(stack, store=store, session=session, progress=False)
+        changed = other.run(stack, store=store, session=session, progress=False)
+        fresh = other.run(stack, store=store, session=session, progress=False, fresh_service=True)
+        kept = session.service
+        assert kept is not None and kept.proc is not None
+        last_pid = kept.proc.pid
+    services = [store.load(r.run_id).manifest["service"] for r in (first, second, changed, fresh)]
+    assert [s["reused"] for s in services] == [False, True, False, False]
+    assert services[1]["runs_before"] == [first.run_id]
+    assert services[0]["pid"] == services[1]["pid"]  # the same process measured twice
+    assert len({services[1]["pid"], services[2]["pid"], services[3]["pid"]}) == 3
+    assert services[3]["pid"] == last_pid
+    for pid in (services[0]["pid"], services[2]["pid"]):
+        assert not psutil.pid_exists(pid)  # gone before the next run's load
+    assert not psutil.pid_exists(last_pid)  # closing the session stopped the kept one
+    # each run stores its own part of the kept service's log: the boot is in the first only
+    logs = [(tmp_path / r.run_id / "service.log").read_text() for r in (first, second)]
+    assert "Application startup complete" in logs[0]
+    assert "Application startup complete" not in logs[1]
+    # under papermill (keep_service=False) every run gets its own service, as a sweep's points
+    with KeptSession(keep_service=False) as session:
+        runs = [naive.run(stack, store=store, session=session, progress=False) for _ in range(2)]
+        assert session.service is None
+    assert [r.manifest["service"]["reused"] for r in runs] == [False, False]
+    assert runs[0].manifest["service"]["pid"] != runs[1].manifest["service"]["pid"]

@@ -9,6 +9,7 @@ import pytest
 
 from service.settings import ServiceSettings
 from workbench.experiment import Experiment
+from workbench.notebook import KeptSession
 from workbench.panel import Panel, comparison, settings_diff
 from workbench.params import check_params
 from workbench.stack import Stack
@@ -34,7 +35,10 @@ def test_the_run_button_stores_a_run_and_adds_a_row_to_the_comparison(
         stack, store=store, progress=False
     )
     params = check_params(duration=1, connections=4, users=stack.users, preset="naive")
-    panel = Panel(params, preset="naive", runs=[first], stack=lambda: stack, store=store)
+    session = KeptSession()
+    panel = Panel(
+        params, preset="naive", runs=[first], stack=lambda: stack, session=session, store=store
+    )
     panel.preset.value = "optimized"  # the knobs follow the preset...
     assert panel.knobs["cache"].value is True and panel.knobs["serializer"].value == "orjson"
     panel.preset.value = "naive"
@@ -54,6 +58,12 @@ def test_the_run_button_stores_a_run_and_adds_a_row_to_the_comparison(
         assert (table[f"{metric}_low"] <= table[metric]).all()
         assert (table[metric] <= table[f"{metric}_high"]).all()
     assert table.equals(comparison(panel.runs))
+    assert table["service"].tolist() == ["new", "new"]
+    with session:
+        panel.button.click()  # the same knobs: the kept service, warm
+        panel.fresh.value = True
+        panel.button.click()  # a fresh one asked for
+    assert panel.comparison()["service"].tolist()[2:] == ["kept (warm, run 2 on it)", "new"]
 
 
 @pytest.mark.slow

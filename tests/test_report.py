@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def quickstart_html(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The quickstart rendered through the CLI, as `make demo` does, with short parameters."""
+    """The quickstart rendered through the CLI, as `make demo` does, with short parameters;
+    the report's path and what the CLI printed (stdout, then stderr)."""
     env = {**os.environ, "WORKBENCH_STACK_DIR": str(stack.root / "cli")}
     done = subprocess.run(
         [sys.executable, "-m", "workbench.cli", "report", "01_quickstart",
@@ -34,7 +35,7 @@ def quickstart_html(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> t
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert processes_under(stack.root / "cli") == set(), "a server of the run is still alive"
-    return Path(done.stdout.strip().splitlines()[-1]), done.stdout
+    return Path(done.stdout.strip().splitlines()[-1]), done.stdout + done.stderr
 
 
 def test_cli_prints_the_report_path_last(quickstart_html: tuple[Path, str]) -> None:
@@ -85,6 +86,22 @@ def test_quickstart_shows_the_cost_per_request_and_its_projection(
         if "application/vnd.plotly.v1+json" in output.get("data", {})
     ]
     assert any(f["layout"]["title"]["text"] == "CPU per request by component" for f in figures)
+
+
+def test_the_per_second_lines_are_in_the_terminal_not_in_the_report(
+    quickstart_html: tuple[Path, str],
+) -> None:
+    html, printed = quickstart_html
+    line = re.compile(r"^\s+\d+\.\ds\s+[\d,]+ req/s", re.MULTILINE)
+    executed = json.loads(html.with_suffix(".ipynb").read_text())
+    outputs = "".join(
+        "".join(output.get("text", ""))
+        for cell in executed["cells"]
+        for output in cell.get("outputs", [])
+    )
+    assert "load http://127.0.0.1:" in outputs  # the load's one line stays in the notebook
+    assert not line.search(outputs)  # its per-second lines: the final chart shows them
+    assert [m.split("s")[0].strip() for m in line.findall(printed)] == ["1.0", "1.5"]
 
 
 def test_bad_papermill_parameter_stops_in_the_first_cell(tmp_path: Path, stack_root: Path) -> None:

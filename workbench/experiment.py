@@ -94,6 +94,7 @@ class Experiment:
         progress: bool = True,
         service: ServiceProcess | None = None,
         session: Session | None = None,
+        fresh_service: bool = False,
     ) -> RunResult:
         """Start the service (unless given), load it, sample the server, attribute and store the run.
 
@@ -102,12 +103,15 @@ class Experiment:
         A load worker that dies stores the partial result as crashed and raises LoadFailed; a
         service that dies stores the run as crashed, with its exit code and log tail.
         Within a Session, the load's workers are kept for the next run and the service, when the
-        run finished, stops in the background.
+        run finished, stops in the background (or, in a kernel's kept session, stays up for the
+        next run with the same settings, unless `fresh_service`). The manifest's `service` says
+        whether the run's service was started for it or had served runs before.
         """
         with _process.sigterm_interrupts():
             return self._run(
-                stack, store=store, progress=progress, service=service, session=session
-            )
+                stack, store=store, progress=progress, service=service, session=session,
+                fresh_service=fresh_service,
+            )  # fmt: skip
 
     def _run(
         self,
@@ -117,6 +121,7 @@ class Experiment:
         progress: bool,
         service: ServiceProcess | None,
         session: Session | None,
+        fresh_service: bool,
     ) -> RunResult:
         scenario = self.scenario(id_max=stack.users)
         profile = {**self.profile(), "seed": scenario.seed}
@@ -126,7 +131,15 @@ class Experiment:
             name=self.name, labels=self.labels, settings=self.settings.to_dict(), profile=profile,
         )  # fmt: skip
         own = service is None
+        if service is None and session is not None:
+            service = session.service_for(self.settings, stack, fresh=fresh_service)
         svc = service or ServiceProcess(self.settings, stack)
+        reused = bool(svc.served)  # measured before: its pools, caches and imports are warm
+        log_mark = svc.log_size() if reused else 0
+        record.manifest["service"] = {
+            "reused": reused,
+            "runs_before": list(svc.served),
+        }
         generators = session.generators if session is not None else Generators()
         timings = record.timings
         try:
@@ -140,9 +153,13 @@ class Experiment:
                 # The load's worker processes start while the service boots (each takes most of
                 # a second to import), so that neither waits for the other.
                 generators.prepare(plan.processes)
-                if own:
+                if own and svc.proc is None:
                     svc.start()
                 timings["service_start_s"] = time.monotonic() - t0
+                record.manifest["service"].update(
+                    pid=svc.proc.pid if svc.proc is not None else None,
+                    spawned_at=svc.started_at,
+                )
                 if session is not None:  # the previous run's service is gone before this load
                     t1 = time.monotonic()
                     session.settle()
@@ -163,15 +180,17 @@ class Experiment:
             if session is None:
                 generators.close()
             server = record.stop_sampling()
-            log = svc.log if isinstance(svc.log, Path) else None
+            svc.served.append(record.run_id)
+            # a kept service's log holds earlier runs too: this run stores its own part
+            log = svc.log_since(log_mark) if isinstance(svc.log, Path) else None
             died = svc.exit_code()
             if died is not None:  # the service ended on its own: what was measured is no result
                 if record.status is RunStatus.FINISHED:
                     record.status = RunStatus.CRASHED
-                record.manifest["service"] = {
-                    "exit_code": died,
-                    "log_tail": _process.log_tail(log, SERVICE_LOG_TAIL) if log else "",
-                }
+                record.manifest["service"].update(
+                    exit_code=died,
+                    log_tail=_process.log_tail(log, SERVICE_LOG_TAIL) if log else "",
+                )
                 print(
                     f"the service died during run {record.run_id} (exit code {died}); stored as "
                     f"{record.status}, with its log's tail in the manifest",
@@ -179,7 +198,7 @@ class Experiment:
                     flush=True,
                 )
             if own and session is not None and record.status is RunStatus.FINISHED:
-                session.stop_later(svc)
+                session.release(svc)
             elif own:
                 t2 = time.monotonic()
                 svc.stop()
@@ -187,6 +206,8 @@ class Experiment:
             result = record.save(
                 server, settings=self.settings, files={"service.log": log} if log else None
             )
+            if log is not None and log != svc.log:
+                log.unlink(missing_ok=True)
         return result
 
 
@@ -203,6 +224,16 @@ class Session:
         self._stopping: list[threading.Thread] = []
         # Called when a run's load has ended (its results not yet sampled and stored).
         self.on_load_end: Callable[[], None] | None = None
+
+    def service_for(
+        self, settings: ServiceSettings, stack: Stack, *, fresh: bool = False
+    ) -> ServiceProcess | None:
+        """A running service the next run may measure (None: it starts its own)."""
+        return None
+
+    def release(self, service: ServiceProcess) -> None:
+        """A finished run's service: stopped in the background (a kept session keeps it)."""
+        self.stop_later(service)
 
     def stop_later(self, service: ServiceProcess) -> None:
         """Stop a service in the background; settle() waits for it."""

@@ -33,6 +33,8 @@ class ServiceProcess(_process.Managed):
     start_timeout: float = 30.0
     check_limits: bool = True  # refuse pools the database cannot hold (False to show what breaks)
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    # The runs measured on this process so far (a kept service serves several, in order).
+    served: list[str] = field(default_factory=list, init=False)
     _spawned_at: float = field(default=0.0, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -96,6 +98,43 @@ class ServiceProcess(_process.Managed):
             f"the service did not become healthy in {self.start_timeout:g} s (last: {last}); "
             f"log {self.log}:\n{_process.log_tail(self.log)}"
         )
+
+    def healthy(self, *, timeout: float = 1.0) -> bool:
+        """True when the process runs and /health answers 200 within `timeout` s."""
+        if self.proc is None or self.proc.poll() is not None:
+            return False
+        try:
+            # verify=False: no CA bundle to load (~50 ms) for plain http
+            answer = httpx.get(self.url + "/health", timeout=timeout, verify=False)
+            return answer.status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    @property
+    def started_at(self) -> float:
+        """When the process was spawned (epoch s; 0 before start)."""
+        return self._spawned_at
+
+    def log_size(self) -> int:
+        """The log's length in bytes now (a mark for log_since)."""
+        try:
+            return self.log.stat().st_size if self.log is not None else 0
+        except OSError:
+            return 0
+
+    def log_since(self, mark: int) -> Path | None:
+        """A file holding what the log got after `mark` (a run's part of a kept service's log)."""
+        if self.log is None or not self.log.exists():
+            return None
+        if mark <= 0:
+            return self.log
+        with self.log.open("rb") as source:
+            source.seek(mark)
+            part = source.read()
+        fd, name = tempfile.mkstemp(prefix="workbench-service-part-", suffix=".log")
+        with os.fdopen(fd, "wb") as out:
+            out.write(part)
+        return Path(name)
 
     def metrics(self) -> str:
         """The service's /metrics page (Prometheus text)."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from workbench.load import progress
@@ -17,6 +19,9 @@ MIME_PLOTLY = "application/vnd.plotly.v1+json"
 # A kernel started by a Jupyter server (JupyterLab, Notebook) has a person watching its outputs;
 # papermill's and nbclient's kernels do not.
 SESSION_ENV = "JPY_SESSION_NAME"
+# "off": an unwatched kernel drops the per-second text lines instead of logging them (a sweep's
+# points, whose terminal shows a progress bar); else they go to the kernel's log (its stderr).
+LINES_ENV = "WORKBENCH_LOAD_LINES"
 # Labels that hold a study's id (a sweep's, a capacity search's...) or repeat the run's name.
 STUDY_LABELS = frozenset({"sweep", "point", "capacity", "ladder", "ladder_step", "tune"})
 TRACES = (  # (row column, name, subplot row, style)
@@ -63,7 +68,13 @@ def _layout() -> dict[str, Any]:
 def figure(rows: Sequence[Mapping[str, Any]], *, duration: float, title: str) -> dict[str, Any]:
     """The live chart of the seconds measured so far, as a plotly figure dict (x: 1 = first second)."""
     seconds = max(1, math.ceil(duration - 1e-9))
+    # A duration that is no whole number of seconds ends in a shorter second: labelled so.
+    partial = duration - (seconds - 1) if duration < seconds - 1e-9 else None
     x = [int(r["second"]) + 1 for r in rows]
+    hover = [
+        f"second {n} (its first {partial:g} s)" if partial and n == seconds else f"second {n}"
+        for n in x
+    ]
     data = []
     for column, name, row, style in TRACES:
         values = [_number(r.get(column)) for r in rows]
@@ -72,13 +83,17 @@ def figure(rows: Sequence[Mapping[str, Any]], *, duration: float, title: str) ->
         if column == "errors" and not any(values):
             continue
         suffix = "" if row == 1 else "2"
-        trace = {"type": "scatter", "x": x, "y": values, "name": name, **style}
+        trace = {"type": "scatter", "x": x, "y": values, "name": name, "hovertext": hover, **style}
         data.append({**trace, "xaxis": f"x{suffix}", "yaxis": f"y{suffix}"})
     layout = copy.deepcopy(_layout())
     layout["title"] = {"text": title}
     dtick = 1 if seconds <= 20 else None
     for axis in ("xaxis", "xaxis2"):
         layout[axis].update(range=[0.5, seconds + 0.5], dtick=dtick)
+        if partial and dtick:
+            ticks = list(range(1, seconds + 1))
+            labels = [str(n) for n in ticks[:-1]] + [f"{seconds} ({partial:g} s)"]
+            layout[axis].update(tickmode="array", tickvals=ticks, ticktext=labels)
     return {"data": data, "layout": layout}
 
 
@@ -106,8 +121,9 @@ class LiveView:
 
     Watched (JupyterLab): redrawn every second, and the per-second text lines are left out.
     Unwatched (papermill): drawn once when a run's last second arrives, so the executed notebook
-    holds the final chart and the text lines go to the log as before. A cell that runs several
-    loads (a sweep, a capacity search, a ladder) redraws the same area with each step.
+    holds the final chart; the text lines go to the kernel's log (kernel_log), not into the
+    notebook. A cell that runs several loads (a sweep, a capacity search, a ladder) redraws the
+    same area with each step.
     """
 
     def __init__(self, *, watched: bool) -> None:
@@ -119,6 +135,7 @@ class LiveView:
         self.runs = 0
         self.started: RunStarted | None = None
         self.rows: list[dict[str, Any]] = []
+        self.so_far: Mapping[str, Any] = {}
         self.duration = 0.0
 
     def __call__(self, event: object) -> bool:
@@ -126,6 +143,7 @@ class LiveView:
             self._new_area_if_new_cell()
             self.runs += 1
             self.started, self.rows, self.duration = event, [], event.duration
+            self.so_far = {}
             if self.watched:
                 self._draw(waiting=True)
             return False
@@ -138,6 +156,7 @@ class LiveView:
                 self.started = None
             self.rows = []
         self.duration = event.duration
+        self.so_far = event.so_far
         self.rows.append(dict(event.row))
         last = event.index + 1 >= math.ceil(event.duration - 1e-9)
         if self.watched or last:
@@ -170,12 +189,18 @@ class LiveView:
             return f"{head}: starting the service and the warm-up..."
         total = max(1, math.ceil(self.duration - 1e-9))
         done = len(self.rows)
-        last = self.rows[-1] if self.rows else {}
-        p99 = _number(last.get("p99_ms"))
-        now = f"{_number(last.get('rate')) or 0:,.0f} req/s, P99 " + (
+        # The run's numbers over the seconds so far (its summary's, once all are in), not the
+        # last second's: one second's P99 rests on a hundredth of its requests.
+        so_far = self.so_far
+        p99 = _number(so_far.get("p99_ms"))
+        numbers = f"{_number(so_far.get('rate')) or 0:,.0f} req/s, P99 " + (
             f"{p99:.1f} ms" if p99 is not None else "-"
         )
-        return f"{head}: {done} of {total} s measured ({now})"
+        errors = int(so_far.get("errors") or 0)
+        if errors:
+            numbers += f", {errors:,} errors"
+        over = "whole run" if done >= total else "so far"
+        return f"{head}: {done} of {total} s measured ({over}: {numbers})"
 
     def _draw(self, *, waiting: bool = False, final: bool = False) -> None:
         """Show the chart so far: in place in JupyterLab, as the area's final output when final.
@@ -223,20 +248,44 @@ def _area() -> object:
 _VIEW: LiveView | None = None
 
 
+def kernel_log() -> Callable[[str], None]:
+    """A writer of lines to the kernel process's own stderr: the terminal of papermill (or of
+    `workbench report`) and the Jupyter server's log, never a cell's output."""
+    # ipykernel captures fd 2 into cell outputs; its stream's fileno() is the original one.
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        fd = sys.__stderr__.fileno() if sys.__stderr__ is not None else -1
+
+    def write(line: str) -> None:
+        if fd >= 0 and os.environ.get(LINES_ENV) != "off":
+            with contextlib.suppress(OSError):
+                os.write(fd, (line + "\n").encode())
+
+    return write
+
+
 def install() -> LiveView | None:
-    """Draw loads live in this kernel's cells (once per kernel); None outside a kernel."""
+    """Draw loads live in this kernel's cells (once per kernel); None outside a kernel.
+
+    Unwatched, the per-second text lines go to the kernel's log ($WORKBENCH_LOAD_LINES=off:
+    nowhere); watched, the live chart replaces them.
+    """
     global _VIEW
     if _shell() is None:
         return None
     if _VIEW is None:
         _VIEW = LiveView(watched=watched())
         progress.add(_VIEW)
+        if not _VIEW.watched:
+            progress.lines_to(kernel_log())
     return _VIEW
 
 
 def uninstall() -> None:
-    """Stop drawing loads live."""
+    """Stop drawing loads live (and print the per-second lines again)."""
     global _VIEW
     if _VIEW is not None:
         progress.remove(_VIEW)
+        progress.lines_to(None)
         _VIEW = None

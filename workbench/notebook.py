@@ -1,5 +1,5 @@
 """What a notebook kernel holds: figures that render in JupyterLab and in offline reports, a stack
-kept up between cells, and a one-line answer to an interrupt."""
+and a service kept up between cells, and a one-line answer to an interrupt."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from workbench.experiment import Session
+
 if TYPE_CHECKING:
-    from workbench.experiment import Session
+    from service.settings import ServiceSettings
+    from workbench.launcher import ServiceProcess
     from workbench.stack import Stack
 
 _MIME_PLOTLY = "application/vnd.plotly.v1+json"
@@ -58,13 +61,56 @@ def interrupt_line(exc: BaseException) -> str:
     return f"interrupted after {measured:g} s measured (a bare load: nothing stored)"
 
 
+class KeptSession(Session):
+    """The kernel's Session: besides the load workers, the last finished run's service stays up,
+    and the next run with the same settings on the same stack measures it again (warm: its
+    manifest says so); other settings, or `fresh`, stop it and start a new one.
+
+    keep_service=False: every run's service stops after it, as in any Session.
+    """
+
+    def __init__(self, *, keep_service: bool = True) -> None:
+        super().__init__()
+        self.keep_service = keep_service
+        self.service: ServiceProcess | None = None
+
+    def service_for(
+        self, settings: ServiceSettings, stack: Stack, *, fresh: bool = False
+    ) -> ServiceProcess | None:
+        """The kept service when it fits (same settings and stack, answering), else None."""
+        kept, self.service = self.service, None
+        if kept is None:
+            return None
+        if not fresh and kept.settings == settings and kept.stack is stack and kept.healthy():
+            return kept
+        self.stop_later(kept)  # the next load waits until it is gone (settle)
+        return None
+
+    def release(self, service: ServiceProcess) -> None:
+        """Keep a finished run's service for the next run."""
+        if self.service is not None and self.service is not service:
+            self.stop_later(self.service)
+        if self.keep_service:
+            self.service = service
+        else:
+            self.service = None
+            self.stop_later(service)
+
+    def close(self) -> None:
+        """Stop the kept service, wait for the ones stopping, stop the load workers."""
+        kept, self.service = self.service, None
+        if kept is not None:
+            self.stop_later(kept)
+        super().close()
+
+
 @dataclass
 class _Kept:
-    """The kernel's stack (and load workers), and what it was started for."""
+    """The kernel's stack and session (load workers, kept service), and what they are for."""
 
     key: tuple[Any, ...]
     stack: Stack
-    session: Session
+    session: KeptSession
 
 
 _KEPT: _Kept | None = None
@@ -80,8 +126,8 @@ def kept_stack(
     kept stack whose servers stopped answering is started again. stop(), or the kernel's exit,
     stops it.
     """
+    from workbench import live
     from workbench._errors import StackError
-    from workbench.experiment import Session
     from workbench.stack import DEFAULT_USERS, Stack, stack_dir
 
     global _KEPT, _STOP_AT_EXIT
@@ -97,12 +143,15 @@ def kept_stack(
         atexit.register(stop)  # the kernel's shutdown stops what it kept
         _STOP_AT_EXIT = True
     started = Stack(users=key[0], database_url=key[1], redis_url=key[2]).start()
-    _KEPT = _Kept(key=key, stack=started, session=Session())
+    # The service is kept for a person's reruns (JupyterLab); under papermill each run gets its
+    # own, so that a sweep's points on one warm kernel are measured alike, each on a new service.
+    _KEPT = _Kept(key=key, stack=started, session=KeptSession(keep_service=live.watched()))
     return started
 
 
-def kept_session() -> Session:
-    """The kernel's Session (load workers kept between runs), beside its kept_stack()."""
+def kept_session() -> KeptSession:
+    """The kernel's Session (load workers and the last service kept between runs), beside its
+    kept_stack(); `experiment.run(stack, session=..., fresh_service=True)` starts a new service."""
     if _KEPT is None:
         raise RuntimeError("no kept stack: call wb.kept_stack(...) first")
     return _KEPT.session

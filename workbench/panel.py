@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from service.settings import ServiceSettings
+from workbench.experiment import Session
 from workbench.params import PRESETS, Params, preset_settings
 from workbench.run import RunResult
 
@@ -30,6 +31,7 @@ class Choice:
     rate: float
     duration: float
     ids: str
+    fresh_service: bool = False  # a new service even when the kept one has these settings
 
     def settings(self, base: ServiceSettings | None = None) -> ServiceSettings:
         """The service's settings: the preset (or base), with the knobs turned."""
@@ -46,6 +48,14 @@ def settings_diff(settings: ServiceSettings | Mapping[str, Any]) -> str:
         settings = ServiceSettings(**settings)
     changed = settings.diff(ServiceSettings.naive())
     return ", ".join(f"{k}={v}" for k, v in changed.items()) or "naive"
+
+
+def service_state(run: RunResult) -> str:
+    """Whether a run's service was started for it or kept from earlier runs (warm)."""
+    service = run.manifest.get("service", {})
+    if not service.get("reused"):
+        return "new"
+    return f"kept (warm, run {len(service.get('runs_before', [])) + 1} on it)"
 
 
 def comparison(runs: Sequence[RunResult], *, seed: int = 0) -> pd.DataFrame:
@@ -67,6 +77,7 @@ def comparison(runs: Sequence[RunResult], *, seed: int = 0) -> pd.DataFrame:
             "run_id": run.run_id,
             "settings vs naive": settings_diff(run.manifest.get("settings", {})),
             "load": f"{load}, {profile.get('duration', 0):g} s, ids {profile.get('ids')}",
+            "service": service_state(run),
             "errors": summary.get("errors"),
             "bottleneck": summary.get("bottleneck"),
         }
@@ -81,7 +92,7 @@ def comparison(runs: Sequence[RunResult], *, seed: int = 0) -> pd.DataFrame:
 
 def shown(frame: pd.DataFrame) -> pd.DataFrame:
     """A comparison as people read it: each metric with its interval in one cell, rounded."""
-    out = frame[["settings vs naive", "load"]].copy()
+    out = frame[["settings vs naive", "load", "service"]].copy()
     for metric, label, digits in (
         ("throughput_rps", "req/s", 0), ("p50_ms", "P50 ms", 2), ("p95_ms", "P95 ms", 2),
         ("p99_ms", "P99 ms", 2),
@@ -108,6 +119,7 @@ class Panel:
         preset: str = "optimized",
         runs: Sequence[RunResult] = (),
         stack: Callable[[], Any] | None = None,
+        session: Session | None = None,
         store: Any = None,
         name: str = "panel",
     ) -> None:
@@ -117,7 +129,8 @@ class Panel:
         self.initial_preset = preset
         self.runs: list[RunResult] = list(runs)
         self.name = name
-        self._stack = stack  # None: the kernel's kept stack
+        self._stack = stack  # None: the kernel's kept stack (and its kept session)
+        self._session = session  # with `stack`: the session its runs share (None: none)
         self.store = store  # None: data/runs
         settings = params.settings
         style = {"description_width": "110px"}
@@ -149,6 +162,8 @@ class Panel:
         self.rate = number(w.BoundedFloatText, params.rate or 0.0, 0, 1e6, "rate (0: closed)")
         self.duration = number(w.BoundedFloatText, params.duration, 0.5, 3600, "duration (s)")
         self.ids = w.Dropdown(options=IDS, value=params.ids, description="ids", style=style, layout=layout)  # fmt: skip
+        # Off: a run with the settings of the last run measures its service again (warm).
+        self.fresh = w.Checkbox(value=False, description="fresh service", indent=False)
         self.button = w.Button(description="Run", button_style="primary", icon="play")
         self.status = w.HTML()
         self.output = w.Output()  # the running load's live chart
@@ -156,7 +171,7 @@ class Panel:
         self.preset.observe(self._preset_changed, names="value")
         self.button.on_click(lambda _: self.click())
         knobs = w.VBox([self.preset, *self.knobs.values()])
-        load = w.VBox([self.connections, self.rate, self.duration, self.ids])
+        load = w.VBox([self.connections, self.rate, self.duration, self.ids, self.fresh])
         self.widget = w.VBox(
             [
                 w.HTML("<b>Turn the knobs, press Run: each run is stored and compared below.</b>"),
@@ -182,6 +197,7 @@ class Panel:
             rate=float(self.rate.value),
             duration=float(self.duration.value),
             ids=str(self.ids.value),
+            fresh_service=bool(self.fresh.value),
         )
 
     def run(self) -> RunResult:
@@ -197,15 +213,19 @@ class Panel:
             labels={"panel_run": len(self.runs) + 1},
         )  # fmt: skip
         if self._stack is not None:
-            run = experiment.run(self._stack(), store=self.store, progress=False)
+            run = experiment.run(
+                self._stack(), store=self.store, session=self._session, progress=False,
+                fresh_service=chosen.fresh_service,
+            )  # fmt: skip
         else:
             stack = notebook.kept_stack(
                 users=self.params.users, database_url=self.params.database_url,
                 redis_url=self.params.redis_url,
             )  # fmt: skip
             run = experiment.run(
-                stack, store=self.store, session=notebook.kept_session(), progress=False
-            )
+                stack, store=self.store, session=notebook.kept_session(), progress=False,
+                fresh_service=chosen.fresh_service,
+            )  # fmt: skip
         self.runs.append(run)
         self._show_comparison()
         return run

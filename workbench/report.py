@@ -82,6 +82,8 @@ def execute(
     """
     import papermill
 
+    from workbench.live import LINES_ENV
+
     source = find_notebook(notebook)
     output = output or reports_dir() / source.name
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -92,8 +94,10 @@ def execute(
     kernel_name = kernel.kernel_name if kernel is not None else ensure_kernel()
     # Runs made by this execution record the notebook (the kernel inherits the environment),
     # and get a copy of it in their folder once it is written.
-    previous = {key: os.environ.get(key) for key in (NOTEBOOK_ENV, _secrets.REVEAL_ENV)}
+    previous = {key: os.environ.get(key) for key in (NOTEBOOK_ENV, _secrets.REVEAL_ENV, LINES_ENV)}
     os.environ[NOTEBOOK_ENV] = str(output.resolve())
+    # the loads' per-second lines: in the terminal beside papermill's log, or (sweeps) nowhere
+    os.environ[LINES_ENV] = "log" if log_output else "off"
     shown, real = _secrets.hide(dict(parameters or {}))
     if real:
         known = json.loads(previous[_secrets.REVEAL_ENV] or "{}")

@@ -37,6 +37,7 @@ class _Collector:
         self.total_lag = hist.new_histogram()
         self.window_lat = hist.new_histogram()  # merged per-second latency, for a partial result
         self.started_at = 0.0
+        self.measured_s = 0.0  # the seconds merged so far (the last one may be shorter)
         self.publish = True  # tell progress listeners of each merged second
 
     def complete(self) -> bool:
@@ -80,16 +81,28 @@ class _Collector:
             min(1.0, p["cpu"] + p.get("wait", 0.0)) for p in parts
         )
         self.rows.append(row)
-        shown = self.publish and _progress.publish(_progress.Second(second, profile.duration, row))
+        self.measured_s += length
+        shown = self.publish and _progress.publish(
+            _progress.Second(second, profile.duration, row, so_far=self._so_far())
+        )
         if self.plan.progress and not shown:  # a live view in a notebook replaces the line
             asked = f" (asked {row['asked_rate']:,.0f})" if profile.open_loop else ""
             p99 = row["p99_ms"]
             p99_text = "-" if math.isnan(p99) else f"{p99:.2f}"
-            print(
+            _progress.say(
                 f"  {second + length:6.1f}s  {row['rate']:9,.0f} req/s{asked}  "
-                f"errors {row['errors']:6d}  p99 {p99_text:>9} ms",
-                flush=True,
+                f"errors {row['errors']:6d}  p99 {p99_text:>9} ms"
             )
+
+    def _so_far(self) -> dict[str, Any]:
+        """The numbers of the seconds merged so far, as the run's summary will state them."""
+        measured = self.measured_s
+        return {
+            "measured_s": measured,
+            "rate": self.totals.get("completed", 0) / measured if measured > 0 else 0.0,
+            "errors": int(sum(self.totals.get(k, 0) for k in ERROR_CLASSES)),
+            "p99_ms": hist.percentile_ms(self.window_lat, 99),
+        }
 
     def partial(self, *, failure: str | None = None) -> LoadResult | None:
         """What the seconds merged so far measured (None before the first); flagged interrupted."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # A listener gets every event published in this process and returns True when it showed it to
@@ -13,6 +13,8 @@ from typing import Any
 Listener = Callable[[object], bool]
 
 _LISTENERS: list[Listener] = []
+# Where a load's per-second text lines go (when no listener showed the second): None, stdout.
+_LINES: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,9 @@ class Second:
     index: int  # 0 for the first measured second
     duration: float  # the load's measured seconds, as planned
     row: Mapping[str, Any]  # the per-second row: rate, errors, p50_ms, p95_ms, p99_ms, asked_rate
+    # The load's numbers over the seconds measured so far: measured_s, rate, errors, p99_ms
+    # (over the whole run when the last second arrives).
+    so_far: Mapping[str, Any] = field(default_factory=dict)
 
 
 def add(listener: Listener) -> None:
@@ -44,6 +49,20 @@ def listening(listener: Listener) -> Iterator[None]:
         yield
     finally:
         remove(listener)
+
+
+def lines_to(sink: Callable[[str], None] | None) -> None:
+    """Send the per-second text lines to sink from now on (None: stdout, as in a terminal)."""
+    global _LINES
+    _LINES = sink
+
+
+def say(line: str) -> None:
+    """Show one per-second text line where lines_to() sends them."""
+    if _LINES is None:
+        print(line, flush=True)
+    else:
+        _LINES(line)
 
 
 def publish(event: object) -> bool:
