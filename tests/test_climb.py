@@ -76,6 +76,15 @@ def test_one_round_gives_each_search_its_bisection_bracket() -> None:
     assert found.loc["+pool", "ratio_ci_high"] == pytest.approx(840 / 400)
 
 
+@pytest.mark.parametrize("rounds", [1, 3])
+def test_a_base_that_held_no_rate_gives_no_ratio_rather_than_failing(rounds: int) -> None:
+    # on a loaded machine naive can break at the lowest rate searched: capacity 0
+    found = table(measured({"naive": [0] * rounds, "+pool": [800] * rounds}), n_boot=200)
+    row = found.set_index("step").loc["+pool"]
+    assert row["capacity_rps"] == 800
+    assert row["ratio_to_naive"] != row["ratio_to_naive"]  # NaN
+
+
 def test_mechanism_names_the_stage_that_moved_most() -> None:
     before = anatomy(pool=(90.0, 180.0), query=(1.0, 2.0))
     after = anatomy(pool=(1.0, 2.0), query=(1.1, 2.1))

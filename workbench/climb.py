@@ -50,6 +50,11 @@ NOISE_MS = 0.1
 NOISE_SHARE = 0.1
 
 
+def _ratio(numerator: float, denominator: float) -> float:
+    """numerator / denominator, NaN when the denominator is 0 or NaN (a base that held no rate)."""
+    return numerator / denominator if denominator and denominator == denominator else math.nan
+
+
 def _optional(run: RunResult, method: str, default: Any) -> Any:
     """run.method() when the run has it (the anatomy and CPU-cost methods land separately)."""
     call = getattr(run, method, None)
@@ -281,13 +286,12 @@ def table(
         cap, cap_low, cap_high = _median_ci(capacity, draws, confidence)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio_boot = np.nanmedian(capacity[draws], axis=1) / base_boot
-            ratio = cap / float(np.nanmedian(base))
+            ratio = _ratio(cap, float(np.nanmedian(base)))
         ratio_low, ratio_high = interval(ratio_boot, confidence=confidence)
         if broke is not None:  # the ratio's interval spans the two brackets' ends
             cap_high = float(broke.get(name, math.nan))
             base_low, base_high = float(base[0]), float(broke.get(names[0], math.nan))
-            ratio_low = cap_low / base_high if base_high == base_high else math.nan
-            ratio_high = cap_high / base_low if base_low else math.nan
+            ratio_low, ratio_high = _ratio(cap_low, base_high), _ratio(cap_high, base_low)
         p95_ms, p95_low, p95_high = _median_ci(p95[name].to_numpy(), draws, confidence)
         frames = list(repeats["anatomy"])
         current = _mean_anatomy(frames)
