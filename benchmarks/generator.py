@@ -12,7 +12,6 @@ import os
 import re
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -60,45 +59,21 @@ CANNED_SERVER = textwrap.dedent(
 )
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    """Wait until something accepts connections on a loopback port."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server on port {port} did not start")
-
-
 @contextmanager
 def server(args: list[str], *, core: int, cwd: Path, port: int) -> Iterator[str]:
     """Run a server process pinned to one core; yields its URL; stops it (then kills it)."""
-    proc = subprocess.Popen(
-        args,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=lambda: os.sched_setaffinity(0, {core}),
-    )
+    from workbench import _process
+    from workbench._net import wait_for_port
+
+    log = cwd / f"server-{port}.log"
+    proc = _process.spawn(args, log=log, cwd=cwd)
     try:
-        wait_port(port)
+        os.sched_setaffinity(proc.pid, {core})  # its threads and workers, started later, inherit it
+        if not wait_for_port(port, timeout=20):
+            raise RuntimeError(f"server on port {port} did not start: {log.read_text()[-2000:]}")
         yield f"http://127.0.0.1:{port}/"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        _process.stop(proc, timeout=5)
 
 
 def run_wrk(url: str, *, connections: int, duration: float) -> tuple[float, float]:
@@ -164,6 +139,8 @@ def run_plain_httpx(url: str, *, connections: int, duration: float) -> tuple[flo
 
 
 def main() -> int:
+    from workbench import _net
+
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=64, help="connections for every tool")
@@ -184,7 +161,7 @@ def main() -> int:
         folder = Path(tmp)
         (folder / "bench_app.py").write_text(FASTAPI_APP)
         (folder / "canned.py").write_text(CANNED_SERVER)
-        port = free_port()
+        port = _net.free_port()
         uvicorn = [sys.executable, "-m", "uvicorn", "bench_app:app", "--port", str(port)]
         uvicorn += ["--workers", "1", "--loop", "uvloop", "--http", "httptools"]
         uvicorn += ["--log-level", "warning", "--no-access-log"]
@@ -221,7 +198,7 @@ def main() -> int:
                     ">= 0.95",
                 )
             )
-        port = free_port()
+        port = _net.free_port()
         canned = [sys.executable, "canned.py", str(port)]
         with server(canned, core=args.server_core, cwd=folder, port=port) as url:
             wrk_eff, eng_eff = [], []

@@ -118,6 +118,8 @@ class Measure:
     rps: float
     cpu_us: float  # the server's CPU time per request
     load: float  # the machine's 1-minute load average as the run ended
+    # garbage collections per 10,000 requests by generation (None: no /metrics with them)
+    gc_per_10k: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,17 +186,32 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return total
 
 
+def gc_collections(target: Target) -> tuple[float, ...] | None:
+    """The server's garbage collections so far by generation (prometheus_client's default
+    collector, on a single process's /metrics), or None where it has none (the bare app)."""
+    answer = httpx.get(target.url + "/metrics", timeout=10)
+    sample = parse_metrics(answer.text) if answer.status_code == 200 else {}
+    keys = [f"python_gc_collections_total{{generation={g}}}" for g in range(3)]
+    return tuple(sample[key] for key in keys) if all(key in sample for key in keys) else None
+
+
 def measure(target: Target, gen: str, *, duration: float, ids: int, connections: int) -> Measure:
-    """Load target with generator gen and measure its req/s and CPU per request."""
+    """Load target with generator gen and measure its req/s, CPU and collections per request."""
+    gc_before = gc_collections(target)
     before = cpu_seconds(target.pids)
     point = GENERATORS[gen](
         target.url, PATH, max_id=ids, duration=duration, connections=connections
     )
     spent = cpu_seconds(target.pids) - before
+    gc_after = gc_collections(target)
+    requests = max(1, point.requests)
     return Measure(
         rps=point.rps,
-        cpu_us=spent / max(1, point.requests) * 1e6,
+        cpu_us=spent / requests * 1e6,
         load=os.getloadavg()[0],
+        gc_per_10k=None
+        if gc_before is None or gc_after is None
+        else tuple((a - b) / requests * 1e4 for a, b in zip(gc_after, gc_before, strict=True)),
     )
 
 
@@ -242,6 +259,16 @@ def profile_table(profiles: dict[str, Profile]) -> str:
         + "".join(f" {100.0:>14.1f} {profiles[n].cpu_us:>8.1f}" for n in names)
     )
     return "\n".join(lines)
+
+
+def _collections(measures: Sequence[Measure]) -> str:
+    """Median garbage collections per 10,000 requests by generation: a burst of requests that
+    leaves a few more objects alive tips gen0 over its threshold, and each full collection then
+    walks the app's ~115,000 long-lived objects (docs/anatomy.md, "What it costs")."""
+    rows = [m.gc_per_10k for m in measures if m.gc_per_10k is not None]
+    if not rows:
+        return "-"
+    return "/".join(f"{statistics.median(row[g] for row in rows):.1f}" for g in range(3))
 
 
 def _spread(values: Sequence[float], fmt: str = ".3f") -> str:
@@ -389,11 +416,11 @@ def _run(
         loads = [m.load for ms in runs.values() for m in ms]
         print(f"\n{gen}: {args.rounds} rounds of {args.duration:g} s, {args.connections} "
               f"connections; load average (1 min) {min(loads):.1f}-{max(loads):.1f}")  # fmt: skip
-        print(f"{'server':<12} {'req/s':>24} {'CPU µs/req':>26}")
+        print(f"{'server':<12} {'req/s':>24} {'CPU µs/req':>26}   GC per 10k req (gen 0/1/2)")
         for target in targets:
             ms = runs[target.name]
             print(f"{target.name:<12} {_spread([m.rps for m in ms], ',.0f'):>24} "
-                  f"{_spread([m.cpu_us for m in ms], '.1f'):>26}")  # fmt: skip
+                  f"{_spread([m.cpu_us for m in ms], '.1f'):>26}   {_collections(ms)}")  # fmt: skip
         cpu = {t.name: statistics.median(m.cpu_us for m in runs[t.name]) for t in targets}
         print(f"service / bare, anatomy on:  {_spread(ratios['on/bare'])}"
               f"   by CPU per request: {cpu[bare.name] / cpu[on.name]:.3f}   (goal >= 0.8)")  # fmt: skip

@@ -1,7 +1,7 @@
 """Latency anatomy: where each request's time goes, stage by stage, recorded at little cost per request.
 
-A request's stages are timed into a `Timings` held in a context variable (each request runs in
-a task of its own, so each has its own). When the request ends, the middleware hands the
+A request's stages are timed into a `Timings` registered for the task serving it (each request
+runs in a task of its own, so each has its own). When the request ends, the middleware hands the
 timings to this process's `Recorder`, which only adds to plain lists; a background task moves
 the totals into Prometheus histograms a few times a second. Per-request Prometheus observations
 in multiprocess mode cost ~1 µs per value (a lock and an mmap write): a dozen of them per
@@ -10,10 +10,10 @@ request would be several percent of an L1-hit request.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import time
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from enum import StrEnum
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
@@ -90,19 +90,34 @@ class Timings:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_current: ContextVar[Timings | None] = ContextVar("anatomy", default=None)
+# The timings of each task serving a timed request. Not a ContextVar: setting one in a request's
+# task allocates a new context mapping and its node, collected objects that live until the task
+# is freed, an event-loop iteration after the response. Those few per request took a burst of
+# requests (read in one iteration) past the collector's gen0 threshold nearly every time: a
+# young collection every ~80 L1-hit requests and a full one of the app's ~115,000 long-lived
+# objects every ~8,000, ~20 µs per request in all (docs/anatomy.md). A dict entry, removed as
+# the request ends, leaves nothing behind.
+_by_task: dict[asyncio.Task[Any] | None, Timings] = {}
+_current_task = asyncio.current_task
 
 
 def current() -> Timings | None:
     """The timings of the request being served here, or None outside a timed request."""
-    return _current.get()
+    try:
+        return _by_task.get(_current_task())
+    except RuntimeError:  # no event loop running here
+        return None
 
 
 def begin() -> Timings:
-    """Start timing the request this task serves."""
-    timings = Timings()
-    _current.set(timings)
+    """Start timing the request this task serves (`end` when it is answered)."""
+    timings = _by_task[_current_task()] = Timings()
     return timings
+
+
+def end() -> None:
+    """Stop timing the request this task serves: its timings are no longer current."""
+    _by_task.pop(_current_task(), None)
 
 
 def handler(endpoint: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
@@ -110,7 +125,7 @@ def handler(endpoint: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
     @wraps(endpoint)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        timings = _current.get()
+        timings = current()
         if timings is None:
             return await endpoint(*args, **kwargs)
         timings.entered = time.perf_counter()
@@ -128,7 +143,7 @@ class timed:
     __slots__ = ("index", "timings", "start")
 
     def __init__(self, stage: Stage) -> None:
-        self.timings = _current.get()
+        self.timings = current()
         # outside a timed request (the anatomy off): no clock read, no stage lookup
         self.index = _INDEX[stage] if self.timings is not None else 0
         self.start = 0.0

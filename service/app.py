@@ -236,9 +236,11 @@ class _MetricsMiddleware:
             label = getattr(route, "path", "unmatched")
             ended = time.perf_counter()
             tally.request(label, status, ended - start)
-            if timings is not None and label not in _UNTIMED:
-                received = scope.get(anatomy.RECEIVED_KEY, 0.0)
-                anatomy.RECORDER.finish(timings, received=received, started=start, ended=ended)
+            if timings is not None:
+                anatomy.end()
+                if label not in _UNTIMED:
+                    received = scope.get(anatomy.RECEIVED_KEY, 0.0)
+                    anatomy.RECORDER.finish(timings, received=received, started=start, ended=ended)
             if not self.batched or (self.flush_when_idle and not tally.in_flight):
                 tally.flush()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import random
 import time
@@ -201,12 +200,10 @@ class MultiLevelCache:
         if not self._l2_available():
             return
         if self.write_behind:
-            # The response need not wait for Redis: the write runs on its own (a context of its
-            # own, so its time is not the request's). Beyond MAX_WRITES pending, L2 is skipped.
+            # The response need not wait for Redis: the write runs on its own (a task of its own,
+            # so its time is not the request's). Beyond MAX_WRITES pending, L2 is skipped.
             if len(self._writes) < MAX_WRITES:
-                task = asyncio.get_running_loop().create_task(
-                    self._write(key, value, seconds), context=contextvars.Context()
-                )
+                task = asyncio.get_running_loop().create_task(self._write(key, value, seconds))
                 self._writes.add(task)
                 task.add_done_callback(self._writes.discard)
             return

@@ -32,8 +32,6 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
 SOURCES = (
     "pyproject.toml",
-    "setup.py",
-    "MANIFEST.in",
     "README.md",
     "service",
     "workbench",
@@ -49,17 +47,22 @@ def run(argv: list[str | Path], **kwargs: object) -> subprocess.CompletedProcess
     return done
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project's wheel, built from a copy of its sources (the checkout stays clean)."""
-    source = tmp_path_factory.mktemp("source")
+def copy_sources(source: Path) -> Path:
+    """A copy of the project's sources in source (builds leave the checkout clean); source."""
     for name in SOURCES:
-        if (ROOT / name).is_dir():
+        if (ROOT / name).is_dir():  # workbench/notebooks, a link to notebooks/, copied as files
             shutil.copytree(
                 ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__")
             )
         else:
             shutil.copy(ROOT / name, source / name)
+    return source
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel, built from a copy of its sources."""
+    source = copy_sources(tmp_path_factory.mktemp("source"))
     dist = tmp_path_factory.mktemp("dist")
     run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
          "-w", dist, source])  # fmt: skip
@@ -107,6 +110,19 @@ def test_the_wheel_carries_every_notebook_and_template(wheel: Path) -> None:
         sorted(n.split("/")[-1] for n in names if n.startswith("workbench/notebooks/")) == NOTEBOOKS
     )
     assert "workbench/templates/offline/index.html.j2" in names
+
+
+def test_an_editable_install_is_a_path_line_built_without_a_banner(tmp_path: Path) -> None:
+    (source := tmp_path / "source").mkdir()
+    copy_sources(source)
+    build = [sys.executable, "-c", "from setuptools import build_meta; "
+             "print(build_meta.build_editable('dist'))"]  # fmt: skip
+    done = run(build, cwd=source)
+    # setuptools' import-finder strategy ends with an "Editable installation." banner on stderr
+    assert "Editable installation" not in done.stderr and "Warning" not in done.stderr
+    editable = zipfile.ZipFile(source / "dist" / done.stdout.strip().splitlines()[-1])
+    (pth,) = [n for n in editable.namelist() if n.endswith(".pth")]
+    assert editable.read(pth).decode().strip() == str(source)  # the checkout on sys.path
 
 
 def test_demo_from_an_empty_folder_then_init_report_and_sweep_there(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -67,18 +69,36 @@ def test_l1_rejects_a_zero_size() -> None:
         L1Cache(max_size=0)
 
 
+@contextlib.asynccontextmanager
+async def _listening(
+    stack: Stack, *options: dict[str, Any]
+) -> AsyncIterator[list[MultiLevelCache]]:
+    """One cache per options, each on Redis clients of its own and subscribed to invalidations."""
+    clients: list[aioredis.Redis] = []
+    caches: list[MultiLevelCache] = []
+    for kwargs in options:
+        redis, subscriber = (aioredis.Redis.from_url(stack.redis) for _ in range(2))
+        clients += (redis, subscriber)
+        caches.append(MultiLevelCache(redis=redis, subscriber=subscriber, **kwargs))
+    tasks = [asyncio.create_task(cache.listen()) for cache in caches]
+    try:
+        for cache in caches:
+            await asyncio.wait_for(cache.subscribed.wait(), 5)
+        yield caches
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for client in clients:
+            await client.aclose()
+
+
 def test_l2_is_shared_and_invalidation_reaches_other_instances(stack: Stack) -> None:
     async def scenario() -> None:
-        clients = [aioredis.Redis.from_url(stack.redis) for _ in range(4)]
-        a = MultiLevelCache(redis=clients[0], subscriber=clients[1], l2_ttl=30)
-        b = MultiLevelCache(redis=clients[2], subscriber=clients[3], l2_ttl=30)
-        tasks = [asyncio.create_task(c.listen()) for c in (a, b)]
-        try:
-            await asyncio.wait_for(a.subscribed.wait(), 5)
-            await asyncio.wait_for(b.subscribed.wait(), 5)
+        async with _listening(stack, {"l2_ttl": 30}, {"l2_ttl": 30}) as (a, b):
             key = f"test:{uuid.uuid4().hex}"
             await a.set(key, b"value")
-            assert 0 < await clients[0].ttl(KEY_PREFIX + key) <= 30
+            assert 0 < await a.redis.ttl(KEY_PREFIX + key) <= 30
             assert await b.get(key) == b"value"  # from L2
             assert key in b.l1  # ...and now in b's L1
             await a.invalidate([key])
@@ -87,25 +107,13 @@ def test_l2_is_shared_and_invalidation_reaches_other_instances(stack: Stack) -> 
                 await asyncio.sleep(0.005)
             assert key not in b.l1
             assert await b.get(key) is None
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            for client in clients:
-                await client.aclose()
 
     asyncio.run(scenario())
 
 
 def test_a_read_racing_a_write_is_removed_by_the_second_round(stack: Stack) -> None:
     async def scenario() -> None:
-        clients = [aioredis.Redis.from_url(stack.redis) for _ in range(4)]
-        writer = MultiLevelCache(redis=clients[0], subscriber=clients[1], repeat_after=0.1)
-        reader = MultiLevelCache(redis=clients[2], subscriber=clients[3])
-        tasks = [asyncio.create_task(c.listen()) for c in (writer, reader)]
-        try:
-            await asyncio.wait_for(writer.subscribed.wait(), 5)
-            await asyncio.wait_for(reader.subscribed.wait(), 5)
+        async with _listening(stack, {"repeat_after": 0.1}, {}) as (writer, reader):
             key = f"test:race:{uuid.uuid4().hex}"
             await writer.invalidate([key])
             await asyncio.sleep(0.02)
@@ -115,12 +123,6 @@ def test_a_read_racing_a_write_is_removed_by_the_second_round(stack: Stack) -> N
             assert key not in reader.l1  # ...until the second round
             assert await writer.get(key) is None
             await writer.close()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            for client in clients:
-                await client.aclose()
 
     asyncio.run(scenario())
 
