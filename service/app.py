@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import time
@@ -106,6 +107,10 @@ def create_app(
             )
             await res.upstream.start()
         app.state.res = res
+        if settings.gc_freeze:
+            gc.collect()
+            gc.freeze()
+            metrics.GC_FROZEN.set(gc.get_freeze_count())
         try:
             yield
         finally:

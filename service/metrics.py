@@ -46,6 +46,11 @@ POOL_HOLD = Histogram(
 L1_ENTRIES = Gauge(
     "cache_l1_entries", "Entries in the L1 caches (max of the workers)", multiprocess_mode="livemax"
 )
+GC_FROZEN = Gauge(
+    "gc_frozen_objects",
+    "Objects moved out of the garbage collector's reach at start-up, gc_freeze (max of the workers)",
+    multiprocess_mode="livemax",
+)
 BATCH_PENDING = Gauge(
     "batcher_pending",
     "Lookups waiting in the batcher (max of the workers)",

@@ -133,6 +133,10 @@ class ServiceSettings:
     # Prometheus this often, on every scrape, and with several workers when one goes idle;
     # 0: at the end of every request (a lock per value, ~5% of an L1-hit request).
     metrics_flush_interval: float = 0.1
+    # Move every object alive after start-up (the imported app, its libraries: ~115k) out of the
+    # garbage collector's reach (gc.freeze): a full collection then walks only what requests
+    # allocate, not the whole heap (tens of ms each, ~30 us per request at 256 connections).
+    gc_freeze: bool = False
 
     def __post_init__(self) -> None:
         hints = get_type_hints(type(self))

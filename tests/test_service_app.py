@@ -235,6 +235,19 @@ def test_two_gunicorn_workers_serve_and_merge_their_metrics(stack: Stack) -> Non
         assert metric(page, "db_pool_size", engine="write") == 2 * settings.pool_size
 
 
+@pytest.mark.parametrize("server", ["uvicorn", "gunicorn"])
+def test_gc_freeze_moves_the_started_heap_out_of_the_collectors_reach(
+    stack: Stack, naive: ServiceProcess, server: str
+) -> None:
+    settings = ServiceSettings(
+        gc_freeze=True, server=server, workers=2 if server == "gunicorn" else 1
+    )
+    with ServiceProcess(settings, stack) as svc:
+        assert httpx.get(f"{svc.url}/users/1").status_code == 200
+        assert metric(svc.metrics(), "gc_frozen_objects") > 10_000  # the app and its libraries
+    assert metric(naive.metrics(), "gc_frozen_objects") == 0
+
+
 @pytest.mark.slow
 def test_model_cache_skips_serialization_and_follows_updates(stack: Stack) -> None:
     with ServiceProcess(ServiceSettings(model_cache=True), stack) as svc:
