@@ -73,6 +73,11 @@ def stack_processes(root: Path) -> list[str]:
     return found
 
 
+def serving(root: Path) -> bool:
+    """A point's service runs under root (not the stack's upstream fake, `-m service.upstream_fake`)."""
+    return any(line.endswith("-m service") for line in stack_processes(root))
+
+
 def four_points() -> Sweep:
     """Points of fixed length and little CPU (one uvicorn worker, a low open-loop rate), so that
     two of them side by side on this 2-core machine do not slow each other down much."""
@@ -178,7 +183,7 @@ def test_a_killed_worker_s_point_is_redone_on_the_other(
     thread.start()
     # kill worker 1 while its first point loads the service (its own stack under its folder)
     deadline = time.monotonic() + 120
-    while not any("-m service" in line for line in stack_processes(cluster_root / "cluster" / "1")):
+    while not serving(cluster_root / "cluster" / "1"):
         assert time.monotonic() < deadline and thread.is_alive(), out
         time.sleep(0.2)
     cluster.workers[1].status = Status.closing_gracefully  # type: ignore[attr-defined]  # no restart
@@ -195,17 +200,13 @@ def test_a_killed_worker_s_point_is_redone_on_the_other(
 
 
 @pytest.mark.slow
-def test_ctrl_c_cancels_the_points_and_stops_every_stack(
+def test_ctrl_c_cancels_the_points_ships_the_interrupted_runs_and_stops_every_stack(
     cluster: object, cluster_root: Path, tmp_path: Path
 ) -> None:
     def interrupt_once_both_load() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            running = [
-                any("-m service" in line for line in stack_processes(cluster_root / "cluster" / n))
-                for n in ("0", "1")
-            ]
-            if all(running):
+            if all(serving(cluster_root / "cluster" / n) for n in ("0", "1")):
                 os.kill(os.getpid(), signal.SIGINT)
                 return
             time.sleep(0.2)
@@ -217,7 +218,12 @@ def test_ctrl_c_cancels_the_points_and_stops_every_stack(
         four_points().run(Stack(users=TEST_USERS), store=store, progress=False, cluster=cluster)
     assert time.monotonic() - started < 100
     assert not stack_processes(cluster_root)  # both hosts' stacks, services and loads are gone
-    assert len(store.ids()) < 4  # the remaining points were cancelled
+    # the remaining points were cancelled; the two running ones came home as a local sweep
+    # stores them: interrupted, each naming its worker, and redone by a rerun
+    runs = store.runs()
+    assert len(runs) == 2 and set(runs["status"]) == {"interrupted"}, runs
+    assert set(runs["worker"]) == {"0", "1"}
+    assert not four_points().done(store)
 
 
 @pytest.mark.slow

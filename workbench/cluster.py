@@ -153,8 +153,14 @@ def bench_workers(client: Client) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def session(cluster: object) -> Iterator[_ClusterSession]:
-    """Connect to cluster; on leaving (Ctrl-C too) cancel what is left and stop every host's stack."""
+def session(
+    cluster: object, *, on_left: Callable[[Shipped], object] = lambda _: None
+) -> Iterator[_ClusterSession]:
+    """Connect to cluster; on leaving (Ctrl-C too) cancel what is left and stop every host's stack.
+
+    on_left: each point that ended after the cancel (interrupted, its partial run stored), as a
+    point ending normally would be, before the exception goes on.
+    """
     from workbench.load._distributed import connect
 
     with connect(cluster) as client:
@@ -162,7 +168,8 @@ def session(cluster: object) -> Iterator[_ClusterSession]:
         try:
             yield own
         except BaseException:
-            own.cancel()
+            for shipped in own.cancel():
+                on_left(shipped)
             raise
         finally:
             own.stop_stacks()
@@ -190,12 +197,19 @@ class _ClusterSession:
         self.futures.append(future)
         return future
 
-    def cancel(self) -> None:
-        """Cancel the points not started and interrupt the running ones (they store what they measured)."""
-        with contextlib.suppress(Exception):
-            self.client.cancel(self.futures)
+    def cancel(self) -> list[Shipped]:
+        """Cancel the points not started and interrupt the running ones; what they stored."""
+        # first: no point starts on a worker from now on, and the running ones store what
+        # they measured; their tasks end on the workers whatever becomes of their futures
         with contextlib.suppress(Exception):
             self.client.run(_interrupt_points, self.token)
+        with contextlib.suppress(Exception):
+            self.client.cancel(self.futures)
+        try:
+            left = self.client.run(_collect_left, self.token, CANCEL_WAIT_S, on_error="ignore")
+        except Exception:  # the scheduler gone meanwhile
+            return []
+        return [shipped for shipped_here in left.values() for shipped in shipped_here]
 
     def stop_stacks(self) -> None:
         """Stop the stack this session started on every worker."""
@@ -219,7 +233,11 @@ def ship_all(
     """
     from distributed import as_completed
 
-    with session(cluster) as own:
+    def on_left(shipped: Shipped) -> None:
+        shipped.save(store)
+        on_point(shipped)
+
+    with session(cluster, on_left=on_left) as own:
         bench_workers(own.client)
         futures = {own.submit(job, spec): job for job in jobs}
         for future in as_completed(futures, loop=own.client.loop):
@@ -386,7 +404,7 @@ def tune_on(
         return 0.0 if broken else rps
 
     again = None
-    with session(cluster) as own:
+    with session(cluster, on_left=lambda shipped: shipped.save(store)) as own:
         n_jobs = len(bench_workers(own.client))
         running: dict[Any, optuna.Trial] = {}
         done = as_completed(loop=own.client.loop)
@@ -454,7 +472,10 @@ def _quiet(_: str) -> None:
 
 _LOCK = threading.Lock()
 _AGENTS: dict[str, _Agent] = {}  # token → the agent a session started on this worker
-_ENDED: set[str] = set()  # tokens whose session ended: a late point starts no agent again
+_ENDED: set[str] = set()  # tokens whose session ended or was cancelled: no point starts again
+_RUNNING: dict[str, int] = {}  # token → its points running on this worker
+_LEFT: dict[str, list[Shipped]] = {}  # token → its points that ended after the cancel
+_QUIET = threading.Condition(_LOCK)  # notified when a point ends
 
 
 def host_root(worker_name: str) -> Path:
@@ -472,18 +493,22 @@ def host_root(worker_name: str) -> Path:
 class _Agent:
     """A child process of the worker holding a session's stack and load workers across its points.
 
-    It reads one scratch folder per line on stdin, runs that point, and answers `done CODE`;
-    SIGINT interrupts the point and ends it; the end of stdin ends it; either way its stack stops.
+    It answers `ready FOLDER` once its stack is up, then reads one scratch folder per line on
+    stdin, runs that point, and answers `done CODE`; SIGINT interrupts the point and ends it;
+    the end of stdin ends it; either way its stack stops.
     """
 
     proc: subprocess.Popen[bytes]
     log: Path
-    root: Path = Path()
+    worker: str
+    root: Path | None = None
+    failure: str = ""  # why it did not start
+    reported: bool = False  # its failure was raised to a point
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def start(cls, spec: StackSpec, *, worker: str) -> _Agent:
-        """The agent of a session on this worker, once its stack is up (it names its folder)."""
+    def spawn(cls, spec: StackSpec, *, worker: str) -> _Agent:
+        """Start the agent of a session on this worker (its stack starts; ready() waits for it)."""
         env = dict(os.environ)
         for name, url in (
             ("DATABASE_URL", spec.database_url),
@@ -496,14 +521,29 @@ class _Agent:
                 env.pop(name, None)  # this worker's own environment names no server of the sweep
         argv = [sys.executable, "-m", "workbench.cluster", str(spec.users or 0), worker]
         log = Path(tempfile.mkstemp(prefix="workbench-agent-", suffix=".log")[1])
-        agent = cls(_process.spawn(argv, log=log, env=env, pipe=True), log)
-        kind, _, root = agent._read().partition(" ")
-        if kind != "ready":
-            agent.stop()
-            tail = _process.log_tail(log, 30)
-            raise StackError(f"the stack on {worker} did not start ({kind} {root}); {tail}")
-        agent.root = Path(root)
-        return agent
+        return cls(_process.spawn(argv, log=log, env=env, pipe=True), log, worker)
+
+    @property
+    def spent(self) -> bool:
+        """A new agent is needed: this one's failure was reported, or it ended after starting."""
+        return self.reported or (self.root is not None and self.proc.poll() is not None)
+
+    def ready(self, *, report: bool = True) -> Path:
+        """Wait until the stack is up; its folder. StackError when it did not start (report:
+        the failure counts as told, and the next point starts a new agent)."""
+        with self.lock:
+            if self.root is None and not self.failure:
+                kind, _, root = self._read().partition(" ")
+                if kind == "ready":
+                    self.root = Path(root)
+                else:
+                    self.failure = f"{kind} {root}"
+                    self.stop()
+            if self.root is not None:
+                return self.root
+            self.reported = self.reported or report
+            tail = _process.log_tail(self.log, 30)
+            raise StackError(f"the stack on {self.worker} did not start ({self.failure}); {tail}")
 
     def _read(self) -> str:
         assert self.proc.stdout is not None
@@ -540,22 +580,47 @@ class _Agent:
 
 
 def _agent_for(token: str, spec: StackSpec, worker: str) -> _Agent:
+    """The agent of token on this worker, started if need be (the global lock is not held while
+    its stack starts: a cancel reaches it meanwhile)."""
     with _LOCK:
         if token in _ENDED:
             raise StackError("the sweep of this point ended (cancelled)")
         agent = _AGENTS.get(token)
-        if agent is None or agent.proc.poll() is not None:
-            agent = _AGENTS[token] = _Agent.start(spec, worker=worker)
-        return agent
+        if agent is None or agent.spent:
+            agent = _AGENTS[token] = _Agent.spawn(spec, worker=worker)
+    agent.ready()
+    return agent
 
 
 def _run_point(token: str, job: Job, spec: StackSpec) -> Shipped:
-    """The Dask task of one point: this worker's agent runs it, its runs come back as bytes."""
+    """The Dask task of one point: this worker's agent runs it, its runs come back as bytes.
+
+    A point that ends after its session was cancelled (its future with it) is also kept for
+    the client to collect (_collect_left).
+    """
     from distributed import get_worker
 
     worker = get_worker()
     name = str(worker.name if worker.name is not None else worker.address)
+    with _LOCK:
+        _RUNNING[token] = _RUNNING.get(token, 0) + 1
+    try:
+        shipped = _point(token, job, spec, name)
+        with _LOCK:
+            if token in _ENDED:
+                _LEFT.setdefault(token, []).append(shipped)
+        return shipped
+    finally:
+        with _QUIET:
+            _RUNNING[token] -= 1
+            if not _RUNNING[token]:
+                del _RUNNING[token]
+            _QUIET.notify_all()
+
+
+def _point(token: str, job: Job, spec: StackSpec, name: str) -> Shipped:
     agent = _agent_for(token, spec, name)
+    assert agent.root is not None
     scratch = agent.root / "points" / uuid.uuid4().hex[:12]
     scratch.mkdir(parents=True)
     try:
@@ -588,12 +653,25 @@ def _run_point(token: str, job: Job, spec: StackSpec) -> Shipped:
 
 
 def _interrupt_points(token: str) -> bool:
-    """Ctrl-C the agent of token on this worker (its point stores what it measured); True if any."""
+    """Cancel token's session on this worker: no point of it starts again, and its agent is
+    Ctrl-C'd (its running point stores what it measured); True if there was an agent."""
     with _LOCK:
+        _ENDED.add(token)
         agent = _AGENTS.get(token)
     if agent is not None:
         agent.interrupt()
     return agent is not None
+
+
+async def _collect_left(token: str, timeout: float) -> list[Shipped]:
+    """The points of token that ended here after the cancel, once none runs (within timeout)."""
+
+    def wait() -> list[Shipped]:
+        with _QUIET:
+            _QUIET.wait_for(lambda: not _RUNNING.get(token), timeout=timeout)
+            return _LEFT.pop(token, [])
+
+    return await asyncio.to_thread(wait)  # the worker's event loop goes on meanwhile
 
 
 async def _stop_stack(token: str) -> bool:
@@ -601,6 +679,7 @@ async def _stop_stack(token: str) -> bool:
     with _LOCK:
         agent = _AGENTS.pop(token, None)
         _ENDED.add(token)
+        _LEFT.pop(token, None)
     if agent is not None:
         await asyncio.to_thread(agent.stop)  # the worker's event loop goes on meanwhile
     return agent is not None
