@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -476,6 +476,7 @@ _ENDED: set[str] = set()  # tokens whose session ended or was cancelled: no poin
 _RUNNING: dict[str, int] = {}  # token → its points running on this worker
 _LEFT: dict[str, list[Shipped]] = {}  # token → its points that ended after the cancel
 _QUIET = threading.Condition(_LOCK)  # notified when a point ends
+_SPARES: dict[str, _Agent] = {}  # worker name → an idle agent (imports done, no stack yet)
 
 
 def host_root(worker_name: str) -> Path:
@@ -493,8 +494,9 @@ def host_root(worker_name: str) -> Path:
 class _Agent:
     """A child process of the worker holding a session's stack and load workers across its points.
 
-    It answers `ready FOLDER` once its stack is up, then reads one scratch folder per line on
-    stdin, runs that point, and answers `done CODE`; SIGINT interrupts the point and ends it;
+    It answers `idle` once it has imported what a point needs, reads its stack's spec (a line of
+    JSON), answers `ready FOLDER` once that stack is up, then reads one scratch folder per line
+    on stdin, runs that point, and answers `done CODE`; SIGINT interrupts the point and ends it;
     the end of stdin ends it; either way its stack stops.
     """
 
@@ -502,45 +504,57 @@ class _Agent:
     log: Path
     worker: str
     root: Path | None = None
+    imported: bool = False  # it answered `idle`
     failure: str = ""  # why it did not start
     reported: bool = False  # its failure was raised to a point
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def spawn(cls, spec: StackSpec, *, worker: str) -> _Agent:
-        """Start the agent of a session on this worker (its stack starts; ready() waits for it)."""
-        env = dict(os.environ)
-        for name, url in (
-            ("DATABASE_URL", spec.database_url),
-            ("REDIS_URL", spec.redis_url),
-            ("UPSTREAM_URL", spec.upstream_url),
-        ):
-            if url:
-                env[name] = url
-            else:
-                env.pop(name, None)  # this worker's own environment names no server of the sweep
-        argv = [sys.executable, "-m", "workbench.cluster", str(spec.users or 0), worker]
+    def spawn(cls, *, worker: str) -> _Agent:
+        """Start an agent on this worker: it imports what a point needs, then waits for begin()."""
+        argv = [sys.executable, "-m", "workbench.cluster", worker]
         log = Path(tempfile.mkstemp(prefix="workbench-agent-", suffix=".log")[1])
-        return cls(_process.spawn(argv, log=log, env=env, pipe=True), log, worker)
+        return cls(_process.spawn(argv, log=log, pipe=True), log, worker)
+
+    def begin(self, spec: StackSpec) -> None:
+        """Give the agent its session's stack: it starts it (ready() waits for it)."""
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps(asdict(spec)).encode() + b"\n")
+            self.proc.stdin.flush()
+        except OSError:  # it died before: ready() says how
+            pass
 
     @property
     def spent(self) -> bool:
         """A new agent is needed: this one's failure was reported, or it ended after starting."""
         return self.reported or (self.root is not None and self.proc.poll() is not None)
 
+    def idle(self) -> None:
+        """Wait until the agent has imported what a point needs (or failed to)."""
+        with self.lock:
+            self._idle()
+
+    def _idle(self) -> None:
+        if not self.imported and not self.failure:
+            line = self._read()
+            self.imported = line == "idle"
+            self.failure = "" if self.imported else line
+
     def ready(self, *, report: bool = True) -> Path:
         """Wait until the stack is up; its folder. StackError when it did not start (report:
         the failure counts as told, and the next point starts a new agent)."""
         with self.lock:
+            self._idle()
             if self.root is None and not self.failure:
                 kind, _, root = self._read().partition(" ")
                 if kind == "ready":
                     self.root = Path(root)
                 else:
                     self.failure = f"{kind} {root}"
-                    self.stop()
             if self.root is not None:
                 return self.root
+            self.stop()
             self.reported = self.reported or report
             tail = _process.log_tail(self.log, 30)
             raise StackError(f"the stack on {self.worker} did not start ({self.failure}); {tail}")
@@ -587,9 +601,42 @@ def _agent_for(token: str, spec: StackSpec, worker: str) -> _Agent:
             raise StackError("the sweep of this point ended (cancelled)")
         agent = _AGENTS.get(token)
         if agent is None or agent.spent:
-            agent = _AGENTS[token] = _Agent.spawn(spec, worker=worker)
+            agent = _SPARES.pop(worker, None)
+            if agent is None or agent.proc.poll() is not None:
+                agent = _Agent.spawn(worker=worker)
+            agent.begin(spec)
+            _AGENTS[token] = agent
     agent.ready()
     return agent
+
+
+def keep_spare(worker: str) -> None:
+    """Start an idle agent on this worker for the next session, unless one is there: its
+    imports (the larger part of an agent's start) are then paid before that session starts."""
+    with _LOCK:
+        spare = _SPARES.get(worker)
+        if spare is None or spare.proc.poll() is not None:
+            _SPARES[worker] = _Agent.spawn(worker=worker)
+
+
+async def wait_spare(dask_worker: Any) -> bool:
+    """Wait until this worker's idle agent has imported what a point needs; False if it has none
+    (for Client.run: a benchmark's sweep should not pay for it)."""
+    with _LOCK:
+        spare = _SPARES.get(_name_of(dask_worker))
+    if spare is None:
+        return False
+    await asyncio.to_thread(spare.idle)
+    return not spare.failure
+
+
+def dask_setup(worker: Any) -> None:
+    """A worker started with `--preload workbench.cluster` keeps an idle agent from the start."""
+    keep_spare(_name_of(worker))
+
+
+def _name_of(worker: Any) -> str:
+    return str(worker.name if worker.name is not None else worker.address)
 
 
 def _run_point(token: str, job: Job, spec: StackSpec) -> Shipped:
@@ -600,8 +647,7 @@ def _run_point(token: str, job: Job, spec: StackSpec) -> Shipped:
     """
     from distributed import get_worker
 
-    worker = get_worker()
-    name = str(worker.name if worker.name is not None else worker.address)
+    name = _name_of(get_worker())
     with _LOCK:
         _RUNNING[token] = _RUNNING.get(token, 0) + 1
     try:
@@ -674,14 +720,17 @@ async def _collect_left(token: str, timeout: float) -> list[Shipped]:
     return await asyncio.to_thread(wait)  # the worker's event loop goes on meanwhile
 
 
-async def _stop_stack(token: str) -> bool:
-    """End the agent of token on this worker, and with it its stack; True if there was one."""
+async def _stop_stack(token: str, dask_worker: Any = None) -> bool:
+    """End the agent of token on this worker, and with it its stack, then keep a spare for the
+    next session; True if there was an agent."""
     with _LOCK:
         agent = _AGENTS.pop(token, None)
         _ENDED.add(token)
         _LEFT.pop(token, None)
     if agent is not None:
         await asyncio.to_thread(agent.stop)  # the worker's event loop goes on meanwhile
+        if dask_worker is not None:
+            keep_spare(_name_of(dask_worker))
     return agent is not None
 
 
@@ -692,12 +741,9 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _agent_main(users: int | None, worker: str) -> int:
-    """Start this host's stack, then run the points named on stdin until it ends or we are stopped."""
-    from workbench.experiment import Session
-    from workbench.fingerprint import fingerprint, machine
-    from workbench.stack import DEFAULT_USERS, Stack
-
+def _agent_main(worker: str) -> int:
+    """Import what a point needs, read the stack's spec, start that stack, then run the points
+    named on stdin until it ends or we are stopped."""
     # SIGINT (a cancelled sweep) and SIGTERM (the worker died) stop the point as Ctrl-C does,
     # whatever the worker's own handlers were; leaving the `with` blocks stops the stack.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -706,24 +752,47 @@ def _agent_main(users: int | None, worker: str) -> int:
     # goes to the log, not into the answers.
     answers = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
-    where = {"worker": worker, "host": socket.gethostname(), "machine": machine(fingerprint())}
     try:
-        root = host_root(worker)
-        mode = _fs.TRAVERSABLE if _process.unprivileged_user() else _fs.PRIVATE
-        for folder in (root.parent.parent, root.parent, root):  # ours, never through a link
-            _fs.private_dir(folder, mode=mode)
-        os.environ["WORKBENCH_STACK_DIR"] = str(root)  # the services and loads we start
-        _wait_for_folder(root / "stack")
-        with (
-            Stack(users=users or DEFAULT_USERS, root=root / "stack", progress=_quiet) as stack,
-            Session() as s,
-        ):
-            answers.write(f"ready {root}\n")
-            while line := sys.stdin.readline():
-                code = _agent_point(Path(line.strip()), stack, s, where)
-                answers.write(f"done {code}\n")
-                if code == INTERRUPTED_EXIT:
-                    return code
+        from workbench.experiment import Session
+        from workbench.fingerprint import fingerprint, machine
+        from workbench.stack import DEFAULT_USERS, Stack
+        from workbench.store import Store  # noqa: F401  # a point's, imported before it starts
+
+        where = {"worker": worker, "host": socket.gethostname(), "machine": machine(fingerprint())}
+        with Session() as s:
+            # one load worker process started while idle: a point's load needs at least one
+            s.generators.prepare(1)
+            answers.write("idle\n")
+            line = sys.stdin.readline()
+            if not line:  # a spare that no session took
+                return 0
+            spec = StackSpec(**json.loads(line))
+            for name, url in (
+                ("DATABASE_URL", spec.database_url),
+                ("REDIS_URL", spec.redis_url),
+                ("UPSTREAM_URL", spec.upstream_url),
+            ):
+                if url:
+                    os.environ[name] = url
+                else:  # this worker's own environment names no server of the sweep
+                    os.environ.pop(name, None)
+            root = host_root(worker)
+            mode = _fs.TRAVERSABLE if _process.unprivileged_user() else _fs.PRIVATE
+            for folder in (root.parent.parent, root.parent, root):  # ours, never through a link
+                _fs.private_dir(folder, mode=mode)
+            os.environ["WORKBENCH_STACK_DIR"] = str(root)  # the services and loads we start
+            _wait_for_folder(root / "stack")
+            users = spec.users or DEFAULT_USERS
+            with Stack(users=users, root=root / "stack", progress=_quiet) as stack:
+                answers.write(f"ready {root}\n")
+                try:
+                    while line := sys.stdin.readline():
+                        code = _agent_point(Path(line.strip()), stack, s, where)
+                        answers.write(f"done {code}\n")
+                        if code == INTERRUPTED_EXIT:
+                            return code
+                finally:
+                    s.settle()  # the last point's service stops before its stack does
     except KeyboardInterrupt:
         return INTERRUPTED_EXIT
     except Exception as exc:
@@ -809,4 +878,4 @@ def _execute_notebook(
 
 
 if __name__ == "__main__":
-    sys.exit(_agent_main(int(sys.argv[1]) or None, sys.argv[2]))
+    sys.exit(_agent_main(sys.argv[1]))
