@@ -21,7 +21,7 @@ import pytest
 
 from service.settings import ServiceSettings
 from workbench._errors import InputError
-from workbench.cluster import StackSpec, by_machine
+from workbench.cluster import StackSpec, by_machine, wait_spare
 from workbench.experiment import Experiment
 from workbench.stack import Stack
 from workbench.store import Store
@@ -46,8 +46,9 @@ def cluster_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 @pytest.fixture
 def cluster(cluster_root: Path) -> Iterator[object]:
-    """A LocalCluster of 2 worker processes, each with bench=1: two "hosts" on this machine."""
-    from distributed import LocalCluster
+    """A LocalCluster of 2 worker processes, each with bench=1: two "hosts" on this machine,
+    started as the README says (`--preload workbench.cluster`: each keeps an idle agent)."""
+    from distributed import Client, LocalCluster
 
     with LocalCluster(
         n_workers=2,
@@ -55,7 +56,10 @@ def cluster(cluster_root: Path) -> Iterator[object]:
         processes=True,
         resources={"bench": 1},
         dashboard_address=":0",
+        preload=["workbench.cluster"],
     ) as local:
+        with Client(local, set_as_default=False) as client:  # type: ignore[no-untyped-call]
+            assert set(client.run(wait_spare).values()) == {True}  # imported, before any timing
         yield local
 
 
@@ -96,6 +100,13 @@ def _window(run_id: str, store: Store) -> tuple[float, float]:
     return start.timestamp(), end.timestamp()
 
 
+def phases(store: Store, started: float, ended: float) -> tuple[float, float, float, float]:
+    """A sweep's wall time, lead-in (its start to the first run's), runs' span and tail (s)."""
+    windows = [_window(run_id, store) for run_id in store.ids()]
+    first, last = min(start for start, _ in windows), max(end for _, end in windows)
+    return ended - started, first - started, last - first, ended - last
+
+
 def span_s(store: Store) -> float:
     """Seconds from the first run's start to the last run's end."""
     windows = [_window(run_id, store) for run_id in store.ids()]
@@ -122,16 +133,27 @@ def given_urls(stack: Stack) -> Stack:
 def test_two_hosts_run_four_points_in_half_the_time(
     cluster: object, cluster_root: Path, stack: Stack, tmp_path: Path
 ) -> None:
+    from distributed import Client
+
     local_store = Store(tmp_path / "local")
-    t0 = time.monotonic()
+    t0 = time.time()
     four_points().run(stack, store=local_store, progress=False)
-    local_s = time.monotonic() - t0
+    local = phases(local_store, t0, time.time())
 
     store = Store(tmp_path / "cluster")
-    t0 = time.monotonic()
+    t0 = time.time()
     summary = four_points().run(given_urls(stack), store=store, progress=False, cluster=cluster)
-    cluster_s = time.monotonic() - t0
-    print(f"4 points: {local_s:.1f} s here, {cluster_s:.1f} s on 2 workers")
+    there = phases(store, t0, time.time())
+    # Printed, not asserted: on this 2-core machine the two "hosts" share the cores with the
+    # test process and the shared PostgreSQL (and, under `make test` or beside other work, with
+    # more), so two points side by side take longer than one alone (4.4 s alone, 8.5 s each side
+    # by side at a load average of 12); the whole sweep measured 0.63-0.84 of the local one here.
+    # benchmarks/cluster_sweep.py prints the same phases; hosts with cores of their own tend to 1/n.
+    for label, (wall, lead_in, span, tail) in (("here", local), ("2 workers", there)):
+        print(
+            f"4 points {label}: {wall:.1f} s (lead-in {lead_in:.1f}, span {span:.1f}, tail {tail:.1f})"
+        )
+    print(f"cluster / here: {there[0] / local[0]:.2f} (whole), {there[2] / local[2]:.2f} (span)")
 
     assert len(store.ids()) == 4 and len(summary) == 4
     assert set(summary["status"]) == {"finished"}
@@ -144,14 +166,14 @@ def test_two_hosts_run_four_points_in_half_the_time(
         assert len(run.series()) >= 1 and run.hdr_latency and run.hdr_service
     assert summary.attrs["machines"] == 1
     # Points take turns here and run two at a time there: the span from the first point's start
-    # to the last one's end about halves (the cluster adds a fixed cost: each worker starting its
-    # agent, not paid again per point).
-    here, there = span_s(local_store), span_s(store)
-    print(f"points' span: {here:.1f} s here, {there:.1f} s on 2 workers ({there / here:.0%})")
-    assert there < 0.7 * here
-    assert cluster_s < local_s  # the whole sweep too, the cluster's fixed cost included
-    assert busy_s(store) > 1.6 * there  # two points at once, most of the time
+    # to the last one's end shrinks by about half; the whole sweep too, its fixed cost included
+    # (connecting; each worker's idle agent starting its stack, not paid again per point).
+    assert there[2] < 0.7 * local[2]
+    assert there[0] < local[0]
+    assert busy_s(store) > 1.6 * there[2]  # two points at once, most of the time
     assert not stack_processes(cluster_root)
+    with Client(cluster, set_as_default=False) as client:  # type: ignore[no-untyped-call]
+        assert set(client.run(wait_spare).values()) == {True}  # an idle agent for the next sweep
     # resumable: a rerun measures nothing again
     again = four_points().run(given_urls(stack), store=store, progress=False, cluster=cluster)
     assert sorted(again["run_id"]) == sorted(summary["run_id"])
