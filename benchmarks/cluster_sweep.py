@@ -1,17 +1,17 @@
 """A sweep on a Dask LocalCluster of bench workers against the same sweep here; prints the ratio.
 
 `.venv/bin/python benchmarks/cluster_sweep.py --points 4 --workers 2 --duration 2` runs the
-sweep here, then on fresh workers (each starts its agent: imports, then its stack), then again
-on the same workers (each adopts the idle agent the first sweep left), and with `--preload` on
-workers started with `--preload workbench.cluster` (an idle agent from the start). For each it
-prints the whole wall time, its phases (lead-in: sweep start to the first run's start; the
-points' span; tail: the last run's end to the sweep's end) and the ratio to the sweep here.
+sweep here, then twice on plain workers (each sweep's agents import, then start their stack),
+then twice on workers started with `--preload workbench.cluster` (each keeps an idle agent, its
+imports done, so a sweep's agents only start their stack). For each it prints the whole wall
+time, its phases (lead-in: the sweep's start to the first run's; the points' span; tail: the
+last run's end to the sweep's end), the runs' mean length and the ratio to the sweep here.
 
 The workers attach to this machine's stack by its URLs (as tests/test_cluster.py does) unless
 `--embedded`: then each starts its own stack, as a benchmark host does. The points are light on
 CPU (one uvicorn worker, an open-loop rate), so that two "hosts" on one machine disturb each
-other little; with n hosts a sweep of many points tends to 1/n of its time here. Not a test: it
-prints what one run measured on this machine.
+other little; with n hosts of their own a sweep of many points tends to 1/n of its time here.
+Not a test: it prints what one run measured on this machine.
 """
 
 from __future__ import annotations
@@ -59,9 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=50.0, help="open-loop requests per second")
     parser.add_argument("--users", type=int, default=2_000, help="seeded users")
     parser.add_argument("--embedded", action="store_true", help="each worker starts its stack")
-    parser.add_argument(
-        "--preload", action="store_true", help="workers started with --preload workbench.cluster"
-    )
     args = parser.parse_args(argv)
     base = Experiment(
         settings=ServiceSettings(),
@@ -90,14 +87,13 @@ def main(argv: list[str] | None = None) -> int:
             here = timed(
                 "here", folder, lambda store: sweep().run(stack, store=store, progress=False)
             )
-            rows = [
-                here,
-                *on_cluster(
-                    args,
-                    folder,
-                    lambda s, c: sweep().run(there, store=s, progress=False, cluster=c),
-                ),
-            ]
+
+            def run(store: Store, cluster: object) -> object:
+                return sweep().run(there, store=store, progress=False, cluster=cluster)
+
+            rows = [here]
+            for preload in (False, True):
+                rows += on_cluster(args, folder, run, preload=preload)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(
@@ -117,14 +113,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def on_cluster(
-    args: argparse.Namespace, folder: Path, run: Callable[[Store, object], object]
+    args: argparse.Namespace,
+    folder: Path,
+    run: Callable[[Store, object], object],
+    *,
+    preload: bool,
 ) -> list[Timed]:
-    """The sweep on a new LocalCluster, twice: the second time its workers' agents are idle."""
+    """The sweep twice on a new LocalCluster (without or with the preload that keeps agents idle)."""
     from distributed import Client, LocalCluster
 
     from workbench.cluster import wait_spare
 
-    preload = ["workbench.cluster"] if args.preload else None
     with (
         LocalCluster(
             n_workers=args.workers,
@@ -132,15 +131,17 @@ def on_cluster(
             processes=True,
             resources={"bench": 1},
             dashboard_address=":0",
-            preload=preload,
+            preload=["workbench.cluster"] if preload else None,
         ) as cluster,
         Client(cluster, set_as_default=False) as client,  # type: ignore[no-untyped-call]
     ):
-        client.run(wait_spare)  # the idle agents' imports are no sweep's time
-        first = "preloaded workers" if args.preload else "fresh workers (agents start)"
-        rows = [timed(first, folder, lambda store: run(store, cluster))]
-        client.run(wait_spare)  # the idle agents the first sweep left
-        rows.append(timed("same workers (idle agents)", folder, lambda store: run(store, cluster)))
+        rows = []
+        for again in (False, True):
+            client.run(wait_spare)  # the idle agents' imports are no sweep's time
+            label = (
+                f"{'preloaded' if preload else 'plain'} workers, {'2nd' if again else '1st'} sweep"
+            )
+            rows.append(timed(label, folder, lambda store: run(store, cluster)))
     return rows
 
 

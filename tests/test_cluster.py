@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import psutil
@@ -30,6 +31,9 @@ from workbench.tune import tune
 
 from .conftest import TEST_USERS, processes_under
 
+if TYPE_CHECKING:
+    from distributed import LocalCluster
+
 QUICKSTART = str(Path(__file__).resolve().parent.parent / "notebooks" / "01_quickstart.ipynb")
 STACK_NAMES = ("postgres", "valkey", "redis", "uvicorn", "gunicorn")
 
@@ -44,22 +48,36 @@ def cluster_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture
-def cluster(cluster_root: Path) -> Iterator[object]:
-    """A LocalCluster of 2 worker processes, each with bench=1: two "hosts" on this machine,
-    started as the README says (`--preload workbench.cluster`: each keeps an idle agent)."""
-    from distributed import Client, LocalCluster
+def local_cluster(*, preload: bool) -> LocalCluster:
+    """A LocalCluster of 2 worker processes, each with bench=1: two "hosts" on this machine."""
+    from distributed import LocalCluster
 
-    with LocalCluster(
+    return LocalCluster(
         n_workers=2,
         threads_per_worker=1,
         processes=True,
         resources={"bench": 1},
         dashboard_address=":0",
-        preload=["workbench.cluster"],
-    ) as local:
+        preload=["workbench.cluster"] if preload else None,
+    )
+
+
+@pytest.fixture
+def cluster(cluster_root: Path) -> Iterator[object]:
+    """Two "hosts" started as the README says (`--preload workbench.cluster`: each keeps an
+    idle agent), their agents' imports done before any test times anything."""
+    from distributed import Client
+
+    with local_cluster(preload=True) as local:
         with Client(local, set_as_default=False) as client:  # type: ignore[no-untyped-call]
-            assert set(client.run(wait_spare).values()) == {True}  # imported, before any timing
+            assert set(client.run(wait_spare).values()) == {True}
+        yield local
+
+
+@pytest.fixture
+def plain_cluster(cluster_root: Path) -> Iterator[object]:
+    """Two "hosts" without the preload: each sweep's agents import, then start their stack."""
+    with local_cluster(preload=False) as local:
         yield local
 
 
@@ -250,12 +268,14 @@ def test_ctrl_c_cancels_the_points_ships_the_interrupted_runs_and_stops_every_st
 
 @pytest.mark.slow
 def test_tuner_runs_trials_in_parallel_one_per_host(
-    cluster: object, stack: Stack, tmp_path: Path
+    plain_cluster: object, stack: Stack, tmp_path: Path
 ) -> None:
+    from distributed import Client
+
     store = Store(tmp_path)
     tuning = tune(
         given_urls(stack),
-        cluster=cluster,
+        cluster=plain_cluster,
         space={"pool_size": ("int", 2, 10)},
         trials=4,
         slo="p95=10s",
@@ -271,6 +291,8 @@ def test_tuner_runs_trials_in_parallel_one_per_host(
     assert set(workers) == {"0", "1"}
     assert len(store.ids()) == 4
     assert busy_s(store) > 1.4 * span_s(store)  # trials overlapped: n_jobs = hosts
+    with Client(plain_cluster, set_as_default=False) as client:  # type: ignore[no-untyped-call]
+        assert set(client.run(wait_spare).values()) == {False}  # no idle agent kept here
 
 
 @pytest.mark.slow

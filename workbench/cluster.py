@@ -477,6 +477,7 @@ _RUNNING: dict[str, int] = {}  # token → its points running on this worker
 _LEFT: dict[str, list[Shipped]] = {}  # token → its points that ended after the cancel
 _QUIET = threading.Condition(_LOCK)  # notified when a point ends
 _SPARES: dict[str, _Agent] = {}  # worker name → an idle agent (imports done, no stack yet)
+_KEEP: set[str] = set()  # workers that keep an idle agent (started with the preload)
 
 
 def host_root(worker_name: str) -> Path:
@@ -541,9 +542,9 @@ class _Agent:
             self.imported = line == "idle"
             self.failure = "" if self.imported else line
 
-    def ready(self, *, report: bool = True) -> Path:
-        """Wait until the stack is up; its folder. StackError when it did not start (report:
-        the failure counts as told, and the next point starts a new agent)."""
+    def ready(self) -> Path:
+        """Wait until the stack is up; its folder. StackError when it did not start (then the
+        next point starts a new agent)."""
         with self.lock:
             self._idle()
             if self.root is None and not self.failure:
@@ -555,7 +556,7 @@ class _Agent:
             if self.root is not None:
                 return self.root
             self.stop()
-            self.reported = self.reported or report
+            self.reported = True
             tail = _process.log_tail(self.log, 30)
             raise StackError(f"the stack on {self.worker} did not start ({self.failure}); {tail}")
 
@@ -631,8 +632,25 @@ async def wait_spare(dask_worker: Any) -> bool:
 
 
 def dask_setup(worker: Any) -> None:
-    """A worker started with `--preload workbench.cluster` keeps an idle agent from the start."""
-    keep_spare(_name_of(worker))
+    """A worker started with `--preload workbench.cluster` keeps an idle agent, from its start
+    and again after each session (a scheduler or nanny given the preload keeps none)."""
+    from distributed import Worker
+
+    if isinstance(worker, Worker):
+        name = _name_of(worker)
+        with _LOCK:
+            _KEEP.add(name)
+        keep_spare(name)
+
+
+async def dask_teardown(worker: Any) -> None:
+    """Stop the idle agent of a closing worker (a worker sharing our process would leave it)."""
+    name = _name_of(worker)
+    with _LOCK:
+        _KEEP.discard(name)
+        spare = _SPARES.pop(name, None)
+    if spare is not None:
+        await asyncio.to_thread(spare.stop)
 
 
 def _name_of(worker: Any) -> str:
@@ -721,16 +739,17 @@ async def _collect_left(token: str, timeout: float) -> list[Shipped]:
 
 
 async def _stop_stack(token: str, dask_worker: Any = None) -> bool:
-    """End the agent of token on this worker, and with it its stack, then keep a spare for the
-    next session; True if there was an agent."""
+    """End the agent of token on this worker, and with it its stack (then a worker that keeps an
+    idle agent starts one for the next session); True if there was an agent."""
     with _LOCK:
         agent = _AGENTS.pop(token, None)
         _ENDED.add(token)
         _LEFT.pop(token, None)
     if agent is not None:
         await asyncio.to_thread(agent.stop)  # the worker's event loop goes on meanwhile
-        if dask_worker is not None:
-            keep_spare(_name_of(dask_worker))
+        name = _name_of(dask_worker) if dask_worker is not None else ""
+        if name in _KEEP:
+            keep_spare(name)
     return agent is not None
 
 
@@ -878,4 +897,9 @@ def _execute_notebook(
 
 
 if __name__ == "__main__":
-    sys.exit(_agent_main(sys.argv[1]))
+    code = _agent_main(sys.argv[1])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # What we started is stopped by now: skip the interpreter's teardown (with pandas and the
+    # rest loaded, 0.5-1.5 s on a busy machine), which the end of a sweep would wait for.
+    os._exit(code)
