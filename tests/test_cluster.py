@@ -162,11 +162,13 @@ def test_two_hosts_run_four_points_in_half_the_time(
     t0 = time.time()
     summary = four_points().run(given_urls(stack), store=store, progress=False, cluster=cluster)
     there = phases(store, t0, time.time())
-    # Printed, not asserted: on this 2-core machine the two "hosts" share the cores with the
-    # test process and the shared PostgreSQL (and, under `make test` or beside other work, with
-    # more), so two points side by side take longer than one alone (4.4 s alone, 8.5 s each side
-    # by side at a load average of 12); the whole sweep measured 0.63-0.84 of the local one here.
-    # benchmarks/cluster_sweep.py prints the same phases; hosts with cores of their own tend to 1/n.
+    # The ideal is 1/2. On this 2-core machine the two "hosts" share the cores with the test
+    # process and the shared PostgreSQL (and, under `make test` or beside other work, with more),
+    # so two points side by side take longer than one alone (4.4 s alone, 8.5 s each side by side
+    # at a load average of 12): the points' span measured 0.57-0.63 of the local one, the whole
+    # sweep 0.62-0.69 with preloaded workers (lead-in ~0.2 s, tail ~0.5 s). Hence bounds of 0.7
+    # and 0.8, not 0.5-0.65, which would fail on a busy machine; the ratios are printed, and
+    # benchmarks/cluster_sweep.py prints the same phases for plain and preloaded workers.
     for label, (wall, lead_in, span, tail) in (("here", local), ("2 workers", there)):
         print(
             f"4 points {label}: {wall:.1f} s (lead-in {lead_in:.1f}, span {span:.1f}, tail {tail:.1f})"
@@ -187,7 +189,7 @@ def test_two_hosts_run_four_points_in_half_the_time(
     # to the last one's end shrinks by about half; the whole sweep too, its fixed cost included
     # (connecting; each worker's idle agent starting its stack, not paid again per point).
     assert there[2] < 0.7 * local[2]
-    assert there[0] < local[0]
+    assert there[0] < 0.8 * local[0]
     assert busy_s(store) > 1.6 * there[2]  # two points at once, most of the time
     assert not stack_processes(cluster_root)
     with Client(cluster, set_as_default=False) as client:  # type: ignore[no-untyped-call]
