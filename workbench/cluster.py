@@ -3,9 +3,11 @@
 Each point is a Dask task holding the worker resource `bench` (start one worker per host with
 `--resources bench=1`, so that two points never share a machine). On each worker, a child process
 (the agent) holds the sweep's stack (embedded in the worker's own folder, or the URLs given) and a
-Session across its points, so that a point costs what it costs locally; Ctrl-C interrupts it, and
-a dead worker takes it down with its stack (children die with their parent). Each point's stored
-runs come back as bytes into the local store. The scheduler redoes a dead worker's point elsewhere.
+Session across its points, so that a point costs what it costs locally; Ctrl-C interrupts it (its
+partial run comes home as a local sweep stores it), and a dead worker takes it down with its
+stack (children die with their parent). Each point's stored runs come back as bytes into the
+local store. The scheduler redoes a dead worker's point elsewhere. A worker started with
+`--preload workbench.cluster` keeps an agent idle between sweeps, its imports done.
 """
 
 from __future__ import annotations
@@ -138,7 +140,8 @@ def bench_workers(client: Client) -> dict[str, str]:
         raise InputError(
             "cluster",
             f"no Dask worker offers the resource {RESOURCE!r}: start one worker per host with "
-            f"`dask worker SCHEDULER --nthreads 1 --resources {RESOURCE}=1`",
+            f"`dask worker SCHEDULER --nthreads 1 --resources {RESOURCE}=1 "
+            "--preload workbench.cluster`",
         )
     hosts = list(found.values())
     shared = sorted({h for h in hosts if hosts.count(h) > 1})
