@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import psutil
@@ -21,7 +22,7 @@ import pytest
 
 from service.settings import ServiceSettings
 from workbench._errors import InputError
-from workbench.cluster import StackSpec, by_machine
+from workbench.cluster import StackSpec, by_machine, wait_spare
 from workbench.experiment import Experiment
 from workbench.stack import Stack
 from workbench.store import Store
@@ -29,6 +30,9 @@ from workbench.sweep import Sweep
 from workbench.tune import tune
 
 from .conftest import TEST_USERS, processes_under
+
+if TYPE_CHECKING:
+    from distributed import LocalCluster
 
 QUICKSTART = str(Path(__file__).resolve().parent.parent / "notebooks" / "01_quickstart.ipynb")
 STACK_NAMES = ("postgres", "valkey", "redis", "uvicorn", "gunicorn")
@@ -44,18 +48,36 @@ def cluster_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture
-def cluster(cluster_root: Path) -> Iterator[object]:
+def local_cluster(*, preload: bool) -> LocalCluster:
     """A LocalCluster of 2 worker processes, each with bench=1: two "hosts" on this machine."""
     from distributed import LocalCluster
 
-    with LocalCluster(
+    return LocalCluster(
         n_workers=2,
         threads_per_worker=1,
         processes=True,
         resources={"bench": 1},
         dashboard_address=":0",
-    ) as local:
+        preload=["workbench.cluster"] if preload else None,
+    )
+
+
+@pytest.fixture
+def cluster(cluster_root: Path) -> Iterator[object]:
+    """Two "hosts" started as the README says (`--preload workbench.cluster`: each keeps an
+    idle agent), their agents' imports done before any test times anything."""
+    from distributed import Client
+
+    with local_cluster(preload=True) as local:
+        with Client(local, set_as_default=False) as client:  # type: ignore[no-untyped-call]
+            assert set(client.run(wait_spare).values()) == {True}
+        yield local
+
+
+@pytest.fixture
+def plain_cluster(cluster_root: Path) -> Iterator[object]:
+    """Two "hosts" without the preload: each sweep's agents import, then start their stack."""
+    with local_cluster(preload=False) as local:
         yield local
 
 
@@ -71,6 +93,11 @@ def stack_processes(root: Path) -> list[str]:
         if proc.name() in STACK_NAMES or "-m service" in line or "upstream_fake" in line:
             found.append(f"{pid}: {line[:120]}")
     return found
+
+
+def serving(root: Path) -> bool:
+    """A point's service runs under root (not the stack's upstream fake, `-m service.upstream_fake`)."""
+    return any(line.endswith("-m service") for line in stack_processes(root))
 
 
 def four_points() -> Sweep:
@@ -89,6 +116,13 @@ def _window(run_id: str, store: Store) -> tuple[float, float]:
     manifest = store.load(run_id).manifest
     start, end = (datetime.fromisoformat(manifest[k]) for k in ("started_at", "finished_at"))
     return start.timestamp(), end.timestamp()
+
+
+def phases(store: Store, started: float, ended: float) -> tuple[float, float, float, float]:
+    """A sweep's wall time, lead-in (its start to the first run's), runs' span and tail (s)."""
+    windows = [_window(run_id, store) for run_id in store.ids()]
+    first, last = min(start for start, _ in windows), max(end for _, end in windows)
+    return ended - started, first - started, last - first, ended - last
 
 
 def span_s(store: Store) -> float:
@@ -117,16 +151,29 @@ def given_urls(stack: Stack) -> Stack:
 def test_two_hosts_run_four_points_in_half_the_time(
     cluster: object, cluster_root: Path, stack: Stack, tmp_path: Path
 ) -> None:
+    from distributed import Client
+
     local_store = Store(tmp_path / "local")
-    t0 = time.monotonic()
+    t0 = time.time()
     four_points().run(stack, store=local_store, progress=False)
-    local_s = time.monotonic() - t0
+    local = phases(local_store, t0, time.time())
 
     store = Store(tmp_path / "cluster")
-    t0 = time.monotonic()
+    t0 = time.time()
     summary = four_points().run(given_urls(stack), store=store, progress=False, cluster=cluster)
-    cluster_s = time.monotonic() - t0
-    print(f"4 points: {local_s:.1f} s here, {cluster_s:.1f} s on 2 workers")
+    there = phases(store, t0, time.time())
+    # The ideal is 1/2. On this 2-core machine the two "hosts" share the cores with the test
+    # process and the shared PostgreSQL (and, under `make test` or beside other work, with more),
+    # so two points side by side take longer than one alone (4.4 s alone, 8.5 s each side by side
+    # at a load average of 12): the points' span measured 0.57-0.63 of the local one, the whole
+    # sweep 0.62-0.69 with preloaded workers (lead-in ~0.2 s, tail ~0.5 s). Hence bounds of 0.7
+    # and 0.8, not 0.5-0.65, which would fail on a busy machine; the ratios are printed, and
+    # benchmarks/cluster_sweep.py prints the same phases for plain and preloaded workers.
+    for label, (wall, lead_in, span, tail) in (("here", local), ("2 workers", there)):
+        print(
+            f"4 points {label}: {wall:.1f} s (lead-in {lead_in:.1f}, span {span:.1f}, tail {tail:.1f})"
+        )
+    print(f"cluster / here: {there[0] / local[0]:.2f} (whole), {there[2] / local[2]:.2f} (span)")
 
     assert len(store.ids()) == 4 and len(summary) == 4
     assert set(summary["status"]) == {"finished"}
@@ -139,14 +186,14 @@ def test_two_hosts_run_four_points_in_half_the_time(
         assert len(run.series()) >= 1 and run.hdr_latency and run.hdr_service
     assert summary.attrs["machines"] == 1
     # Points take turns here and run two at a time there: the span from the first point's start
-    # to the last one's end about halves (the cluster adds a fixed cost: each worker starting its
-    # agent, not paid again per point).
-    here, there = span_s(local_store), span_s(store)
-    print(f"points' span: {here:.1f} s here, {there:.1f} s on 2 workers ({there / here:.0%})")
-    assert there < 0.7 * here
-    assert cluster_s < local_s  # the whole sweep too, the cluster's fixed cost included
-    assert busy_s(store) > 1.6 * there  # two points at once, most of the time
+    # to the last one's end shrinks by about half; the whole sweep too, its fixed cost included
+    # (connecting; each worker's idle agent starting its stack, not paid again per point).
+    assert there[2] < 0.7 * local[2]
+    assert there[0] < 0.8 * local[0]
+    assert busy_s(store) > 1.6 * there[2]  # two points at once, most of the time
     assert not stack_processes(cluster_root)
+    with Client(cluster, set_as_default=False) as client:  # type: ignore[no-untyped-call]
+        assert set(client.run(wait_spare).values()) == {True}  # an idle agent for the next sweep
     # resumable: a rerun measures nothing again
     again = four_points().run(given_urls(stack), store=store, progress=False, cluster=cluster)
     assert sorted(again["run_id"]) == sorted(summary["run_id"])
@@ -178,7 +225,7 @@ def test_a_killed_worker_s_point_is_redone_on_the_other(
     thread.start()
     # kill worker 1 while its first point loads the service (its own stack under its folder)
     deadline = time.monotonic() + 120
-    while not any("-m service" in line for line in stack_processes(cluster_root / "cluster" / "1")):
+    while not serving(cluster_root / "cluster" / "1"):
         assert time.monotonic() < deadline and thread.is_alive(), out
         time.sleep(0.2)
     cluster.workers[1].status = Status.closing_gracefully  # type: ignore[attr-defined]  # no restart
@@ -195,17 +242,13 @@ def test_a_killed_worker_s_point_is_redone_on_the_other(
 
 
 @pytest.mark.slow
-def test_ctrl_c_cancels_the_points_and_stops_every_stack(
+def test_ctrl_c_cancels_the_points_ships_the_interrupted_runs_and_stops_every_stack(
     cluster: object, cluster_root: Path, tmp_path: Path
 ) -> None:
     def interrupt_once_both_load() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            running = [
-                any("-m service" in line for line in stack_processes(cluster_root / "cluster" / n))
-                for n in ("0", "1")
-            ]
-            if all(running):
+            if all(serving(cluster_root / "cluster" / n) for n in ("0", "1")):
                 os.kill(os.getpid(), signal.SIGINT)
                 return
             time.sleep(0.2)
@@ -217,17 +260,25 @@ def test_ctrl_c_cancels_the_points_and_stops_every_stack(
         four_points().run(Stack(users=TEST_USERS), store=store, progress=False, cluster=cluster)
     assert time.monotonic() - started < 100
     assert not stack_processes(cluster_root)  # both hosts' stacks, services and loads are gone
-    assert len(store.ids()) < 4  # the remaining points were cancelled
+    # the remaining points were cancelled; the two running ones came home as a local sweep
+    # stores them: interrupted, each naming its worker, and redone by a rerun
+    runs = store.runs()
+    interrupted = runs[runs["status"] == "interrupted"]
+    assert len(interrupted) == 2 and set(interrupted["worker"]) == {"0", "1"}, runs
+    assert len(runs) < 4
+    assert not set(interrupted["point"]) & four_points().done(store)
 
 
 @pytest.mark.slow
 def test_tuner_runs_trials_in_parallel_one_per_host(
-    cluster: object, stack: Stack, tmp_path: Path
+    plain_cluster: object, stack: Stack, tmp_path: Path
 ) -> None:
+    from distributed import Client
+
     store = Store(tmp_path)
     tuning = tune(
         given_urls(stack),
-        cluster=cluster,
+        cluster=plain_cluster,
         space={"pool_size": ("int", 2, 10)},
         trials=4,
         slo="p95=10s",
@@ -243,6 +294,8 @@ def test_tuner_runs_trials_in_parallel_one_per_host(
     assert set(workers) == {"0", "1"}
     assert len(store.ids()) == 4
     assert busy_s(store) > 1.4 * span_s(store)  # trials overlapped: n_jobs = hosts
+    with Client(plain_cluster, set_as_default=False) as client:  # type: ignore[no-untyped-call]
+        assert set(client.run(wait_spare).values()) == {False}  # no idle agent kept here
 
 
 @pytest.mark.slow
