@@ -71,7 +71,7 @@ def main(args: argparse.Namespace) -> int:
             warmup=_number("warmup", args.warmup),
             processes=_optional(_integer, "processes", args.processes),
             scenario=args.scenario,
-            ids=_optional(_integer, "ids", args.ids),
+            id_max=_optional(_integer, "ids", args.ids),
             timeout=_number("timeout", args.timeout),
             transport=args.transport,
             allow_remote=bool(args.allow_remote),
