@@ -103,7 +103,8 @@ class Experiment:
         record = Recording(
             new_run_id(self.name or load.path),
             store if store is not None else Store(),
-            name=self.name, labels=self.labels, settings=self.settings.to_dict(), profile=load.to_dict(),
+            name=self.name, labels=self.labels, settings=self.settings.to_dict(),
+            profile=load.to_dict(),
         )  # fmt: skip
         own = service is None
         if service is None and session is not None:
