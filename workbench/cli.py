@@ -16,6 +16,7 @@ from typing import Any
 from service.settings import ServiceSettings, SettingsError
 from workbench._errors import InputError, StackError, allowed, positive_float, positive_int
 from workbench.load import _cli as load_cli
+from workbench.load._load import Load
 from workbench.load._scenario import DISTRIBUTIONS
 from workbench.params import PRESETS
 
@@ -308,26 +309,22 @@ def _search_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.ids not in DISTRIBUTIONS:
         raise InputError("ids", f"must be one of {allowed(DISTRIBUTIONS)}, got {args.ids!r}")
     positive_int("repeats", args.repeats)
-    options = _run_options(args, ids=args.ids, zipf_s=args.zipf_s)
     return {
         "slo": SLO.parse(args.slo),
-        **options,
+        "load": _run_load(args, ids=args.ids, zipf_s=args.zipf_s),
         "start": positive_float("start", args.start),
         "limit": positive_float("limit", args.limit),
         "tolerance": positive_float("tolerance", args.tolerance),
     }
 
 
-def _run_options(args: argparse.Namespace, **shape: Any) -> dict[str, Any]:
-    """The checked `load` of `_run_arguments` (with shape, Load's fields, over it); users and
-    --json checked, not returned."""
-    from workbench.load import Load
-
+def _run_load(args: argparse.Namespace, **shape: Any) -> Load:
+    """The checked Load of `_run_arguments`, with shape (Load's fields) over it; users and --json
+    checked too."""
     positive_int("users", args.users)
     if args.json is not None and not args.json.parent.is_dir():
         raise InputError("json", f"no folder {args.json.parent} to write {args.json.name} in")
-    load = Load(path=args.path, duration=args.duration, warmup=args.warmup, **shape)
-    return {"load": load}
+    return Load(path=args.path, duration=args.duration, warmup=args.warmup, **shape)
 
 
 def _jsonable(value: Any) -> Any:
@@ -440,7 +437,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from workbench.stack import Stack
     from workbench.tune import DEFAULT_SPACE, check_space, tune
 
-    options = _run_options(args, connections=args.connections)
+    load = _run_load(args, connections=args.connections)
     trials = positive_int("trials", args.trials)
     slo = SLO.parse(args.slo)
     space = parse_value(args.space) if args.space else DEFAULT_SPACE
@@ -450,7 +447,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     base = preset_settings(args.preset, _overrides(args.overrides))
     with Stack(users=args.users) as stack:
         found = tune(
-            stack, base=base, space=space, trials=trials, slo=slo, seed=args.seed, **options,
+            stack, base=base, space=space, trials=trials, slo=slo, seed=args.seed, load=load,
         )  # fmt: skip
     print()
     print(found.sentence())
@@ -486,7 +483,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from workbench.stack import Stack
     from workbench.store import Store
 
-    load = _run_options(args, connections=args.connections)["load"]
+    load = _run_load(args, connections=args.connections)
     names = {"run_a": args.run_a, "run_b": args.run_b}
     store = Store()
     for name, value in names.items():
