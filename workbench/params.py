@@ -66,24 +66,21 @@ def check_params(
     zipf_s: Any = 1.1,
 ) -> Params:
     """Check a notebook's parameters; raise InputError naming the first bad one."""
-    duration = positive_float("duration", duration)
-    if duration > MAX_DURATION:
-        raise InputError("duration", f"must be <= {MAX_DURATION:g} s, got {duration:g}")
-    connections = positive_int("connections", connections)
-    if connections > MAX_CONNECTIONS:
-        raise InputError("connections", f"must be <= {MAX_CONNECTIONS}, got {connections}")
-    rate = positive_float("rate", rate, strict=False) or None
-    users = positive_int("users", users)
     if not isinstance(endpoint, str) or not endpoint.startswith("/"):
         raise InputError("endpoint", f"must be a path starting with '/', got {endpoint!r}")
+    load = Load(  # InputError names duration, connections, rate, ids or zipf_s
+        path=endpoint, duration=duration, connections=connections,
+        rate=positive_float("rate", rate, strict=False) or None, ids=ids, zipf_s=zipf_s,
+    )  # fmt: skip
+    if load.duration > MAX_DURATION:
+        raise InputError("duration", f"must be <= {MAX_DURATION:g} s, got {load.duration:g}")
+    if load.connections > MAX_CONNECTIONS:
+        raise InputError("connections", f"must be <= {MAX_CONNECTIONS}, got {load.connections}")
+    users = positive_int("users", users)
     if database_url:
         check_url("database_url", database_url, schemes=("postgresql", "postgres"))
     if redis_url:
         check_url("redis_url", redis_url, schemes=("redis",))
-    load = Load(  # InputError names ids or zipf_s
-        path=endpoint, connections=connections, duration=duration, rate=rate, ids=ids,
-        zipf_s=zipf_s,
-    )  # fmt: skip
     return Params(
         load=load,
         users=users,
