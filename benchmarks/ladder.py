@@ -105,7 +105,7 @@ def engine_generator(
     from workbench.load import run_load
 
     result = run_load(
-        base_url + path, connections=connections, duration=duration, warmup=0, ids=max_id,
+        base_url + path, connections=connections, duration=duration, warmup=0, id_max=max_id,
         processes=1, progress=False,
     )  # fmt: skip
     latency = result.percentiles_ms("latency")

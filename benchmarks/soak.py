@@ -62,7 +62,13 @@ def capacity(
     rate = START_RATE
     while True:
         result = run_load(
-            url, rate=rate, connections=256, duration=step_s, warmup=1.0, ids=users, progress=False
+            url,
+            rate=rate,
+            connections=256,
+            duration=step_s,
+            warmup=1.0,
+            id_max=users,
+            progress=False,
         )
         step = Step(
             rate=rate,
@@ -213,7 +219,7 @@ def main() -> None:
         # Caches warm first: a soak measures the steady state, not the cold start. Many
         # connections, so that the batcher's batches fill instead of waiting for its flush timer.
         warm = run_load(
-            url, connections=128, duration=args.warm, warmup=0.5, ids=args.users, progress=False
+            url, connections=128, duration=args.warm, warmup=0.5, id_max=args.users, progress=False
         )
         print(f"cache warm-up: {warm.requests:,} requests in {args.warm:g} s", flush=True)
         if args.rate is None:
@@ -230,7 +236,7 @@ def main() -> None:
         try:
             result = run_load(
                 url, rate=rate, connections=256, duration=args.duration, warmup=2.0,
-                ids=args.users, progress=False,
+                id_max=args.users, progress=False,
             )  # fmt: skip
         finally:
             sampler.stop()

@@ -55,6 +55,36 @@ def test_bad_input_is_named(kwargs: dict[str, object], name: str) -> None:
         Experiment(**kwargs)  # type: ignore[arg-type]
 
 
+def test_the_load_is_one_field_its_fields_also_given_by_keyword() -> None:
+    from dataclasses import replace
+
+    from workbench.load import Load
+
+    load = Load(connections=4, duration=1, rate=20)
+    assert Experiment(load=load) == Experiment(connections=4, duration=1, rate=20)
+    assert Experiment(load=load, rate=40).load == load.replace(rate=40)  # keywords over load
+    assert replace(Experiment(load=load), name="n").load is load
+    with pytest.raises(InputError, match="^load: "):
+        Experiment(load={"connections": 4})  # type: ignore[arg-type]
+
+
+def test_a_study_load_is_the_experiments_or_the_given_or_the_default() -> None:
+    from workbench.experiment import study_load
+    from workbench.load import Load
+
+    default, given = Load(connections=256), Load(connections=8)
+    assert study_load(None, None, default, {"rate": 5}).load == default.replace(rate=5)
+    assert study_load(None, given, default, {}).load == given
+    point = Experiment(name="p", labels={"a": 1}, connections=2)
+    assert study_load(point, None, default, {"duration": 2}) == Experiment(
+        name="p", labels={"a": 1}, connections=2, duration=2
+    )
+    with pytest.raises(InputError, match="^load: "):
+        study_load(point, given, default, {})
+    with pytest.raises(InputError, match="^pool_size: is no load option"):
+        study_load(None, None, default, {"pool_size": 5})
+
+
 @pytest.mark.alone
 @pytest.mark.slow
 def test_cost_per_request_by_component(stack: Stack, tmp_path: Path) -> None:

@@ -245,6 +245,19 @@ def test_connections_go_to_the_address_that_was_checked(
     assert asked_later == []
 
 
+def test_the_load_is_one_field_relative_to_the_target() -> None:
+    from workbench.load import Load
+
+    load = Load(path="/items/{id}", connections=4, rate=10, processes=1)
+    experiment = ExternalExperiment("http://127.0.0.1:9", load=load)
+    assert experiment == ExternalExperiment(
+        "http://127.0.0.1:9", path="/items/{id}", connections=4, rate=10, processes=1
+    )
+    assert ExternalExperiment("http://127.0.0.1:9").load.path == "/"  # an external root by default
+    plan = experiment.plan(progress=False)
+    assert plan.url == "http://127.0.0.1:9/items/{id}" and plan.profile == load.profile()
+
+
 def test_urls_with_a_password_are_stored_masked() -> None:
     experiment = ExternalExperiment(
         target_url="http://bench:S3CRET@127.0.0.1:8000",

@@ -97,7 +97,7 @@ def test_l1_and_batcher_stay_bounded_under_distinct_keys(service: ServiceProcess
         loading.set()
         result = run_load(
             service.url + "/users/{id}", connections=64, duration=2, warmup=0.2, processes=1,
-            ids=2_000, progress=False,
+            id_max=2_000, progress=False,
         )  # fmt: skip
     finally:
         stop.set()

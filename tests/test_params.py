@@ -16,10 +16,10 @@ def test_defaults_pass_and_build_the_preset() -> None:
 def test_checked_parameters_build_the_run_they_declare() -> None:
     params = check_params(duration=2, connections=8, rate=50, endpoint="/users/{id}/full")
     experiment = params.experiment(name="n")
-    assert (experiment.path, experiment.connections, experiment.duration) == (
-        "/users/{id}/full", 8, 2.0,
-    )  # fmt: skip
-    assert experiment.rate == 50 and experiment.settings == params.settings
+    load = experiment.load
+    assert load is params.load
+    assert (load.path, load.connections, load.duration) == ("/users/{id}/full", 8, 2.0)
+    assert load.rate == 50 and experiment.settings == params.settings
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ _NAMES: dict[str, tuple[str, str | None]] = {
     "ServiceProcess": ("workbench.launcher", "ServiceProcess"),
     "SLO": ("workbench.load", "SLO"),
     "Endpoint": ("workbench.load", "Endpoint"),
+    "Load": ("workbench.load", "Load"),
     "LoadPlan": ("workbench.load", "LoadPlan"),
     "LoadResult": ("workbench.load", "LoadResult"),
     "Scenario": ("workbench.load", "Scenario"),

@@ -15,7 +15,7 @@ from workbench._errors import InputError, StackError, positive_float, positive_i
 from workbench.compare import interval, resample
 from workbench.experiment import Experiment, Session, study_load
 from workbench.launcher import ServiceProcess
-from workbench.load import SLO
+from workbench.load import SLO, Load
 from workbench.run import RunResult
 from workbench.stack import Stack
 from workbench.store import Store, new_run_id
@@ -31,7 +31,7 @@ GENERATOR_RETRIES = 1
 # When the first rate breaks, step down this many times before giving up.
 STEPS_DOWN = 4
 # A search's load unless told otherwise (open loop: connections are a cap, the rate is the step's).
-CAPACITY_LOAD: dict[str, Any] = {"path": "/users/{id}", "connections": 256, "duration": 3.0}
+CAPACITY_LOAD = Load(path="/users/{id}", connections=256, duration=3.0)
 
 
 def breaks(run: RunResult, slo: SLO) -> list[str]:
@@ -169,19 +169,20 @@ def search(
     session: Session | None = None,
     service: ServiceProcess | None = None,
     progress: bool = True,
+    load: Load | None = None,
     experiment: Experiment | None = None,
-    **load: Any,
+    **shape: Any,
 ) -> Capacity:
     """Step the offered rate up by `factor` until the SLO breaks, then bisect to within `tolerance`.
 
-    The load of every step is `experiment`'s or Experiment's load fields given by
-    keyword (path, connections, duration, warmup, ids, zipf_s; defaults in CAPACITY_LOAD), at
-    the step's rate.
+    The load of every step is `experiment`'s, else `load` (default CAPACITY_LOAD), with Load's
+    fields given by keyword (path, connections, duration, warmup, ids...) over it, at the step's
+    rate.
 
     Every step runs on one service (`service`, or one started here) and one Session (`session`,
     or one opened here): the load's worker processes are started once for the whole search.
     """
-    point = study_load(experiment, CAPACITY_LOAD, load)
+    point = study_load(experiment, load, CAPACITY_LOAD, shape)
     slo = SLO.parse(slo) if isinstance(slo, str) else slo
     start = positive_float("start", start)
     limit = positive_float("limit", limit)
@@ -196,7 +197,7 @@ def search(
     def measure(rate: float, svc: ServiceProcess, shared: Session) -> bool:
         # Fresh ids each step (a random seed): replaying the last step's ids would find them cached.
         experiment = replace(
-            point, settings=settings, rate=rate, name="capacity",
+            point, settings=settings, load=point.load.replace(rate=rate), name="capacity",
             labels={**(labels or {}), "capacity": search_id},
         )  # fmt: skip
         for attempt in range(1 + GENERATOR_RETRIES):

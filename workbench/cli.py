@@ -16,6 +16,7 @@ from typing import Any
 from service.settings import ServiceSettings, SettingsError
 from workbench._errors import InputError, StackError, allowed, positive_float, positive_int
 from workbench.load import _cli as load_cli
+from workbench.load._load import Load
 from workbench.load._scenario import DISTRIBUTIONS
 from workbench.params import PRESETS
 
@@ -303,38 +304,27 @@ def _check_notebook_parameters(notebook: str, values: dict[str, Any]) -> None:
 
 def _search_options(args: argparse.Namespace) -> dict[str, Any]:
     """The checked options of a capacity search (InputError names the first bad one)."""
-    from workbench.experiment import Experiment
     from workbench.load import SLO
 
     if args.ids not in DISTRIBUTIONS:
         raise InputError("ids", f"must be one of {allowed(DISTRIBUTIONS)}, got {args.ids!r}")
     positive_int("repeats", args.repeats)
-    options = {
+    return {
         "slo": SLO.parse(args.slo),
-        **_run_options(args),
+        "load": _run_load(args, ids=args.ids, zipf_s=args.zipf_s),
         "start": positive_float("start", args.start),
         "limit": positive_float("limit", args.limit),
         "tolerance": positive_float("tolerance", args.tolerance),
-        "ids": args.ids,
-        "zipf_s": args.zipf_s,
     }
-    Experiment(path=args.path, ids=args.ids, zipf_s=args.zipf_s)  # checks path and zipf_s
-    return options
 
 
-def _run_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The checked options of `_run_arguments` (users and --json checked, not returned)."""
-    from workbench.experiment import Experiment
-
+def _run_load(args: argparse.Namespace, **shape: Any) -> Load:
+    """The checked Load of `_run_arguments`, with shape (Load's fields) over it; users and --json
+    checked too."""
     positive_int("users", args.users)
     if args.json is not None and not args.json.parent.is_dir():
         raise InputError("json", f"no folder {args.json.parent} to write {args.json.name} in")
-    Experiment(path=args.path)  # checks path
-    return {
-        "duration": positive_float("duration", args.duration),
-        "warmup": positive_float("warmup", args.warmup, strict=False),
-        "path": args.path,
-    }
+    return Load(path=args.path, duration=args.duration, warmup=args.warmup, **shape)
 
 
 def _jsonable(value: Any) -> Any:
@@ -381,7 +371,7 @@ def _cmd_ladder(args: argparse.Namespace) -> int:
             "slo": args.slo,
             "ids": args.ids,
             "repeats": args.repeats,
-            "duration": options["duration"],
+            "duration": options["load"].duration,
             "fixed_rate": fixed_rate,
             "steps": ladder.records(table),
         },
@@ -447,9 +437,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from workbench.stack import Stack
     from workbench.tune import DEFAULT_SPACE, check_space, tune
 
-    options = _run_options(args)
+    load = _run_load(args, connections=args.connections)
     trials = positive_int("trials", args.trials)
-    connections = positive_int("connections", args.connections)
     slo = SLO.parse(args.slo)
     space = parse_value(args.space) if args.space else DEFAULT_SPACE
     if not isinstance(space, dict):
@@ -458,8 +447,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     base = preset_settings(args.preset, _overrides(args.overrides))
     with Stack(users=args.users) as stack:
         found = tune(
-            stack, base=base, space=space, trials=trials, slo=slo, connections=connections,
-            seed=args.seed, **options,
+            stack, base=base, space=space, trials=trials, slo=slo, seed=args.seed, load=load,
         )  # fmt: skip
     print()
     print(found.sentence())
@@ -495,8 +483,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from workbench.stack import Stack
     from workbench.store import Store
 
-    options = _run_options(args)
-    connections = positive_int("connections", args.connections)
+    load = _run_load(args, connections=args.connections)
     names = {"run_a": args.run_a, "run_b": args.run_b}
     store = Store()
     for name, value in names.items():
@@ -513,10 +500,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         with Stack(users=args.users) as stack, Session() as session:
             for name, preset in measure.items():
                 print(f"--- measuring {preset} ({name})", flush=True)
-                runs[name] = Experiment(
-                    settings=preset_settings(preset), connections=connections, name=preset,
-                    **options,
-                ).run(stack, session=session)  # fmt: skip
+                runs[name] = Experiment(preset_settings(preset), load, name=preset).run(
+                    stack, session=session
+                )
     a, b = runs["run_a"], runs["run_b"]
     table = compare(a, b)
     print()

@@ -19,7 +19,7 @@ from workbench.capacity import MAX_BISECTIONS, TOLERANCE, search
 from workbench.compare import interval, resample
 from workbench.experiment import Experiment, Session, study_load
 from workbench.launcher import ServiceProcess
-from workbench.load import SLO
+from workbench.load import SLO, Load
 from workbench.run import RunResult
 from workbench.stack import Stack
 from workbench.store import Store, new_run_id
@@ -40,9 +40,7 @@ PUBLISHED_P95_MS = {"naive": 200.0, "+workers": 45.0}
 REPEATS = 3
 # The ladder's load unless told otherwise: the account's hot keys and richer responses, open loop
 # (connections a cap; the rate is fixed_rate or the capacity step's).
-LADDER_LOAD: dict[str, Any] = {
-    "path": "/users/{id}/full", "ids": "seed", "connections": 256, "duration": 3.0,
-}  # fmt: skip
+LADDER_LOAD = Load(path="/users/{id}/full", ids="seed", connections=256, duration=3.0)
 N_BOOT = 2000
 ANATOMY_COLUMNS = ("mean_ms", "p50_ms", "p95_ms", "share")
 # A stage's change is noise below this many ms, or this share of its larger time.
@@ -104,20 +102,22 @@ def measure(
     steps: Sequence[str] | None = None,
     store: Store | None = None,
     progress: bool = True,
+    load: Load | None = None,
     experiment: Experiment | None = None,
-    **load: Any,
+    **shape: Any,
 ) -> pd.DataFrame:
     """Every step measured `repeats` times, interleaved: round 1 climbs every step, then round 2...
 
     One row per round and step: the capacity search's bracket and the run at `fixed_rate` (its
     P95/P99, anatomy and CPU cost). All runs share one Session (load workers started once).
-    The load is `experiment`'s or Experiment's load fields by keyword (defaults in LADDER_LOAD).
+    The load is `experiment`'s, else `load` (default LADDER_LOAD), with Load's fields by keyword
+    over it.
     """
     slo = SLO.parse(slo) if isinstance(slo, str) else slo
     chosen = choose_steps(steps)
     repeats = positive_int("repeats", repeats)
     fixed_rate = positive_float("fixed_rate", fixed_rate)
-    point = study_load(experiment, LADDER_LOAD, load)
+    point = study_load(experiment, load, LADDER_LOAD, shape)
     climb_id = new_run_id("ladder")
     rows = []
     with Session() as session:
@@ -130,7 +130,8 @@ def measure(
                 labels = {"ladder": climb_id, "ladder_step": name, "ladder_round": round_}
                 with ServiceProcess(settings, stack) as svc:
                     fixed = replace(
-                        point, settings=settings, rate=fixed_rate, name=f"ladder {name}",
+                        point, settings=settings, load=point.load.replace(rate=fixed_rate),
+                        name=f"ladder {name}",
                         labels=labels,
                     ).run(stack, store=store, progress=False, service=svc, session=session)  # fmt: skip
                     if not svc.wait_idle():

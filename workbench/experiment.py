@@ -1,9 +1,8 @@
-"""Experiment: service settings + scenario + load profile → one measured, stored RunResult."""
+"""Experiment: service settings + a Load → one measured, stored RunResult."""
 
 from __future__ import annotations
 
 import dataclasses
-import random
 import sys
 import threading
 import time
@@ -14,14 +13,10 @@ from typing import Any
 
 from service.settings import ServiceSettings
 from workbench import _process
-from workbench._errors import InputError, positive_float, positive_int
+from workbench._errors import InputError
 from workbench._net import free_port
 from workbench.launcher import ServiceProcess
-from workbench.load import (
-    Generators,
-    LoadPlan,
-    Scenario,
-)
+from workbench.load import Generators, Load, LoadPlan
 from workbench.monitor import Monitor
 from workbench.recording import Recording
 from workbench.run import RunResult, RunStatus
@@ -29,62 +24,43 @@ from workbench.stack import Stack
 from workbench.store import Store, new_run_id
 
 SERVICE_LOG_TAIL = 40  # lines of a dead service's log kept in the run's manifest
-# The load's shape: the fields of Experiment and ExternalExperiment that LoadPlan.build takes as is.
-SHAPE = ("connections", "duration", "rate", "arrival", "warmup", "processes")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Experiment:
-    """One point to measure: the service's settings and the load to put on it."""
+    """One point to measure: the service's settings and the load to put on it.
+
+    Experiment(settings, load=Load(connections=32, rate=500)); Load's fields may also be given
+    by keyword (Experiment(settings, connections=32, rate=500)), over `load`'s.
+    """
 
     settings: ServiceSettings = field(default_factory=ServiceSettings.optimized)
-    path: str = "/users/{id}"
-    connections: int = 64
-    duration: float = 5.0
-    rate: float | None = None
-    arrival: str = "constant"
-    warmup: float = 1.0
-    processes: int | None = None
-    # Which ids `{id}` takes: uniform over the seeded users, or zipf (a few hot ids, as caches see).
-    ids: str = "uniform"
-    zipf_s: float = 1.1
-    # None: a fresh seed per run (recorded in the manifest), so runs do not replay each other's ids
-    # into warm caches; an int repeats a run's ids exactly.
-    seed: int | None = None
+    load: Load = field(default_factory=Load)
     name: str = ""
     labels: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.settings, ServiceSettings):
-            raise InputError("settings", f"must be a ServiceSettings, got {self.settings!r}")
-        if not isinstance(self.path, str) or not self.path.startswith("/"):
-            raise InputError("path", f"must start with '/', got {self.path!r}")
-        positive_int("connections", self.connections)
-        positive_float("duration", self.duration)
-        positive_float("warmup", self.warmup, strict=False)
-        if self.rate is not None:
-            positive_float("rate", self.rate)
-        self.scenario(id_max=1, seed=0)  # validates ids, zipf_s and seed
-
-    def scenario(self, *, id_max: int, seed: int | None = None) -> Scenario:
-        """The requests of this point: GET of `path`, `{id}` drawn over 1..id_max."""
-        if seed is None:
-            seed = self.seed if self.seed is not None else random.SystemRandom().randrange(2**31)
-        return dataclasses.replace(
-            Scenario.default(self.path, id_max=id_max),
-            ids=self.ids,
-            zipf_s=self.zipf_s,
-            seed=seed,
-        )
+    def __init__(
+        self,
+        settings: ServiceSettings | None = None,
+        load: Load | None = None,
+        *,
+        name: str = "",
+        labels: dict[str, Any] | None = None,
+        **shape: Any,
+    ) -> None:
+        settings = ServiceSettings.optimized() if settings is None else settings
+        if not isinstance(settings, ServiceSettings):
+            raise InputError("settings", f"must be a ServiceSettings, got {settings!r}")
+        if load is not None and not isinstance(load, Load):
+            raise InputError("load", f"must be a Load, got {load!r}")
+        object.__setattr__(self, "settings", settings)
+        object.__setattr__(self, "load", (load or Load()).replace(**shape))
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "labels", dict(labels or {}))
 
     def profile(self) -> dict[str, Any]:
         """The load profile as a JSON-able dict."""
-        return {
-            **load_profile(self),
-            "ids": self.ids,
-            "zipf_s": self.zipf_s if self.ids == "zipf" else None,
-            "seed": self.seed,
-        }
+        return self.load.to_dict()
 
     def run(
         self,
@@ -123,12 +99,12 @@ class Experiment:
         session: Session | None,
         fresh_service: bool,
     ) -> RunResult:
-        scenario = self.scenario(id_max=stack.users)
-        profile = {**self.profile(), "seed": scenario.seed}
+        load = self.load.seeded()  # the run's seed, recorded
         record = Recording(
-            new_run_id(self.name or self.path),
+            new_run_id(self.name or load.path),
             store if store is not None else Store(),
-            name=self.name, labels=self.labels, settings=self.settings.to_dict(), profile=profile,
+            name=self.name, labels=self.labels, settings=self.settings.to_dict(),
+            profile=load.to_dict(),
         )  # fmt: skip
         own = service is None
         if service is None and session is not None:
@@ -147,9 +123,7 @@ class Experiment:
                 t0 = time.monotonic()
                 if own and svc.port is None:
                     svc.port = free_port()  # the load's URL is known before the service starts
-                plan = LoadPlan.build(
-                    svc.url + self.path, **shape(self), scenario=scenario, progress=progress
-                )
+                plan = LoadPlan.build(svc.url, load, id_max=stack.users, progress=progress)
                 # The load's worker processes start while the service boots (each takes most of
                 # a second to import), so that neither waits for the other.
                 generators.prepare(plan.processes)
@@ -261,40 +235,17 @@ class Session:
         self.close()
 
 
-# What an Experiment's load is made of (its other fields: settings, name, labels).
-LOAD_FIELDS = frozenset({"path", *SHAPE, "ids", "zipf_s", "seed"})
-
-
 def study_load(
-    experiment: Experiment | None, defaults: Mapping[str, Any], load: Mapping[str, Any]
+    experiment: Experiment | None, load: Load | None, default: Load, shape: Mapping[str, Any]
 ) -> Experiment:
-    """The load of a study (capacity search, ladder, tuning), declared once as an Experiment.
-
-    experiment: the Experiment whose load every run repeats (settings are the study's to set);
-    load: Experiment's load fields by keyword (path, connections, duration, ids...), over
-    experiment or else over the study's defaults. InputError names a keyword that is no load field.
+    """The load of a study (capacity search, ladder, tuning) as an Experiment whose settings the
+    study sets: `experiment`'s load, else `load`, else the study's default, with `shape` (Load's
+    fields by keyword) over it. InputError names a keyword that is no load field.
     """
-    unknown = sorted(set(load) - LOAD_FIELDS)
-    if unknown:
-        raise InputError(
-            unknown[0], f"is no load option; the load's are {', '.join(sorted(LOAD_FIELDS))}"
-        )
     if experiment is not None:
         if not isinstance(experiment, Experiment):
             raise InputError("experiment", f"must be an Experiment, got {experiment!r}")
-        return dataclasses.replace(experiment, **load)
-    return Experiment(**{**defaults, **load})
-
-
-def shape(point: Any) -> dict[str, Any]:
-    """The load shape of a point (bundled or external): LoadPlan.build's options of that name."""
-    return {name: getattr(point, name) for name in SHAPE}
-
-
-def load_profile(point: Any) -> dict[str, Any]:
-    """The load profile of a run (bundled or external) as a JSON-able dict."""
-    return {
-        "path": point.path,
-        **shape(point),
-        "arrival": point.arrival if point.rate else None,
-    }
+        if load is not None:
+            raise InputError("load", "is the experiment's; give one or the other")
+        return dataclasses.replace(experiment, load=experiment.load.replace(**shape))
+    return Experiment(load=(load or default).replace(**shape))

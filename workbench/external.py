@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from workbench._errors import InputError, positive_float, positive_int
+from workbench._errors import InputError
 from workbench._secrets import mask_url
-from workbench.experiment import load_profile, shape
-from workbench.load import Generators, LoadPlan
+from workbench.load import Generators, Load, LoadPlan
 from workbench.load._plan import _resolve
 from workbench.monitor import Monitor
 from workbench.recording import Recording
@@ -18,20 +17,21 @@ from workbench.store import Store, new_run_id
 TARGET = "external"
 
 
-@dataclass(frozen=True)
+# An external target's load unless told otherwise: GET of its root.
+EXTERNAL_LOAD = Load(path="/")
+
+
+@dataclass(frozen=True, init=False)
 class ExternalExperiment:
-    """One point to measure on a running service at target_url (e.g. a fleet behind a balancer)."""
+    """One point to measure on a running service at target_url (e.g. a fleet behind a balancer).
+
+    The load goes to target_url + load.path; Load's fields may also be given by keyword, over
+    `load`'s (or EXTERNAL_LOAD's).
+    """
 
     target_url: str
     metrics_url: str | None = None
-    path: str = "/"
-    connections: int = 64
-    duration: float = 5.0
-    rate: float | None = None
-    arrival: str = "constant"
-    warmup: float = 1.0
-    processes: int | None = None
-    ids: int | None = None
+    load: Load = EXTERNAL_LOAD
     transport: str = "raw"
     allow_remote: bool = False
     cluster: object = field(default=None, compare=False)
@@ -40,34 +40,46 @@ class ExternalExperiment:
     name: str = ""
     labels: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.target_url, str) or not self.target_url.startswith(
-            ("http://", "https://")
-        ):
-            raise InputError("target_url", f"must be an http(s):// URL, got {self.target_url!r}")
-        if self.metrics_url is not None and (
-            not isinstance(self.metrics_url, str)
-            or not self.metrics_url.startswith(("http://", "https://"))
+    def __init__(
+        self,
+        target_url: str,
+        metrics_url: str | None = None,
+        load: Load | None = None,
+        *,
+        transport: str = "raw",
+        allow_remote: bool = False,
+        cluster: object = None,
+        pids: tuple[int, ...] = (),
+        name: str = "",
+        labels: dict[str, Any] | None = None,
+        **shape: Any,
+    ) -> None:
+        if not isinstance(target_url, str) or not target_url.startswith(("http://", "https://")):
+            raise InputError("target_url", f"must be an http(s):// URL, got {target_url!r}")
+        if metrics_url is not None and (
+            not isinstance(metrics_url, str) or not metrics_url.startswith(("http://", "https://"))
         ):
             raise InputError(
-                "metrics_url", f"must be an http(s):// URL or None, got {self.metrics_url!r}"
+                "metrics_url", f"must be an http(s):// URL or None, got {metrics_url!r}"
             )
-        if not isinstance(self.path, str) or not self.path.startswith("/"):
-            raise InputError("path", f"must start with '/', got {self.path!r}")
-        positive_int("connections", self.connections)
-        positive_float("duration", self.duration)
-        positive_float("warmup", self.warmup, strict=False)
-        if self.rate is not None:
-            positive_float("rate", self.rate)
-        if not isinstance(self.pids, tuple | list) or not all(
-            isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 for pid in self.pids
+        if load is not None and not isinstance(load, Load):
+            raise InputError("load", f"must be a Load, got {load!r}")
+        if not isinstance(pids, tuple | list) or not all(
+            isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 for pid in pids
         ):
-            raise InputError("pids", f"must be a tuple of process ids, got {self.pids!r}")
+            raise InputError("pids", f"must be a tuple of process ids, got {pids!r}")
+        for key, value in (
+            ("target_url", target_url), ("metrics_url", metrics_url),
+            ("load", (load or EXTERNAL_LOAD).replace(**shape)), ("transport", transport),
+            ("allow_remote", allow_remote), ("cluster", cluster), ("pids", tuple(pids)),
+            ("name", name), ("labels", dict(labels or {})),
+        ):  # fmt: skip
+            object.__setattr__(self, key, value)
 
     @property
     def url(self) -> str:
         """The URL the load goes to."""
-        return self.target_url.rstrip("/") + self.path
+        return self.target_url.rstrip("/") + self.load.path
 
     def target(self) -> dict[str, Any]:
         """What is recorded instead of service settings: the run's target is external."""
@@ -77,19 +89,19 @@ class ExternalExperiment:
             "metrics_url": mask_url(self.metrics_url) if self.metrics_url else None,
         }
 
-    def profile(self) -> dict[str, Any]:
-        """The load profile as a JSON-able dict."""
+    def profile(self, load: Load | None = None) -> dict[str, Any]:
+        """The load profile (this point's, or `load`) as a JSON-able dict."""
         return {
-            **load_profile(self),
-            "id_max": self.ids,  # here `ids` is the id range, not a distribution
+            **(load or self.load).to_dict(),
             "transport": self.transport,
             "cluster": _cluster_name(self.cluster),
         }
 
-    def plan(self, *, progress: bool = True) -> LoadPlan:
-        """The load of this point, checked (loopback unless allow_remote); start nothing."""
+    def plan(self, *, progress: bool = True, load: Load | None = None) -> LoadPlan:
+        """The load of this point (or `load`) bound to the target and checked (loopback unless
+        allow_remote); start nothing."""
         return LoadPlan.build(
-            self.url, **shape(self), ids=self.ids, transport=self.transport,
+            self.target_url, load or self.load, transport=self.transport,
             allow_remote=self.allow_remote, progress=progress, cluster=self.cluster is not None,
         )  # fmt: skip
 
@@ -118,12 +130,14 @@ class ExternalExperiment:
         The same pipeline as a bundled Experiment's: Ctrl-C or SIGTERM stores what was measured,
         marked interrupted, then raises KeyboardInterrupt (LoadInterrupted once the load began).
         """
-        plan = self.plan(progress=progress)
+        load = self.load.seeded()  # the run's seed, recorded
+        plan = self.plan(progress=progress, load=load)
         metrics_address = self._metrics_address()
         record = Recording(
-            new_run_id(self.name or f"external{self.path}"),
+            new_run_id(self.name or f"external{load.path}"),
             store if store is not None else Store(),
-            name=self.name, labels=self.labels, settings=self.target(), profile=self.profile(),
+            name=self.name, labels=self.labels, settings=self.target(),
+            profile=self.profile(load),
             extra={"target": TARGET},
         )  # fmt: skip
         # Local generators are watched for their CPU (a cluster's run elsewhere); the service only

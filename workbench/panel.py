@@ -11,6 +11,7 @@ import pandas as pd
 
 from service.settings import ServiceSettings
 from workbench.experiment import Session
+from workbench.load import Load
 from workbench.params import PRESETS, Params, preset_settings
 from workbench.run import RunResult
 
@@ -27,10 +28,7 @@ class Choice:
 
     preset: str
     knobs: Mapping[str, Any]
-    connections: int
-    rate: float
-    duration: float
-    ids: str
+    load: Load
     fresh_service: bool = False  # a new service even when the kept one has these settings
 
     def settings(self, base: ServiceSettings | None = None) -> ServiceSettings:
@@ -158,10 +156,11 @@ class Panel:
                 layout=layout,
             ),  # fmt: skip
         }
-        self.connections = number(w.BoundedIntText, params.connections, 1, 10_000, "connections")
-        self.rate = number(w.BoundedFloatText, params.rate or 0.0, 0, 1e6, "rate (0: closed)")
-        self.duration = number(w.BoundedFloatText, params.duration, 0.5, 3600, "duration (s)")
-        self.ids = w.Dropdown(options=IDS, value=params.ids, description="ids", style=style, layout=layout)  # fmt: skip
+        load = params.load
+        self.connections = number(w.BoundedIntText, load.connections, 1, 10_000, "connections")
+        self.rate = number(w.BoundedFloatText, load.rate or 0.0, 0, 1e6, "rate (0: closed)")
+        self.duration = number(w.BoundedFloatText, load.duration, 0.5, 3600, "duration (s)")
+        self.ids = w.Dropdown(options=IDS, value=load.ids, description="ids", style=style, layout=layout)  # fmt: skip
         # Off: a run with the settings of the last run measures its service again (warm).
         self.fresh = w.Checkbox(value=False, description="fresh service", indent=False)
         self.button = w.Button(description="Run", button_style="primary", icon="play")
@@ -171,11 +170,11 @@ class Panel:
         self.preset.observe(self._preset_changed, names="value")
         self.button.on_click(lambda _: self.click())
         knobs = w.VBox([self.preset, *self.knobs.values()])
-        load = w.VBox([self.connections, self.rate, self.duration, self.ids, self.fresh])
+        shape = w.VBox([self.connections, self.rate, self.duration, self.ids, self.fresh])
         self.widget = w.VBox(
             [
                 w.HTML("<b>Turn the knobs, press Run: each run is stored and compared below.</b>"),
-                w.HBox([knobs, load]),
+                w.HBox([knobs, shape]),
                 w.HBox([self.button, self.status]),
                 self.output,
                 self.compared,
@@ -193,10 +192,12 @@ class Panel:
         return Choice(
             preset=str(self.preset.value),
             knobs={name: widget.value for name, widget in self.knobs.items()},
-            connections=int(self.connections.value),
-            rate=float(self.rate.value),
-            duration=float(self.duration.value),
-            ids=str(self.ids.value),
+            load=self.params.load.replace(
+                connections=int(self.connections.value),
+                rate=float(self.rate.value) or None,
+                duration=float(self.duration.value),
+                ids=str(self.ids.value),
+            ),
             fresh_service=bool(self.fresh.value),
         )
 
@@ -208,8 +209,7 @@ class Panel:
         # The notebook's own overrides (beyond the knobs) hold while its preset is chosen.
         base = self.params.settings if chosen.preset == self.initial_preset else None
         experiment = self.params.experiment(
-            settings=chosen.settings(base), connections=chosen.connections,
-            rate=chosen.rate or None, duration=chosen.duration, ids=chosen.ids, name=self.name,
+            settings=chosen.settings(base), load=chosen.load, name=self.name,
             labels={"panel_run": len(self.runs) + 1},
         )  # fmt: skip
         if self._stack is not None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from service.settings import ServiceSettings, SettingsError
 from workbench._errors import InputError, positive_float, positive_int
 from workbench._net import check_url
-from workbench.load._scenario import Scenario
+from workbench.load._load import Load
 
 if TYPE_CHECKING:
     from workbench.experiment import Experiment
@@ -36,30 +36,19 @@ def preset_settings(
 
 @dataclass(frozen=True)
 class Params:
-    """Checked parameters of a run: load shape, data size and service settings."""
+    """Checked parameters of a run: the load, the data size, the stack's URLs and the settings."""
 
-    duration: float
-    connections: int
-    rate: float | None
+    load: Load
     users: int
     settings: ServiceSettings
-    endpoint: str
-    database_url: str | None
-    redis_url: str | None
-    ids: str = "uniform"
-    zipf_s: float = 1.1
+    database_url: str | None = None
+    redis_url: str | None = None
 
     def experiment(self, **fields: Any) -> Experiment:
         """The checked load and settings as an Experiment (fields: name, labels, overrides)."""
         from workbench.experiment import Experiment
 
-        return Experiment(**{**self._load(), "settings": self.settings, **fields})
-
-    def _load(self) -> dict[str, Any]:
-        return {
-            "path": self.endpoint, "connections": self.connections, "duration": self.duration,
-            "rate": self.rate, "ids": self.ids, "zipf_s": self.zipf_s,
-        }  # fmt: skip
+        return Experiment(**{"settings": self.settings, "load": self.load, **fields})
 
 
 def check_params(
@@ -77,35 +66,28 @@ def check_params(
     zipf_s: Any = 1.1,
 ) -> Params:
     """Check a notebook's parameters; raise InputError naming the first bad one."""
-    duration = positive_float("duration", duration)
-    if duration > MAX_DURATION:
-        raise InputError("duration", f"must be <= {MAX_DURATION:g} s, got {duration:g}")
-    connections = positive_int("connections", connections)
-    if connections > MAX_CONNECTIONS:
-        raise InputError("connections", f"must be <= {MAX_CONNECTIONS}, got {connections}")
-    rate = positive_float("rate", rate, strict=False) or None
-    users = positive_int("users", users)
     if not isinstance(endpoint, str) or not endpoint.startswith("/"):
         raise InputError("endpoint", f"must be a path starting with '/', got {endpoint!r}")
+    load = Load(  # InputError names duration, connections, rate, ids or zipf_s
+        path=endpoint, duration=duration, connections=connections,
+        rate=positive_float("rate", rate, strict=False) or None, ids=ids, zipf_s=zipf_s,
+    )  # fmt: skip
+    if load.duration > MAX_DURATION:
+        raise InputError("duration", f"must be <= {MAX_DURATION:g} s, got {load.duration:g}")
+    if load.connections > MAX_CONNECTIONS:
+        raise InputError("connections", f"must be <= {MAX_CONNECTIONS}, got {load.connections}")
+    users = positive_int("users", users)
     if database_url:
         check_url("database_url", database_url, schemes=("postgresql", "postgres"))
     if redis_url:
         check_url("redis_url", redis_url, schemes=("redis",))
-    scenario = Scenario(ids=ids, zipf_s=zipf_s)  # InputError names ids or zipf_s
-    params = Params(
-        duration=duration,
-        connections=connections,
-        rate=rate,
+    return Params(
+        load=load,
         users=users,
         settings=preset_settings(preset, settings),
-        endpoint=endpoint,
         database_url=database_url or None,
         redis_url=redis_url or None,
-        ids=scenario.ids,
-        zipf_s=scenario.zipf_s,
     )
-    params.experiment()  # the load as a run declares it: checked where it is declared
-    return params
 
 
 def check_ints(name: str, values: Any, *, minimum: int = 1) -> list[int]:

@@ -8,7 +8,7 @@ import json
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,15 +95,10 @@ class Sweep:
         )
         load = {k: v for k, v in point.items() if k in LOAD_KEYS}
         labels = {**self.base.labels, "sweep": self.sweep_id, "point": point_key(point), **point}
-        return Experiment(
-            **{
-                **self.base.__dict__,
-                **load,
-                "settings": settings,
-                "labels": labels,
-                "name": self.sweep_id,
-            }
-        )
+        return replace(
+            self.base, settings=settings, load=self.base.load.replace(**load), labels=labels,
+            name=self.sweep_id,
+        )  # fmt: skip
 
     def done(self, store: Store) -> set[str]:
         """Keys of the points already finished in the store (crashed or interrupted ones are redone)."""

@@ -12,7 +12,7 @@ from service.settings import ServiceSettings
 from workbench._errors import InputError, positive_int
 from workbench.capacity import breaks
 from workbench.experiment import Experiment, Session, study_load
-from workbench.load import SLO
+from workbench.load import SLO, Load
 from workbench.stack import Stack
 from workbench.store import Store, new_run_id
 from workbench.tuning import Tuning, suggest
@@ -31,7 +31,7 @@ DEFAULT_SPACE: dict[str, tuple[Any, ...]] = {
 
 
 # A trial's load unless told otherwise: closed loop, so that throughput is what is maximised.
-TUNE_LOAD: dict[str, Any] = {"path": "/users/{id}", "connections": 32, "duration": 3.0}
+TUNE_LOAD = Load(path="/users/{id}", connections=32, duration=3.0)
 
 
 def check_space(space: Mapping[str, Sequence[Any]]) -> dict[str, tuple[Any, ...]]:
@@ -71,17 +71,18 @@ def tune(
     store: Store | None = None,
     progress: bool = True,
     cluster: object = None,
+    load: Load | None = None,
     experiment: Experiment | None = None,
-    **load: Any,
+    **shape: Any,
 ) -> Tuning:
     """Search settings for the highest closed-loop throughput whose run holds the SLO.
 
-    seed is the sampler's. The load of every trial is `experiment`'s, or Experiment's load fields
-    by keyword (path, connections, duration, warmup...; defaults in TUNE_LOAD).
+    seed is the sampler's. The load of every trial is `experiment`'s, else `load` (default
+    TUNE_LOAD), with Load's fields by keyword (path, connections, duration...) over it.
     cluster (a Dask scheduler address, Client or LocalCluster): trials run in parallel, one per
     worker with the resource `bench` (one per host), each on that host's stack (or stack's URLs).
     """
-    point = study_load(experiment, TUNE_LOAD, load)
+    point = study_load(experiment, load, TUNE_LOAD, shape)
     checked = check_space(space or DEFAULT_SPACE)
     trials = positive_int("trials", trials)
     slo = SLO.parse(slo) if isinstance(slo, str) else slo

@@ -9,6 +9,7 @@ min(timeout, 2 s)) count in the histograms and in `late`, not in throughput.
 """
 
 from workbench.load._engine import run_load
+from workbench.load._load import Load
 from workbench.load._local import Generators
 from workbench.load._plan import LoadPlan, plan_load
 from workbench.load._profile import LoadProfile, Stage
@@ -22,6 +23,7 @@ __all__ = [
     "Cause",
     "Endpoint",
     "Generators",
+    "Load",
     "LoadFailed",
     "LoadInterrupted",
     "LoadPlan",

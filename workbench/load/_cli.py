@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from workbench._errors import InputError
+from workbench._errors import InputError, positive_int
 from workbench.load._distributed import check_cluster
 from workbench.load._engine import run_load
 from workbench.load._plan import KEEPALIVE_IDLE_S, LoadPlan
@@ -71,7 +71,7 @@ def main(args: argparse.Namespace) -> int:
             warmup=_number("warmup", args.warmup),
             processes=_optional(_integer, "processes", args.processes),
             scenario=args.scenario,
-            ids=_optional(_integer, "ids", args.ids),
+            id_max=_optional(_count, "ids", args.ids),
             timeout=_number("timeout", args.timeout),
             transport=args.transport,
             allow_remote=bool(args.allow_remote),
@@ -128,6 +128,10 @@ def _integer(name: str, text: str) -> int:
         return int(text)
     except ValueError:
         raise InputError(name, f"must be an integer, got {text!r}") from None
+
+
+def _count(name: str, text: str) -> int:
+    return positive_int(name, _integer(name, text))
 
 
 def _optional(parse: Callable[[str, str], T], name: str, text: str | None) -> T | None:

@@ -5,19 +5,17 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
-import random
 import socket
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from workbench._errors import InputError, allowed, positive_float, positive_int
 from workbench._secrets import mask_url
+from workbench.load._load import Load
 from workbench.load._profile import LoadProfile, default_processes, split_evenly
-from workbench.load._scenario import DEFAULT_ID_MAX, Scenario
+from workbench.load._scenario import Scenario
 from workbench.load._transport import TRANSPORTS
 
 MAX_PROCESSES = 8
@@ -79,10 +77,11 @@ def _resolve(url: str, *, allow_remote: bool, transport: str) -> tuple[httpx.URL
 
 @dataclass(frozen=True)
 class LoadPlan:
-    """A load, declared once and checked: its target, shape (profile), requests and generators.
+    """A Load bound to its target and checked: the target, profile, requests and generators.
 
-    Build one with LoadPlan.build(url, **options); run_load, Experiment, external runs and the
-    CLI take it, so that a load is planned (and its target resolved) once.
+    Build one with LoadPlan.build(url, load) or LoadPlan.build(url, **options); run_load,
+    Experiment, external runs and the CLI take it, so that a load is planned (and its target
+    resolved) once.
     """
 
     url: str  # as shown: credentials masked
@@ -104,26 +103,23 @@ class LoadPlan:
     def build(
         cls,
         url: str,
+        load: Load | None = None,
         *,
-        connections: int = 64,
-        duration: float = 10.0,
-        rate: float | None = None,
-        arrival: str = "constant",
-        warmup: float = 1.0,
-        processes: int | None = None,
-        scenario: Scenario | str | Path | None = None,
-        ids: int | None = None,
-        stages: Sequence[tuple[float, float]] | None = None,
-        think_time: float = 0.0,
+        id_max: int | None = None,
         timeout: float = 10.0,
         transport: str = "raw",
         allow_remote: bool = False,
         progress: bool = True,
         keepalive_idle: float = KEEPALIVE_IDLE_S,
         cluster: bool = False,
+        **shape: Any,
     ) -> LoadPlan:
-        """Validate every option of a load (InputError naming the parameter); start nothing.
+        """Bind a load to its target and validate every option (InputError naming the parameter).
 
+        url: the target. With `load`, the load's path goes after the URL's (a base URL such as
+        http://127.0.0.1:8000). Without, the URL's path is the load's and `shape` gives Load's
+        other fields by keyword (connections, duration, rate...); with both, shape's win.
+        id_max: the target's id range, for a load that sets none. Nothing starts.
         cluster: the generators run on Dask workers, whose number is checked once connected.
         """
         if transport not in TRANSPORTS:
@@ -133,36 +129,28 @@ class LoadPlan:
         for name, flag in (("allow_remote", allow_remote), ("progress", progress)):
             if not isinstance(flag, bool):
                 raise InputError(name, f"must be True or False, got {flag!r}")
-        profile = LoadProfile(
-            connections=connections,
-            duration=duration,
-            warmup=warmup,
-            rate=rate,
-            arrival=arrival,
-            stages=tuple(stages or ()),  # type: ignore[arg-type]
-            think_time=think_time,
-        )
         timeout = positive_float("timeout", timeout)
         keepalive_idle = positive_float("keepalive_idle", keepalive_idle)
         parsed, host, port = _resolve(url, allow_remote=allow_remote, transport=transport)
-        if ids is not None:
-            ids = positive_int("ids", ids)
-        if scenario is None:
-            # httpx percent-encodes the braces of a "{id}" placeholder in the URL; undo that.
-            path = parsed.raw_path.decode("ascii", "replace").replace("%7Bid%7D", "{id}") or "/"
-            # A fresh seed per run, like wrk's scripts: back-to-back runs must not replay the same
-            # ids into caches the previous run warmed (a scenario given explicitly keeps its seed).
-            scenario = dataclasses.replace(
-                Scenario.default(path, id_max=ids or DEFAULT_ID_MAX),
-                seed=random.SystemRandom().randrange(2**31),
-            )
-        elif isinstance(scenario, str | Path):
-            scenario = Scenario.from_file(scenario)
-        elif not isinstance(scenario, Scenario):
-            raise InputError(
-                "scenario", f"must be a Scenario or a path to a JSON file, got {scenario!r}"
-            )
+        # httpx percent-encodes the braces of a "{id}" placeholder in the URL; undo that.
+        path = parsed.raw_path.decode("ascii", "replace").replace("%7Bid%7D", "{id}") or "/"
+        if load is None:
+            if "path" in shape:
+                raise InputError("path", "is the URL's path here; give the whole URL")
+            load = Load().replace(path=path, **shape)
+        elif not isinstance(load, Load):
+            raise InputError("load", f"must be a Load, got {load!r}")
+        else:
+            load = load.replace(**shape)
+            if path.rstrip("/"):  # a target under a prefix, e.g. http://lb/api
+                load = dataclasses.replace(load, path=path.rstrip("/") + load.path)
+            url = url.rstrip("/") + load.path
+        if id_max is not None:
+            id_max = positive_int("id_max", id_max)
+        scenario = load.requests(id_max=id_max)
+        processes = load.processes
         asked = processes
+        profile = load.profile()
         if cluster:
             processes = 1  # checked against the cluster's workers once connected
         elif processes is None:

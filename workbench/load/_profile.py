@@ -25,7 +25,7 @@ class LoadProfile:
     """What load to offer: closed loop when rate and stages are unset, otherwise open loop."""
 
     connections: int = 64
-    duration: float = 10.0
+    duration: float = 5.0
     warmup: float = 1.0
     rate: float | None = None
     arrival: str = "constant"
