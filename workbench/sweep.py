@@ -359,6 +359,10 @@ class NotebookSweep:
         store = Store()
         done = self.done(store)
         failures: list[PointFailure] = []
+        if all(point_key(point) in done for point in points):  # no stack, no kernel to start
+            for point in points:
+                print(f"skip (done): {point_key(point)}", flush=True)
+            return self._summary(folder)
         seeded = int(users or next((p["users"] for p in points if "users" in p), DEFAULT_USERS))
         with Stack(users=seeded, progress=lambda _: None) as stack:
             saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "REDIS_URL", "UPSTREAM_URL")}
