@@ -39,7 +39,7 @@ SCHEDSTAT = "/proc/thread-self/schedstat"
 WARM_WINDOW_S = 0.1
 STEADY_WINDOWS = 3
 STEADY_MIN_RESPONSES = 20
-STEADY_SPREAD = 0.25
+STEADY_SPREAD = 0.35
 # The measured window starts this long after the parent's decision: every worker hears it first.
 MEASURE_MARGIN_S = 0.05
 
