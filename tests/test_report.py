@@ -17,7 +17,8 @@ from workbench.stack import Stack
 
 from .conftest import processes_under
 
-# The end-to-end tier (`make test-fast` skips it), on one xdist worker: one report is shared.
+# The end-to-end tier (`make test-fast` skips it), on one xdist worker (`make test` runs each file
+# on one): one report is shared.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("report")]
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -106,7 +106,9 @@ def test_cli_sweep_3x2_survives_a_kill_and_resumes(stack_root: Path, tmp_path: P
     proc.wait()
     finished = len(list(home.glob(folder_glob)))
     assert 2 <= finished < 6
-    time.sleep(1.0)
+    deadline = time.monotonic() + 15  # its servers and workers see their parent gone
+    while processes_under(stack_root / "sweep") and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert processes_under(stack_root / "sweep") == set(), "the killed sweep left a process behind"
 
     # 2. rerun: only the missing points run
