@@ -23,15 +23,17 @@ $(STAMP): pyproject.toml $(LOCK)
 demo: install
 	@$(VENV)/bin/workbench demo
 
-# Two pytest-xdist workers (the suite waits on servers much of the time; tests that share a file
-# are one xdist_group), then the tests marked `alone` (they measure time or CPU share) one at a
-# time. `make test TEST_WORKERS=0` runs the whole suite in one process.
+# Two pytest-xdist workers (the suite waits on servers much of the time), each test file on one
+# worker so that its module fixtures (a rendered report, a built wheel, a warm kernel) are made
+# once: `--dist loadfile`, since `loadgroup` no longer groups on pytest 9.2 (pytest-xdist#1386: the
+# report's quickstart rendered on both workers). Then the tests marked `alone` (they measure time
+# or CPU share) one at a time. `make test TEST_WORKERS=0` runs the whole suite in one process.
 TEST_WORKERS ?= 2
 test: install
 ifeq ($(TEST_WORKERS),0)
 	@$(PY) -m pytest -q
 else
-	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not alone"
+	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not alone"
 	@$(PY) -m pytest -q -m alone
 endif
 

@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from workbench import hdr as hist
 from workbench._errors import InputError
-from workbench.load import ERROR_CLASSES, Cause, Endpoint, Generators, Scenario, progress, run_load
+from workbench.load import (
+    ERROR_CLASSES,
+    Cause,
+    Endpoint,
+    Generators,
+    LoadPlan,
+    Scenario,
+    progress,
+    run_load,
+)
+from workbench.load._driver import (
+    STEADY_MIN_RESPONSES,
+    STEADY_WINDOWS,
+    WARM_WINDOW_S,
+    SteadyWarmup,
+)
 
 from .conftest import descendants
 from .load_servers import Behaviour, fast_server, free_port, serve, third_party
@@ -532,3 +549,66 @@ def test_against_nginx_the_engine_keeps_up_with_wrk_or_says_it_did_not(
         assert result.generator_saturated, (result.throughput_rps, wrk_rps, result.series())
     if transport == "httpx":  # httpx is far slower than wrk against nginx
         assert result.generator_saturated
+
+
+def steady(url: str, **options: object) -> LoadPlan:
+    """A one-process plan whose warm-up ends once latency is steady (warmup: the cap)."""
+    plan = LoadPlan.build(url, processes=1, progress=False, **options)  # type: ignore[arg-type]
+    return dataclasses.replace(plan, steady_warmup=True)
+
+
+def test_a_steady_warm_up_is_judged_on_windows_from_every_worker() -> None:
+    judge = SteadyWarmup(workers=2, start_at=time.monotonic(), cap=10.0)
+    agree = [(100, 0.1), (110, 0.105)]  # (responses, summed latency s) of each worker
+    for window in range(STEADY_WINDOWS - 1):
+        assert all(judge.add((window, n, s)) is None for n, s in agree)
+    assert judge.add((STEADY_WINDOWS - 1, 100, 0.1)) is None  # the other worker's part is missing
+    at = judge.add((STEADY_WINDOWS - 1, 110, 0.105))
+    assert at is not None and at > time.monotonic()
+    # a window twice as slow as the ones before it, or one with too few responses, is not steady
+    slow = SteadyWarmup(workers=1, start_at=time.monotonic(), cap=10.0)
+    for window, (n, s) in enumerate([(100, 0.1), (100, 0.1), (100, 0.2)]):
+        assert slow.add((window, n, s)) is None
+    sparse = SteadyWarmup(workers=1, start_at=time.monotonic(), cap=10.0)
+    n = STEADY_MIN_RESPONSES - 1
+    assert all(sparse.add((window, n, n * 1e-3)) is None for window in range(5))
+    # never past the cap: then the warm-up simply lasts its seconds
+    late = SteadyWarmup(workers=1, start_at=time.monotonic() - 10.0, cap=10.0)
+    assert all(late.add((window, 100, 0.1)) is None for window in range(5))
+
+
+@pytest.mark.slow
+def test_a_steady_warm_up_ends_early_on_a_steady_server_and_the_result_says_when() -> None:
+    cap = 5.0
+    with serve() as (url, _), Generators() as generators:
+        generators.prepare(1)
+        took = []
+        results = []
+        for options in ({}, {"rate": 400}):
+            started = time.monotonic()
+            plan = steady(url + "/", connections=4, duration=1, warmup=cap, **options)
+            results.append(run_load(plan, generators=generators))
+            took.append(time.monotonic() - started)
+    closed, opened = results
+    for result, seconds in zip(results, took, strict=True):
+        assert STEADY_WINDOWS * WARM_WINDOW_S <= result.warmup_s < cap
+        assert seconds < cap  # the workers measured early too (a full warm-up alone is 5 s)
+        assert result.summary()["warmup_s"] == result.warmup_s
+        assert result.series()["second"].tolist() == [0]
+    assert closed.completed > 0 and closed.errors == 0
+    # the measured arrivals start with the window: one second of them, not the warm-up's
+    assert opened.requests == pytest.approx(400, rel=0.03)
+
+
+@pytest.mark.slow
+def test_a_steady_warm_up_waits_out_a_stall_and_a_fixed_one_lasts_its_seconds() -> None:
+    stall = 0.5  # from 0.1 s after the first request: the first windows are fast, then stuck
+    with serve(Behaviour(stall_at=0.1, stall_for=stall)) as (url, _):
+        result = run_load(steady(url + "/", connections=4, duration=1, warmup=3.0))
+    assert result.warmup_s >= 0.1 + stall + STEADY_WINDOWS * WARM_WINDOW_S - 0.05
+    assert result.warmup_s < 3.0
+    assert result.percentiles_ms()["max"] < 1000 * stall / 2  # the stall stayed in the warm-up
+    with serve() as (url, _):
+        fixed = run_load(url + "/", connections=4, duration=1, warmup=0.5, processes=1,
+                         progress=False)  # fmt: skip
+    assert fixed.warmup_s == 0.5

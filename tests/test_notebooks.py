@@ -7,13 +7,16 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from workbench.browser import count_charts
 from workbench.experiment import Experiment
-from workbench.report import ensure_kernel
+from workbench.kernel import WarmKernel
+from workbench.report import ensure_kernel, execute, parse_value, to_html
 from workbench.stack import Stack
 from workbench.store import Store
 
@@ -61,15 +64,6 @@ def plotly_outputs(executed: Path) -> int:
     )
 
 
-def render(
-    name: str, params: dict[str, str], env: dict[str, str]
-) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "workbench.cli", "report", str(NOTEBOOKS / f"{name}.ipynb")]
-    for key, value in params.items():
-        argv += ["-p", key, value]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env, check=False)
-
-
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory, stack_root: Path) -> dict[str, str]:
     """An environment whose runs and reports go to a folder of their own."""
@@ -84,18 +78,54 @@ def home(tmp_path_factory: pytest.TempPathFactory, stack_root: Path) -> dict[str
     return env
 
 
+@pytest.fixture(scope="module")
+def warm() -> Iterator[WarmKernel]:
+    """One kernel for this module's notebooks, reset before each to what a fresh one would be
+    (the sweeps' kernel: `workbench report` and test_report run papermill's own)."""
+    with WarmKernel(kernel_name=ensure_kernel(), cwd=NOTEBOOKS) as kernel:
+        yield kernel
+
+
+def left_running(root: Path, kernel: WarmKernel) -> set[str]:
+    """What still runs for stacks under root besides the warm kernel (which goes on to the next
+    notebook) and its multiprocessing resource tracker (which lives as long as it does)."""
+    left = set()
+    for pid in processes_under(root) - {kernel.km.provisioner.pid}:
+        try:
+            line = " ".join(psutil.Process(pid).cmdline())
+        except psutil.Error:
+            continue
+        if "multiprocessing.resource_tracker" not in line:
+            left.add(f"{pid}: {line[:200]}")
+    return left
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_notebook_runs_headless_and_its_report_draws_every_chart(
-    name: str, home: dict[str, str], stack_root: Path
+    name: str,
+    home: dict[str, str],
+    warm: WarmKernel,
+    stack_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    done = render(name, CASES[name], home)
-    assert done.returncode == 0, done.stderr[-3000:]
-    html = Path(done.stdout.strip().splitlines()[-1])
-    figures = plotly_outputs(html.with_suffix(".ipynb"))
+    for key in ("WORKBENCH_HOME", "WORKBENCH_STACK_DIR"):
+        monkeypatch.setenv(key, home[key])  # the kernel gets the environment at its reset
+    for key in ("DATABASE_URL", "REDIS_URL", "UPSTREAM_URL"):
+        monkeypatch.delenv(key, raising=False)
+    parameters = {key: parse_value(value) for key, value in CASES[name].items()}
+    try:
+        executed = execute(
+            NOTEBOOKS / f"{name}.ipynb", parameters=parameters, log_output=False, kernel=warm
+        )
+    finally:
+        warm.stop_kept()  # what the kernel's exit does after a lone run
+    assert executed == Path(home["WORKBENCH_HOME"]) / "data" / "reports" / f"{name}.ipynb"
+    html = to_html(executed)
+    figures = plotly_outputs(executed)
     assert figures >= 2
     assert count_charts(html) == figures
-    assert processes_under(stack_root / "notebooks") == set()
+    assert left_running(stack_root / "notebooks", warm) == set()
 
 
 @pytest.mark.slow

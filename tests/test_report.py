@@ -17,17 +17,28 @@ from workbench.stack import Stack
 
 from .conftest import processes_under
 
-# The end-to-end tier (`make test-fast` skips it), on one xdist worker: one report is shared.
+# The end-to-end tier (`make test-fast` skips it), on one xdist worker (`make test` runs each file
+# on one): one report is shared.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("report")]
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def quickstart_html(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project folder of this module's runs and reports (not the checkout's data/)."""
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="module")
+def quickstart_html(stack: Stack, home: Path) -> tuple[Path, str]:
     """The quickstart rendered through the CLI, as `make demo` does, with short parameters;
     the report's path and what the CLI printed (stdout, then stderr)."""
-    env = {**os.environ, "WORKBENCH_STACK_DIR": str(stack.root / "cli")}
+    env = {
+        **os.environ,
+        "WORKBENCH_STACK_DIR": str(stack.root / "cli"),
+        "WORKBENCH_HOME": str(home),
+    }
     done = subprocess.run(
         [sys.executable, "-m", "workbench.cli", "report", "01_quickstart",
          "-p", "duration", "1.5", "-p", "users", "500", "-p", "connections", "4"],
@@ -38,10 +49,10 @@ def quickstart_html(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> t
     return Path(done.stdout.strip().splitlines()[-1]), done.stdout + done.stderr
 
 
-def test_cli_prints_the_report_path_last(quickstart_html: tuple[Path, str]) -> None:
+def test_cli_prints_the_report_path_last(quickstart_html: tuple[Path, str], home: Path) -> None:
     html, _ = quickstart_html
     assert html.suffix == ".html" and html.is_file()
-    assert html.parent == ROOT / "data" / "reports"
+    assert html.parent == home / "data" / "reports"
 
 
 def test_report_is_self_contained(quickstart_html: tuple[Path, str]) -> None:
@@ -126,27 +137,15 @@ def test_bad_papermill_parameter_stops_in_the_first_cell(tmp_path: Path, stack_r
 
 
 def test_the_stored_run_keeps_one_small_copy_of_its_notebook(
-    quickstart_html: tuple[Path, str],
+    quickstart_html: tuple[Path, str], home: Path
 ) -> None:
     from workbench.store import Store
 
     executed = quickstart_html[0].with_suffix(".ipynb")
     assert executed.stat().st_size <= 500_000, "plotly.js is in the executed notebook again"
-    store = Store(ROOT / "data" / "runs")
-    mine = [
-        run_id
-        for run_id in store.ids()
-        if json.loads((store.path(run_id) / "manifest.json").read_text()).get("notebook")
-        == str(executed.resolve())
-    ]
-    # the run whose stored notebook is the executed one (another quickstart rendered to the same
-    # report may still be running: its folder gets its notebook when it ends)
-    linked = [
-        store.path(run_id)
-        for run_id in mine
-        if (store.path(run_id) / "notebook.ipynb").exists()
-        and os.path.samefile(store.path(run_id) / "notebook.ipynb", executed)
-    ]
-    assert linked, mine  # one copy on disk, linked
-    folder = linked[-1]
+    store = Store(home / "data" / "runs")
+    (run_id,) = store.ids()  # this module's home: the quickstart's run, no other
+    folder = store.path(run_id)
+    assert json.loads((folder / "manifest.json").read_text())["notebook"] == str(executed.resolve())
+    assert os.path.samefile(folder / "notebook.ipynb", executed)  # one copy on disk, linked
     assert sum(f.stat().st_size for f in folder.iterdir()) <= 500_000

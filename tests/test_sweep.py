@@ -27,10 +27,13 @@ QUICKSTART = str(ROOT / "notebooks" / "01_quickstart.ipynb")
 def test_in_process_sweep_runs_each_point_once(stack: Stack, tmp_path: Path) -> None:
     before = descendants()
     store = Store(tmp_path)
-    sweep = Sweep({"pool_size": [5, 10]}, base=Experiment(connections=4, duration=1, warmup=0.3))
+    sweep = Sweep({"pool_size": [5, 10]}, base=Experiment(connections=4, duration=1, warmup=1.0))
     first = sweep.run(stack, store=store, progress=False)
     assert sorted(first["pool_size"]) == [5, 10]
     assert len(store.ids()) == 2
+    # each warm-up ended once latency was steady, the base's 1 s at most, and the run says when
+    warmups = [store.load(run_id).summary()["warmup_s"] for run_id in store.ids()]
+    assert all(0 < seconds <= 1.0 for seconds in warmups) and min(warmups) < 1.0, warmups
     again = sweep.run(stack, store=store, progress=False)
     assert len(store.ids()) == 2  # nothing re-measured
     assert sorted(again["run_id"]) == sorted(first["run_id"])
@@ -103,7 +106,9 @@ def test_cli_sweep_3x2_survives_a_kill_and_resumes(stack_root: Path, tmp_path: P
     proc.wait()
     finished = len(list(home.glob(folder_glob)))
     assert 2 <= finished < 6
-    time.sleep(1.0)
+    deadline = time.monotonic() + 15  # its servers and workers see their parent gone
+    while processes_under(stack_root / "sweep") and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert processes_under(stack_root / "sweep") == set(), "the killed sweep left a process behind"
 
     # 2. rerun: only the missing points run

@@ -124,6 +124,8 @@ class Experiment:
                 if own and svc.port is None:
                     svc.port = free_port()  # the load's URL is known before the service starts
                 plan = LoadPlan.build(svc.url, load, id_max=stack.users, progress=progress)
+                if session is not None and session.steady_warmup:
+                    plan = dataclasses.replace(plan, steady_warmup=True)
                 # The load's worker processes start while the service boots (each takes most of
                 # a second to import), so that neither waits for the other.
                 generators.prepare(plan.processes)
@@ -193,8 +195,10 @@ class Session:
     once the previous service is gone. Leaving the `with` block (Ctrl-C too) stops everything.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, steady_warmup: bool = False) -> None:
         self.generators = Generators()
+        # each run's warm-up ends once latency is steady, its warmup seconds the cap (sweeps)
+        self.steady_warmup = steady_warmup
         self._stopping: list[threading.Thread] = []
         # Called when a run's load has ended (its results not yet sampled and stored).
         self.on_load_end: Callable[[], None] | None = None

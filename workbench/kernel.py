@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,6 +58,15 @@ class WarmKernel:
                 raise
             self.restart()  # it died meanwhile (the last notebook killed it)
             self._run(code)
+
+    def stop_kept(self) -> None:
+        """Stop what the last notebook kept up (its stack, services, load workers), as the
+        kernel's exit would at the end of a lone papermill run."""
+        from jupyter_core.utils import run_sync
+
+        if self.km is None or not run_sync(self.km.is_alive)():
+            return  # a dead kernel kept nothing
+        self._run("__import__('workbench.notebook').notebook.stop()")
 
     def restart(self) -> None:
         """A new kernel in place of a dead one."""
@@ -133,6 +143,12 @@ def _reset(changed: dict[str, str], gone: list[str], cwd: str) -> None:
     live = sys.modules.get("workbench.live")
     if live is not None:
         live.uninstall()  # notebook.setup installs the live view again
+    package = sys.modules.get("workbench")
+    for name, (_, attr) in getattr(package, "_NAMES", {}).items():
+        # `wb.compare` is a function that a submodule of that name shadows once imported (by
+        # the preload or the last notebook); a fresh kernel resolves it lazily: so does this one
+        if attr is not None and isinstance(vars(package).get(name), types.ModuleType):
+            delattr(package, name)
     os.environ.clear()
     os.environ.update(_KERNEL_ENV0)
     for key in gone:

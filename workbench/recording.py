@@ -213,6 +213,7 @@ def assemble(
             error_rate=load.errors / load.requests if load.requests else 0.0,
             throughput_rps=load.throughput_rps,
             measured_s=load.duration_s,  # < load_duration when interrupted
+            warmup_s=load.warmup_s,  # < load_warmup when a steady warm-up ended early
             asked_rate=load.asked_rate,
             **{f"{k}_ms": v for k, v in latency.items()},
             **{f"service_{k}_ms": v for k, v in service.items()},

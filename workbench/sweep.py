@@ -131,14 +131,15 @@ class Sweep:
             total=len(points), desc=self.sweep_id, file=sys.stdout, ascii=True, disable=not progress
         )
         # One session: load workers kept across points, each service stopped during the next
-        # boot, and the next point's service booting while this point's results are stored.
+        # boot, the next point's service booting while this point's results are stored, and
+        # each warm-up ended once latency is steady (the base's warmup seconds at most).
         todo = [p for p in points if point_key(p) not in finished]
         booting: list[_Boot] = []
 
         def boot_next(point: Mapping[str, Any]) -> None:
             booting.append(_Boot(self.experiment(point).settings, stack))
 
-        with bar, Session() as session:
+        with bar, Session(steady_warmup=True) as session:
             try:
                 for point in points:
                     if point_key(point) in finished:
@@ -358,6 +359,10 @@ class NotebookSweep:
         store = Store()
         done = self.done(store)
         failures: list[PointFailure] = []
+        if all(point_key(point) in done for point in points):  # no stack, no kernel to start
+            for point in points:
+                print(f"skip (done): {point_key(point)}", flush=True)
+            return self._summary(folder)
         seeded = int(users or next((p["users"] for p in points if "users" in p), DEFAULT_USERS))
         with Stack(users=seeded, progress=lambda _: None) as stack:
             saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "REDIS_URL", "UPSTREAM_URL")}

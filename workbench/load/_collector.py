@@ -38,6 +38,7 @@ class _Collector:
         self.window_lat = hist.new_histogram()  # merged per-second latency, for a partial result
         self.started_at = 0.0
         self.measured_s = 0.0  # the seconds merged so far (the last one may be shorter)
+        self.warmup_s = plan.profile.warmup  # shorter when a steady warm-up ended early
         self.publish = True  # tell progress listeners of each merged second
 
     def complete(self) -> bool:
@@ -142,7 +143,7 @@ class _Collector:
             arrival=profile.arrival if profile.open_loop else None,
             asked_rate=profile.asked_rate,
             duration_s=duration,
-            warmup_s=profile.warmup,
+            warmup_s=self.warmup_s,
             started_at=self.started_at,
             requests=requests,
             completed=completed,

@@ -256,7 +256,8 @@ def run_distributed(plan: LoadPlan, *, cluster: object, processes: int | None = 
                 "processes",
                 f"must be at most connections ({profile.connections}), got {processes}",
             )
-        plan = replace(plan, processes=processes)
+        # a steady warm-up is judged by a local parent; on Dask the warm-up is its fixed cap
+        plan = replace(plan, processes=processes, steady_warmup=False)
         drain = min(plan.timeout, MAX_DRAIN_S)
         specs = worker_specs(plan)
         placed = [addresses[i % len(addresses)] for i in range(processes)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import math
 import multiprocessing.connection
@@ -32,6 +33,15 @@ SWEEP_INTERVAL_S = 0.1
 READY_TIMEOUT_S = 60.0
 KEEPALIVE_MARGIN_S = 0.5  # a connection this close to the server's keep-alive timeout is not reused
 SCHEDSTAT = "/proc/thread-self/schedstat"
+# A steady warm-up (spec.steady_warmup) ends once the last STEADY_WINDOWS windows of
+# WARM_WINDOW_S agree: each with STEADY_MIN_RESPONSES responses or more, their mean latencies and
+# response counts within STEADY_SPREAD of each other. The warm-up's seconds are the cap.
+WARM_WINDOW_S = 0.1
+STEADY_WINDOWS = 3
+STEADY_MIN_RESPONSES = 20
+STEADY_SPREAD = 0.35
+# The measured window starts this long after the parent's decision: every worker hears it first.
+MEASURE_MARGIN_S = 0.05
 
 
 def run_queue_wait() -> float:
@@ -83,6 +93,13 @@ class _Driver:
         self.total_lag = hist.new_histogram()
         self.cpu_mark = (time.monotonic(), time.process_time())
         self.wait_mark = run_queue_wait()
+        # a steady warm-up: the responses of the current warm-up window and their summed latency
+        self.steady = spec.steady_warmup and spec.profile.warmup > 0
+        self.start_at = math.inf
+        self.warm_window = 0
+        self.warm_count = 0
+        self.warm_sum = 0.0
+        self.warm_handle: asyncio.TimerHandle | None = None
 
     def _new_second(self) -> None:
         self.lat_d: dict[int, int] = {}
@@ -152,6 +169,12 @@ class _Driver:
             max(0.0, self.m_start + 1 - time.monotonic()), self._tick
         )
         self.sweep_handle = loop.call_later(SWEEP_INTERVAL_S, self._sweep)
+        if self.steady:  # windows go to the parent, which may answer ("measure", at)
+            self.start_at = start_at
+            self.warm_handle = loop.call_later(
+                max(0.0, start_at + WARM_WINDOW_S - time.monotonic()), self._warm_tick
+            )
+            loop.add_reader(self.pipe.fileno(), self._on_parent)
         if self.open_loop:
             self.arrivals = p.arrivals(worker=spec.index, workers=spec.workers, seed=spec.seed)
             self.pacing = True
@@ -165,6 +188,10 @@ class _Driver:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.finished, self.hard_end + 1.0 - time.monotonic())
         self.done = True
+        if self.steady:
+            loop.remove_reader(self.pipe.fileno())
+            if self.warm_handle is not None:
+                self.warm_handle.cancel()
         if self.waker is not None:
             self.waker.close()
         self.tick_handle.cancel()
@@ -353,6 +380,9 @@ class _Driver:
                 self.late += 1  # intended in the window, answered during the drain
             if status >= 400:
                 self.err["status_5xx" if status >= 500 else "status_4xx"] += 1
+        elif self.steady:
+            self.warm_count += 1
+            self.warm_sum += now - conn.sent
         self._next(conn, now)
 
     def on_stale(self, conn: RawConnection) -> None:
@@ -388,6 +418,49 @@ class _Driver:
         if now >= self.stop_at:
             self._maybe_finish()
         self.sweep_handle = self.loop.call_later(SWEEP_INTERVAL_S, self._sweep)
+
+    def _warm_tick(self) -> None:
+        """Send the parent the warm-up window that just ended: (window, responses, summed latency)."""
+        if self.done or time.monotonic() >= self.m_start:
+            return
+        window = (self.warm_window, self.warm_count, self.warm_sum)
+        self.pipe.send(("warm", self.spec.index, window))
+        self.warm_window += 1
+        self.warm_count, self.warm_sum = 0, 0.0
+        at = self.start_at + (self.warm_window + 1) * WARM_WINDOW_S
+        self.warm_handle = self.loop.call_later(max(0.0, at - time.monotonic()), self._warm_tick)
+
+    def _on_parent(self) -> None:
+        """A message from the parent during the run: ("measure", at) ends the warm-up at `at`."""
+        try:
+            while self.pipe.poll():
+                message = self.pipe.recv()
+                if message[0] == "measure":
+                    self._measure_from(float(message[1]))
+        except (EOFError, OSError):  # the parent went away: _sweep ends the run
+            self.loop.remove_reader(self.pipe.fileno())
+
+    def _measure_from(self, at: float) -> None:
+        """Start the measured window at `at` (or now, if that passed) instead of after the cap."""
+        now = time.monotonic()
+        if self.done or now >= self.m_start or at >= self.m_start:
+            return
+        at = max(at, now)
+        p = self.profile
+        self.m_start = at
+        self.stop_at = at + p.duration
+        self.hard_end = self.stop_at + self.spec.drain
+        self.tick_handle.cancel()
+        self.tick_handle = self.loop.call_later(max(0.0, at + 1 - now), self._tick)
+        if self.open_loop:  # the measured arrivals from the new start; warm-up ones end there
+            spec = self.spec
+            measured = dataclasses.replace(p, warmup=0.0)
+            self.arrivals = measured.arrivals(
+                worker=spec.index, workers=spec.workers, seed=spec.seed
+            )
+            self.next_at = self._next_arrival()
+            if self.pacing and self.waker is not None:
+                self.waker.at(self.next_at)
 
     def _tick(self) -> None:
         if self.done or self.second >= self.n_seconds - 1:
@@ -435,3 +508,33 @@ class _Driver:
         self.pipe.send(("second", self.spec.index, row))
         self.second += 1
         self._new_second()
+
+
+class SteadyWarmup:
+    """The parent's judge of a steady warm-up: merges the workers' windows, says when to measure."""
+
+    def __init__(self, *, workers: int, start_at: float, cap: float) -> None:
+        self.workers = workers
+        self.cap_at = start_at + cap
+        self.parts: dict[int, list[tuple[int, float]]] = {}
+        self.windows: list[tuple[int, float]] = []  # merged, in order: (responses, mean latency)
+
+    def add(self, window: tuple[int, int, float]) -> float | None:
+        """Take one worker's window; once steady, the time (monotonic) to start measuring at."""
+        index, count, total = window
+        self.parts.setdefault(index, []).append((count, total))
+        while len(self.parts.get(len(self.windows), ())) == self.workers:
+            merged = self.parts.pop(len(self.windows))
+            responses = sum(c for c, _ in merged)
+            mean = sum(t for _, t in merged) / responses if responses else math.inf
+            self.windows.append((responses, mean))
+        last = self.windows[-STEADY_WINDOWS:]
+        if len(last) < STEADY_WINDOWS or min(n for n, _ in last) < STEADY_MIN_RESPONSES:
+            return None
+        counts, means = [n for n, _ in last], [m for _, m in last]
+        if max(means) > (1 + STEADY_SPREAD) * min(means):
+            return None
+        if max(counts) > (1 + STEADY_SPREAD) * min(counts):
+            return None
+        at = time.monotonic() + MEASURE_MARGIN_S
+        return at if at < self.cap_at else None

@@ -17,7 +17,7 @@ from typing import Any
 from workbench._aio import close_loop
 from workbench._errors import InputError, positive_int
 from workbench.load._collector import _Collector
-from workbench.load._driver import READY_TIMEOUT_S, _Driver
+from workbench.load._driver import READY_TIMEOUT_S, SteadyWarmup, _Driver
 from workbench.load._plan import (
     DEADLINE_MARGIN_S,
     MAX_DRAIN_S,
@@ -51,6 +51,8 @@ def _worker_main(spec: WorkerSpec | None, pipe: multiprocessing.connection.Conne
                     message = pipe.recv()  # EOF when the parent closes its end or dies
                 except (EOFError, OSError):
                     return
+                if message[0] == "measure":  # meant for a run that ended just before
+                    continue
                 if message[0] != "spec":
                     return
                 spec = message[1]
@@ -232,12 +234,25 @@ def _execute(plan: LoadPlan, generators: Generators | None = None) -> LoadResult
         for pipe in pipes:
             pipe.send(("start", start_at))
         deadline = start_at + profile.warmup + profile.duration + drain + DEADLINE_MARGIN_S
+        steady = (
+            SteadyWarmup(workers=len(specs), start_at=start_at, cap=profile.warmup)
+            if plan.steady_warmup and profile.warmup > 0
+            else None
+        )
         finished: set[int] = set()
         idle: set[int] = set()
         while not collector.complete():
             for message in _receive(pipes, procs, deadline, finished):
                 if message[0] == "idle":
                     idle.add(message[1])
+                elif message[0] == "warm":
+                    at = steady.add(message[2]) if steady is not None else None
+                    if at is not None:  # latency is steady: every worker measures from `at`
+                        steady = None
+                        for pipe in pipes:
+                            pipe.send(("measure", at))
+                        collector.started_at += at - (start_at + profile.warmup)
+                        collector.warmup_s = at - start_at
                 else:
                     collector.add(message)
         if generators is None:

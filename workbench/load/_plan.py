@@ -42,6 +42,7 @@ class WorkerSpec:
     drain: float
     keepalive_idle: float = KEEPALIVE_IDLE_S
     seed: int = 0
+    steady_warmup: bool = False
 
 
 def _resolve(url: str, *, allow_remote: bool, transport: str) -> tuple[httpx.URL, str, int]:
@@ -98,6 +99,8 @@ class LoadPlan:
     # seconds a connection may sit idle and still be reused (the target's keep-alive timeout)
     keepalive_idle: float = KEEPALIVE_IDLE_S
     asked_processes: int | None = None  # as given: None lets a Dask cluster choose
+    # End the warm-up as soon as latency is steady, profile.warmup being the cap (local runs).
+    steady_warmup: bool = False
 
     @classmethod
     def build(
@@ -211,6 +214,7 @@ def worker_specs(plan: LoadPlan) -> list[WorkerSpec]:
             transport=plan.transport,
             drain=min(plan.timeout, MAX_DRAIN_S),
             keepalive_idle=plan.keepalive_idle,
+            steady_warmup=plan.steady_warmup,
         )
         for i in range(plan.processes)
     ]

@@ -109,6 +109,7 @@ class LoadResult:
             "error_classes": dict(self.error_classes),
             "generator_errors": dict(self.generator_errors),
             "duration_s": self.duration_s,
+            "warmup_s": self.warmup_s,
             "throughput_rps": self.throughput_rps,
             "asked_rate": self.asked_rate,
             "latency_ms": self.percentiles_ms("latency"),
