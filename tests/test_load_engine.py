@@ -24,7 +24,7 @@ from workbench.load import (
     progress,
     run_load,
 )
-from workbench.load._driver import (
+from workbench.load._warmup import (
     STEADY_MIN_RESPONSES,
     STEADY_WINDOWS,
     WARM_WINDOW_S,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import math
 import multiprocessing.connection
@@ -17,8 +16,8 @@ from typing import Any
 
 from workbench import hdr as hist
 from workbench.load._plan import WorkerSpec
-from workbench.load._result import ERROR_CLASSES
-from workbench.load._timer import Waker
+from workbench.load._seconds import SecondRows
+from workbench.load._timer import Waker, run_queue_wait
 from workbench.load._transport import (
     HttpxUser,
     RawConnection,
@@ -26,38 +25,16 @@ from workbench.load._transport import (
     make_httpx_client,
     pin_request,
 )
+from workbench.load._warmup import WARM_WINDOW_S, WarmupWindows
 
 BACKLOG_MAX = 200_000  # queued intended send times per worker before arrivals are dropped
 CONNECT_BACKOFF_S = 0.05
 SWEEP_INTERVAL_S = 0.1
 READY_TIMEOUT_S = 60.0
 KEEPALIVE_MARGIN_S = 0.5  # a connection this close to the server's keep-alive timeout is not reused
-SCHEDSTAT = "/proc/thread-self/schedstat"
-# A steady warm-up (spec.steady_warmup) ends once the last STEADY_WINDOWS windows of
-# WARM_WINDOW_S agree: each with STEADY_MIN_RESPONSES responses or more, their mean latencies and
-# response counts within STEADY_SPREAD of each other. The warm-up's seconds are the cap.
-WARM_WINDOW_S = 0.1
-STEADY_WINDOWS = 3
-STEADY_MIN_RESPONSES = 20
-STEADY_SPREAD = 0.35
-# The measured window starts this long after the parent's decision: every worker hears it first.
-MEASURE_MARGIN_S = 0.05
 
 
-def run_queue_wait() -> float:
-    """Seconds this thread has waited, runnable, for a core (Linux schedstat; 0 elsewhere).
-
-    CPU time alone misses a generator that wants to run but shares the machine: its CPU stays
-    below 100% while it is what limits the run.
-    """
-    try:
-        with open(SCHEDSTAT, "rb") as f:
-            return int(f.read().split()[1]) / 1e9
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-class _Driver:
+class _Driver(WarmupWindows, SecondRows):
     """Schedules, sends and records the requests of one worker process."""
 
     def __init__(self, spec: WorkerSpec, pipe: multiprocessing.connection.Connection) -> None:
@@ -100,18 +77,6 @@ class _Driver:
         self.warm_count = 0
         self.warm_sum = 0.0
         self.warm_handle: asyncio.TimerHandle | None = None
-
-    def _new_second(self) -> None:
-        self.lat_d: dict[int, int] = {}
-        self.svc_d: dict[int, int] = {}
-        self.lag_d: dict[int, int] = {}
-        self.sent = 0
-        self.completed = 0
-        self.late = 0
-        self.err = dict.fromkeys(ERROR_CLASSES, 0)
-        self.cap_waits = 0
-        self.dropped = 0
-        self.stale = 0
 
     async def run(self) -> None:
         """Prepare, wait for the start time, run, drain, report."""
@@ -418,123 +383,3 @@ class _Driver:
         if now >= self.stop_at:
             self._maybe_finish()
         self.sweep_handle = self.loop.call_later(SWEEP_INTERVAL_S, self._sweep)
-
-    def _warm_tick(self) -> None:
-        """Send the parent the warm-up window that just ended: (window, responses, summed latency)."""
-        if self.done or time.monotonic() >= self.m_start:
-            return
-        window = (self.warm_window, self.warm_count, self.warm_sum)
-        self.pipe.send(("warm", self.spec.index, window))
-        self.warm_window += 1
-        self.warm_count, self.warm_sum = 0, 0.0
-        at = self.start_at + (self.warm_window + 1) * WARM_WINDOW_S
-        self.warm_handle = self.loop.call_later(max(0.0, at - time.monotonic()), self._warm_tick)
-
-    def _on_parent(self) -> None:
-        """A message from the parent during the run: ("measure", at) ends the warm-up at `at`."""
-        try:
-            while self.pipe.poll():
-                message = self.pipe.recv()
-                if message[0] == "measure":
-                    self._measure_from(float(message[1]))
-        except (EOFError, OSError):  # the parent went away: _sweep ends the run
-            self.loop.remove_reader(self.pipe.fileno())
-
-    def _measure_from(self, at: float) -> None:
-        """Start the measured window at `at` (or now, if that passed) instead of after the cap."""
-        now = time.monotonic()
-        if self.done or now >= self.m_start or at >= self.m_start:
-            return
-        at = max(at, now)
-        p = self.profile
-        self.m_start = at
-        self.stop_at = at + p.duration
-        self.hard_end = self.stop_at + self.spec.drain
-        self.tick_handle.cancel()
-        self.tick_handle = self.loop.call_later(max(0.0, at + 1 - now), self._tick)
-        if self.open_loop:  # the measured arrivals from the new start; warm-up ones end there
-            spec = self.spec
-            measured = dataclasses.replace(p, warmup=0.0)
-            self.arrivals = measured.arrivals(
-                worker=spec.index, workers=spec.workers, seed=spec.seed
-            )
-            self.next_at = self._next_arrival()
-            if self.pacing and self.waker is not None:
-                self.waker.at(self.next_at)
-
-    def _tick(self) -> None:
-        if self.done or self.second >= self.n_seconds - 1:
-            return  # the last second closes when the run finishes, drain included
-        self._close_second()
-        if self.second < self.n_seconds - 1:
-            delay = self.m_start + self.second + 1 - time.monotonic()
-            self.tick_handle = self.loop.call_later(max(0.0, delay), self._tick)
-
-    def _close_second(self) -> None:
-        now, cpu = time.monotonic(), time.process_time()
-        wall = now - self.cpu_mark[0]
-        cpu_frac = (cpu - self.cpu_mark[1]) / wall if wall > 0 else 0.0
-        self.cpu_mark = (now, cpu)
-        waited = run_queue_wait()
-        wait_frac = (waited - self.wait_mark) / wall if wall > 0 else 0.0
-        self.wait_mark = waited
-        sec_lat = hist.new_histogram()
-        hist.record_counts(sec_lat, self.lat_d)
-        self.total_lat.add(sec_lat)
-        if self.open_loop:
-            hist.record_counts(self.total_svc, self.svc_d)
-        else:
-            self.total_svc.add(sec_lat)
-        sec_lag = hist.new_histogram()
-        hist.record_counts(sec_lag, self.lag_d)
-        self.total_lag.add(sec_lag)
-        last = self.second >= self.n_seconds - 1
-        length = self.profile.duration - self.second if last else 1.0
-        row = {
-            "second": self.second,
-            "length": length,
-            "sent": self.sent,
-            "completed": self.completed,
-            "late": self.late,
-            "cap_waits": self.cap_waits,
-            "dropped": self.dropped,
-            "stale": self.stale,
-            "cpu": cpu_frac,
-            "wait": wait_frac,
-            "lat": hist.encode(sec_lat),
-            "lag": hist.encode(sec_lag),
-            **self.err,
-        }
-        self.pipe.send(("second", self.spec.index, row))
-        self.second += 1
-        self._new_second()
-
-
-class SteadyWarmup:
-    """The parent's judge of a steady warm-up: merges the workers' windows, says when to measure."""
-
-    def __init__(self, *, workers: int, start_at: float, cap: float) -> None:
-        self.workers = workers
-        self.cap_at = start_at + cap
-        self.parts: dict[int, list[tuple[int, float]]] = {}
-        self.windows: list[tuple[int, float]] = []  # merged, in order: (responses, mean latency)
-
-    def add(self, window: tuple[int, int, float]) -> float | None:
-        """Take one worker's window; once steady, the time (monotonic) to start measuring at."""
-        index, count, total = window
-        self.parts.setdefault(index, []).append((count, total))
-        while len(self.parts.get(len(self.windows), ())) == self.workers:
-            merged = self.parts.pop(len(self.windows))
-            responses = sum(c for c, _ in merged)
-            mean = sum(t for _, t in merged) / responses if responses else math.inf
-            self.windows.append((responses, mean))
-        last = self.windows[-STEADY_WINDOWS:]
-        if len(last) < STEADY_WINDOWS or min(n for n, _ in last) < STEADY_MIN_RESPONSES:
-            return None
-        counts, means = [n for n, _ in last], [m for _, m in last]
-        if max(means) > (1 + STEADY_SPREAD) * min(means):
-            return None
-        if max(counts) > (1 + STEADY_SPREAD) * min(counts):
-            return None
-        at = time.monotonic() + MEASURE_MARGIN_S
-        return at if at < self.cap_at else None

@@ -17,7 +17,7 @@ from typing import Any
 from workbench._aio import close_loop
 from workbench._errors import InputError, positive_int
 from workbench.load._collector import _Collector
-from workbench.load._driver import READY_TIMEOUT_S, SteadyWarmup, _Driver
+from workbench.load._driver import READY_TIMEOUT_S, _Driver
 from workbench.load._plan import (
     DEADLINE_MARGIN_S,
     MAX_DRAIN_S,
@@ -28,6 +28,7 @@ from workbench.load._plan import (
     worker_specs,
 )
 from workbench.load._result import LoadFailed, LoadInterrupted, LoadResult
+from workbench.load._warmup import SteadyWarmup
 
 START_DELAY_S = 0.1
 IDLE_TIMEOUT_S = 5.0  # how long a pooled worker may take to close its connections after a run
