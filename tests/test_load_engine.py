@@ -367,7 +367,10 @@ def test_open_loop_pacing_leaves_the_cpu_to_the_service() -> None:
         result = run_load(
             url + "/", rate=2000, duration=2, warmup=0, connections=8, processes=1, progress=False
         )
-    assert not result.generator_saturated
+    # A stall of the machine (two busy cores on this VM pause a process for up to ~25 ms) can
+    # leave all 8 connections waiting and the sends late: a verdict on the run, not on the pacer.
+    assert Cause.GENERATOR_BUSY not in result.saturation_causes, result.saturation_reason
+    assert Cause.RATE_SHORT not in result.saturation_causes, result.saturation_reason
     assert result.series()["generator_cpu_pct"].mean() < 50
     assert result.percentiles_ms("latency")["p50"] < 2
 
