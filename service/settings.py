@@ -282,7 +282,9 @@ def ladder() -> list[tuple[str, ServiceSettings]]:
         # over many users, a cold cache) most L1 misses skip it; L2 still fills, off the path.
         ("+cache", {"cache": True, "l2_write_behind": True, "l2_bypass_below": 0.2}),
         # preload: the app is imported once in the master, so workers fork ready (starts ~2x faster).
-        ("+workers", {"server": "gunicorn", "workers": 2, "preload": True}),
+        # gc_freeze: full collections skip the started heap (L1-hits at 256 connections, one
+        # worker: 252 -> 190 us of CPU per request, benchmarks/hot_path.py --set gc_freeze=true).
+        ("+workers", {"server": "gunicorn", "workers": 2, "preload": True, "gc_freeze": True}),
     ]
     out: list[tuple[str, ServiceSettings]] = []
     current = ServiceSettings()
