@@ -3,30 +3,20 @@ the parent (its latency, service-time and send-lag histograms, counts, the proce
 
 from __future__ import annotations
 
-import asyncio
-import multiprocessing.connection
 import time
 
 from hdrh.histogram import HdrHistogram
 
 from workbench import hdr as hist
-from workbench.load._plan import WorkerSpec
-from workbench.load._profile import LoadProfile
 from workbench.load._result import ERROR_CLASSES
+from workbench.load._state import DriverState
 from workbench.load._timer import run_queue_wait
 
 
-class SecondRows:
+class SecondRows(DriverState):
     """The per-second counters of a driver and their closing into rows sent to the parent."""
 
-    # the driver's state these methods read (set by the driver)
-    spec: WorkerSpec
-    profile: LoadProfile
-    pipe: multiprocessing.connection.Connection
-    loop: asyncio.AbstractEventLoop
-    done: bool
-    open_loop: bool
-    m_start: float
+    # more of the driver's state these methods read (set by the driver)
     n_seconds: int
     second: int
     cpu_mark: tuple[float, float]
@@ -34,7 +24,6 @@ class SecondRows:
     total_lat: HdrHistogram
     total_svc: HdrHistogram
     total_lag: HdrHistogram
-    tick_handle: asyncio.TimerHandle
 
     def _new_second(self) -> None:
         self.lat_d: dict[int, int] = {}

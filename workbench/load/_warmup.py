@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-import multiprocessing.connection
 import time
 from collections.abc import Callable, Iterator
 
-from workbench.load._plan import WorkerSpec
-from workbench.load._profile import LoadProfile
+from workbench.load._state import DriverState
 from workbench.load._timer import Waker
 
 # A steady warm-up (spec.steady_warmup) ends once the last STEADY_WINDOWS windows of
@@ -25,21 +23,14 @@ STEADY_SPREAD = 0.35
 MEASURE_MARGIN_S = 0.05
 
 
-class WarmupWindows:
+class WarmupWindows(DriverState):
     """A driver's side of a steady warm-up: its windows to the parent, the parent's answer applied."""
 
-    # the driver's state these methods read and move (set by the driver)
-    spec: WorkerSpec
-    profile: LoadProfile
-    pipe: multiprocessing.connection.Connection
-    loop: asyncio.AbstractEventLoop
-    done: bool
-    open_loop: bool
+    # more of the driver's state these methods read and move (set by the driver)
     pacing: bool
     waker: Waker | None
     arrivals: Iterator[float]
     next_at: float
-    m_start: float
     stop_at: float
     hard_end: float
     start_at: float
@@ -47,7 +38,6 @@ class WarmupWindows:
     warm_count: int
     warm_sum: float
     warm_handle: asyncio.TimerHandle | None
-    tick_handle: asyncio.TimerHandle
 
     _tick: Callable[[], None]  # the driver's next per-second tick
     _next_arrival: Callable[[], float]
