@@ -15,8 +15,11 @@ TRANSPORT_FAILURES = ("timeout", "connect", "reset", "other")
 SEND_LAG_LIMIT_MS = 10.0
 RATE_SHORTFALL = 0.95
 # Share of the wall time a generator ran or waited for a core (never for the server) from which
-# it, not the server, sets a closed loop's pace; and from which it is named as a cause.
-BUSY_LIMIT = 0.9
+# it, not the server, sets a closed loop's pace; and from which it is named as a cause. The share
+# misses the kernel's work on the generator's packets (softirq, charged to no process: heavy on
+# loopback at ~90k req/s), so a generator that is the limit can read 80-90% busy: against nginx
+# on this 2-core VM one run in three was 0.93 of wrk at under 90% (95-97% on quiet runs).
+BUSY_LIMIT = 0.8
 BUSY_CAUSE = 0.8
 
 
