@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import types
+import uuid
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,13 +30,12 @@ class WarmKernel:
 
     def start(self) -> WarmKernel:
         """Start the kernel and import what the notebooks import."""
-        from jupyter_client.manager import AsyncKernelManager
         from jupyter_core.utils import run_sync
 
         _register_engine()
         self._env0 = dict(os.environ)  # what the kernel inherits (plus what Jupyter adds)
         # the kind of manager nbclient makes for itself (it awaits the manager's methods)
-        self.km = AsyncKernelManager(kernel_name=self.kernel_name)
+        self.km = local_kernel_manager()(kernel_name=self.kernel_name)
         run_sync(self.km.start_kernel)(cwd=str(self.cwd))
         self._run(PRELOAD)
         return self
@@ -162,6 +162,35 @@ def _reset(changed: dict[str, str], gone: list[str], cwd: str) -> None:
 
 
 _REGISTERED = False
+
+
+def local_kernel_manager() -> type:
+    """Jupyter's async kernel manager on IPC sockets in Jupyter's runtime folder: a kernel on
+    this machine needs no TCP port, and over TCP ipykernel warns in the user's terminal at every
+    start that its traffic is unencrypted."""
+    global _LOCAL_MANAGER
+    if _LOCAL_MANAGER is None:
+        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.paths import jupyter_runtime_dir
+        from traitlets import default
+
+        class LocalKernelManager(AsyncKernelManager):
+            @default("transport")
+            def _transport_default(self) -> str:
+                return "ipc"
+
+            @default("ip")
+            def _ip_default(self) -> str:
+                # else "kernel-ipc-N" socket files in the notebook's folder
+                folder = Path(jupyter_runtime_dir())
+                folder.mkdir(parents=True, exist_ok=True)
+                return str(folder / f"kernel-{uuid.uuid4().hex[:12]}")
+
+        _LOCAL_MANAGER = LocalKernelManager
+    return _LOCAL_MANAGER
+
+
+_LOCAL_MANAGER: type | None = None
 
 
 def _register_engine() -> None:

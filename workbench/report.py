@@ -13,7 +13,7 @@ from typing import Any
 
 from workbench import _fs, _secrets
 from workbench._errors import InputError
-from workbench.kernel import ENGINE, WarmKernel
+from workbench.kernel import ENGINE, WarmKernel, local_kernel_manager
 from workbench.paths import notebooks_dir, reports_dir
 
 KERNEL_NAME = "fastapi-workbench"
@@ -102,7 +102,7 @@ def execute(
     if real:
         known = json.loads(previous[_secrets.REVEAL_ENV] or "{}")
         os.environ[_secrets.REVEAL_ENV] = json.dumps({**known, **real})
-    warm: dict[str, Any] = {}
+    warm: dict[str, Any] = {"kernel_manager_class": local_kernel_manager()}
     try:
         if kernel is not None:
             kernel.reset(cwd=source.parent)  # after the environment above is set: it gets it
