@@ -38,8 +38,14 @@ else
 endif
 
 # The unit and component tier (no end-to-end runs of CLIs, notebooks and faults): before a commit.
+# Split as `test` is: the tier's few `alone` tests (they time a generator) after the rest.
 test-fast: install
+ifeq ($(TEST_WORKERS),0)
 	@$(PY) -m pytest -q -m "not slow"
+else
+	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow and not alone"
+	@$(PY) -m pytest -q -m "alone and not slow"
+endif
 
 check: install
 	$(VENV)/bin/ruff format --check .
