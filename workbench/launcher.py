@@ -36,6 +36,8 @@ class ServiceProcess(_process.Managed):
     # The runs measured on this process so far (a kept service serves several, in order).
     served: list[str] = field(default_factory=list, init=False)
     _spawned_at: float = field(default=0.0, init=False, repr=False)
+    # Seconds from spawn to the first healthy answer (0 until then), wherever it was started.
+    boot_s: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         if self.port is not None:
@@ -63,6 +65,7 @@ class ServiceProcess(_process.Managed):
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         assert self.log is not None
         self._spawned_at = time.time()
+        spawned = time.monotonic()
         self.proc = _process.spawn(
             [sys.executable, "-m", "service"], log=self.log, env=env, detach=detach
         )
@@ -71,6 +74,7 @@ class ServiceProcess(_process.Managed):
         except BaseException:
             self.stop()
             raise
+        self.boot_s = time.monotonic() - spawned
         return self
 
     def _wait_healthy(self) -> None:
