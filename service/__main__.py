@@ -58,6 +58,29 @@ def uses_gunicorn(settings: ServiceSettings) -> bool:
     return settings.workers > 1 or settings.gunicorn_one_worker or settings.max_requests > 0
 
 
+def gunicorn_argv(settings: ServiceSettings, host: str, port: int) -> list[str]:
+    """The gunicorn command that serves these settings: its master, then uvicorn workers."""
+    argv = [
+        sys.executable, "-m", "gunicorn", "service.asgi:app",
+        "--worker-class",
+        "service.protocol.StampingWorker" if settings.anatomy else "uvicorn_worker.UvicornWorker",
+        "--bind", f"{host}:{port}",
+        "--workers", str(settings.workers),
+        "--worker-connections", str(settings.worker_connections),
+        "--max-requests", str(settings.max_requests),
+        "--max-requests-jitter", str(settings.max_requests_jitter),
+        "--keep-alive", str(settings.keepalive),
+        "--timeout", str(settings.timeout),
+        "--graceful-timeout", "5",
+        "--backlog", str(settings.backlog),
+        "--log-level", settings.log_level,
+        "--config", "python:service.gunicorn_hooks",
+    ]  # fmt: skip
+    if settings.preload:
+        argv.append("--preload")
+    return argv
+
+
 def main() -> int:
     """Start uvicorn or gunicorn with uvicorn workers, as the settings say."""
     try:
@@ -72,25 +95,7 @@ def main() -> int:
             "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="workbench-metrics-")
         )
     if gunicorn:
-        argv = [
-            sys.executable, "-m", "gunicorn", "service.asgi:app",
-            "--worker-class",
-            "service.protocol.StampingWorker" if settings.anatomy else "uvicorn_worker.UvicornWorker",
-            "--bind", f"{host}:{port}",
-            "--workers", str(settings.workers),
-            "--worker-connections", str(settings.worker_connections),
-            "--max-requests", str(settings.max_requests),
-            "--max-requests-jitter", str(settings.max_requests_jitter),
-            "--keep-alive", str(settings.keepalive),
-            "--timeout", str(settings.timeout),
-            "--graceful-timeout", "5",
-            "--backlog", str(settings.backlog),
-            "--log-level", settings.log_level,
-            "--config", "python:service.gunicorn_hooks",
-        ]  # fmt: skip
-        if settings.preload:
-            argv.append("--preload")
-        os.execv(sys.executable, argv)
+        os.execv(sys.executable, gunicorn_argv(settings, host, port))
     import uvicorn
 
     from service.protocol import StampingProtocol

@@ -7,6 +7,7 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import psutil
@@ -45,7 +46,12 @@ def test_gunicorn_workers_start_and_all_stop(stack: Stack) -> None:
     with ServiceProcess(settings, stack) as svc:
         assert len(svc.pids()) >= 3  # master + 2 workers
         assert httpx.get(svc.url + "/users/1").status_code == 200
+        # the workers merge their metrics through files in a folder of the service's own
+        folder = Path(psutil.Process(svc.pids()[0]).environ()["PROMETHEUS_MULTIPROC_DIR"])
+        assert any(folder.iterdir())
+        assert 'status="200"' in svc.metrics()
     assert descendants() <= before
+    assert not folder.exists()  # removed with the service
 
 
 @pytest.mark.slow

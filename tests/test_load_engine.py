@@ -587,6 +587,7 @@ def test_a_steady_warm_up_ends_early_on_a_steady_server_and_the_result_says_when
     cap = 5.0
     with serve() as (url, _), Generators() as generators:
         generators.prepare(1)
+        pids = generators.pids()
         took = []
         results = []
         for options in ({}, {"rate": 400}):
@@ -594,6 +595,10 @@ def test_a_steady_warm_up_ends_early_on_a_steady_server_and_the_result_says_when
             plan = steady(url + "/", connections=4, duration=1, warmup=cap, **options)
             results.append(run_load(plan, generators=generators))
             took.append(time.monotonic() - started)
+            # the worker waits, idle, for the next run (a sweep's next service boots meanwhile)
+            # rather than exiting once the pipe is empty, to be respawned (~0.3 s a run)
+            generators._procs[0].join(0.5)
+            assert generators._procs[0].is_alive() and generators.prepare(1).pids() == pids
     closed, opened = results
     for result, seconds in zip(results, took, strict=True):
         assert STEADY_WINDOWS * WARM_WINDOW_S <= result.warmup_s < cap

@@ -19,7 +19,7 @@ import redis
 
 from workbench._errors import InputError, StackError
 from workbench.faults import frozen
-from workbench.seed import connect, seed, seeded_users, user_row
+from workbench.seed import connect, max_connections, seed, seeded_users, user_row
 from workbench.stack import Stack, stop_detached
 
 from .conftest import TEST_USERS, descendants
@@ -70,6 +70,16 @@ def test_workbench_queries_on_a_frozen_database_time_out(stack: Stack) -> None:
     took = asyncio.run(query_while_frozen())
     assert 0.4 < took < 2.0, took
     assert stack.check()["postgres"].startswith("18")  # resumed
+
+
+def test_the_connection_limit_is_asked_once_per_database(stack: Stack) -> None:
+    """Every service start checks its pools against it: a sweep's next boot does not ask again."""
+    limit = stack.connection_limit()
+    assert limit == max_connections(stack.url)
+    with frozen(stack, "postgres"):  # a question to PostgreSQL would wait for it now
+        started = time.monotonic()
+        assert stack.connection_limit() == limit
+        assert time.monotonic() - started < 0.1
 
 
 def test_attached_stack_neither_starts_nor_stops_servers(stack: Stack) -> None:

@@ -34,6 +34,14 @@ def test_in_process_sweep_runs_each_point_once(stack: Stack, tmp_path: Path) -> 
     # each warm-up ended once latency was steady, the base's 1 s at most, and the run says when
     warmups = [store.load(run_id).summary()["warmup_s"] for run_id in store.ids()]
     assert all(0 < seconds <= 1.0 for seconds in warmups) and min(warmups) < 1.0, warmups
+    # where each point's time went: the second point's service booted during the first's store
+    manifests = sorted(
+        (store.load(run_id).manifest for run_id in store.ids()), key=lambda m: m["started_at"]
+    )
+    one, two = (m["timings"] for m in manifests)
+    assert "service_wait_s" not in one and one["service_start_s"] >= one["service_boot_s"] > 0
+    assert two["service_wait_s"] >= 0 and two["service_start_s"] < two["service_boot_s"]
+    assert all(t["sampling_stop_s"] > 0 and t["load_s"] > 1.0 for t in (one, two))
     again = sweep.run(stack, store=store, progress=False)
     assert len(store.ids()) == 2  # nothing re-measured
     assert sorted(again["run_id"]) == sorted(first["run_id"])

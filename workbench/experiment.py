@@ -132,6 +132,10 @@ class Experiment:
                 if own and svc.proc is None:
                     svc.start()
                 timings["service_start_s"] = time.monotonic() - t0
+                # spawn to healthy: booted by this run, ahead of it, or for an earlier one (reused)
+                timings["service_boot_s"] = svc.boot_s
+                if session is not None:  # e.g. how long a sweep waited for a service booted ahead
+                    timings.update(session.take_timings())
                 record.manifest["service"].update(
                     pid=svc.proc.pid if svc.proc is not None else None,
                     spawned_at=svc.started_at,
@@ -155,7 +159,9 @@ class Experiment:
         finally:
             if session is None:
                 generators.close()
+            t3 = time.monotonic()
             server = record.stop_sampling()
+            timings["sampling_stop_s"] = time.monotonic() - t3
             svc.served.append(record.run_id)
             # a kept service's log holds earlier runs too: this run stores its own part
             log = svc.log_since(log_mark) if isinstance(svc.log, Path) else None
@@ -202,12 +208,19 @@ class Session:
         self._stopping: list[threading.Thread] = []
         # Called when a run's load has ended (its results not yet sampled and stored).
         self.on_load_end: Callable[[], None] | None = None
+        # Timings measured for the next run outside it (a sweep's wait for its service).
+        self.timings: dict[str, float] = {}
 
     def service_for(
         self, settings: ServiceSettings, stack: Stack, *, fresh: bool = False
     ) -> ServiceProcess | None:
         """A running service the next run may measure (None: it starts its own)."""
         return None
+
+    def take_timings(self) -> dict[str, float]:
+        """The timings measured for the next run, handed to it once."""
+        timings, self.timings = self.timings, {}
+        return timings
 
     def release(self, service: ServiceProcess) -> None:
         """A finished run's service: stopped in the background (a kept session keeps it)."""

@@ -65,6 +65,7 @@ class Stack(_process.Managed):
     _postgres: EmbeddedPostgres | None = field(default=None, init=False, repr=False)
     _redis: EmbeddedRedis | None = field(default=None, init=False, repr=False)
     _lock: int | None = field(default=None, init=False, repr=False)
+    _limits: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         # a URL masked by a parent process (report.execute) comes back with its password
@@ -216,6 +217,7 @@ class Stack(_process.Managed):
 
     def start_server(self, name: str) -> None:
         """Start again, on the same port and data, a server stopped by stop_server."""
+        self._limits.clear()
         if name == "upstream" and self._upstream is not None:
             argv = [str(a) for a in self._upstream.args]  # type: ignore[union-attr]
             self._upstream = _process.spawn(argv, log=self.root / "upstream.log")
@@ -269,8 +271,11 @@ class Stack(_process.Managed):
         return {"postgres": version, "redis": str(info.get("redis_version", "?"))}
 
     def connection_limit(self) -> int:
-        """PostgreSQL's max_connections."""
-        return max_connections(self.url)
+        """PostgreSQL's max_connections (asked once per database: every service start checks it)."""
+        url = self.url
+        if url not in self._limits:
+            self._limits[url] = max_connections(url)
+        return self._limits[url]
 
     def pids(self) -> dict[str, int]:
         """Process ids of the servers this stack started."""

@@ -7,6 +7,7 @@ import itertools
 import json
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -147,7 +148,12 @@ class Sweep:
                             bar.write(f"skip (done): {point_key(point)}")
                         bar.update(1)
                         continue
-                    service = booting.pop().take() if booting else None
+                    if booting:
+                        waited = time.monotonic()
+                        service = booting.pop().take()
+                        session.timings["service_wait_s"] = time.monotonic() - waited
+                    else:
+                        service = None
                     later = todo[todo.index(point) + 1 :]
                     session.on_load_end = (lambda p=later[0]: boot_next(p)) if later else None
                     try:

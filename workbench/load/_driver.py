@@ -140,6 +140,9 @@ class _Driver(WarmupWindows, SecondRows):
                 max(0.0, start_at + WARM_WINDOW_S - time.monotonic()), self._warm_tick
             )
             loop.add_reader(self.pipe.fileno(), self._on_parent)
+            # uvloop left the pipe non-blocking: a pooled worker's next recv() would then raise
+            # (BlockingIOError) and end the worker, respawned for the next run (~0.3 s each)
+            os.set_blocking(self.pipe.fileno(), True)
         if self.open_loop:
             self.arrivals = p.arrivals(worker=spec.index, workers=spec.workers, seed=spec.seed)
             self.pacing = True
