@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -29,13 +30,54 @@ def workbench(
     )  # fmt: skip
 
 
+def in_process(
+    *args: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`workbench args` through main() in this process (no interpreter start, no imports to pay):
+    its exit code and what it printed, as a subprocess would have given them."""
+    for name, value in (env or {}).items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse: --help, or a usage error
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)  # main() installs its own handler
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out, err)
+
+
+@pytest.fixture
+def run(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`workbench ...` in a subprocess when the case is marked SUBPROCESS, else through main()."""
+
+    def run_(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        if args and args[0] == SUBPROCESS:
+            return workbench(*args[1:], env=env)
+        return in_process(*args, capsys=capsys, monkeypatch=monkeypatch, env=env)
+
+    return run_
+
+
+# Marks the one case of a command family run as a real `python -m workbench.cli` process; the
+# others go through main() in this process, the same code without ~1 s of interpreter and imports.
+SUBPROCESS = "<subprocess>"
+
+
 @pytest.mark.parametrize(
     "command",
-    [[], ["demo"], ["report"], ["stack"], ["serve"], ["ladder"], ["capacity"], ["tune"],
+    [[SUBPROCESS], ["demo"], ["report"], ["stack"], ["serve"], ["ladder"], ["capacity"], ["tune"],
      ["compare"], ["init"], ["lab"]],
 )  # fmt: skip
-def test_help(command: list[str]) -> None:
-    done = workbench(*command, "--help")
+def test_help(command: list[str], run: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    done = run(*command, "--help")
     assert done.returncode == 0 and "usage: workbench" in done.stdout
 
 
@@ -43,15 +85,17 @@ def test_help(command: list[str]) -> None:
     ("args", "named"),
     [
         (["report", "01_quickstart", "-p", "connections", "-3"], "connections"),
-        (["report", "01_quickstart", "-p", "duraton", "3"], "duraton"),
+        ([SUBPROCESS, "report", "01_quickstart", "-p", "duraton", "3"], "duraton"),
         (["report", "no_such_notebook"], "notebook"),
         (["demo", "--preset", "fast"], "preset"),
-        (["serve", "--set", "pool_size=-1"], "settings.pool_size"),
+        ([SUBPROCESS, "serve", "--set", "pool_size=-1"], "settings.pool_size"),
         (["serve", "--set", "serializer=json"], "settings.serializer"),
     ],
 )
-def test_bad_input_exits_2_naming_it(args: list[str], named: str) -> None:
-    done = workbench(*args)
+def test_bad_input_exits_2_naming_it(
+    args: list[str], named: str, run: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    done = run(*args)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(f"error: {named}: ")
 
@@ -99,16 +143,20 @@ def test_studies_check_input_before_starting(
     assert out == ""  # nothing started
 
 
-def test_compare_names_the_presets_and_the_latest_runs(tmp_path: Path) -> None:
-    done = workbench("compare", "nope", "naive", env={"WORKBENCH_HOME": str(tmp_path)})
+def test_compare_names_the_presets_and_the_latest_runs(
+    tmp_path: Path, run: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    done = run("compare", "nope", "naive", env={"WORKBENCH_HOME": str(tmp_path)})
     assert done.returncode == 2
     assert "'naive', 'optimized'" in done.stderr and "latest runs: none yet" in done.stderr
 
 
-def test_bad_ids_lists_the_allowed_distributions() -> None:
+def test_bad_ids_lists_the_allowed_distributions(
+    run: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
     from workbench.load._scenario import DISTRIBUTIONS
 
-    done = workbench("capacity", "--ids", "gauss")
+    done = run("capacity", "--ids", "gauss")
     assert all(repr(name) in done.stderr for name in DISTRIBUTIONS), done.stderr
 
 
@@ -224,16 +272,17 @@ def test_compare_a_stored_run_with_a_preset_measured_now(stack: Stack, tmp_path:
         (["serve", "--preset", "fastest", "--set", "workers=2"], "preset: must be one of naive, optimized"),
         (["sweep", "01_quickstart", "-p", "pool_timeout", "1,nan"], "settings.pool_timeout: must be a number from 0.001"),
         (["demo", "--preset", "fastest"], "preset: must be one of naive, optimized"),
-        (["capacity", "--set", "pool_timeout=inf"], "settings.pool_timeout: must be a number from 0.001 to 3600"),
+        ([SUBPROCESS, "capacity", "--set", "pool_timeout=inf"], "settings.pool_timeout: must be a number from 0.001 to 3600"),
     ],
 )  # fmt: skip
 def test_bad_settings_exit_2_before_any_server_starts(
-    tmp_path: Path, args: list[str], message: str
-) -> None:
+    tmp_path: Path, args: list[str], message: str,
+    run: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:  # fmt: skip
     root = tmp_path / "stack"  # a fresh data folder: a stack started here would leave files
     root.mkdir()
     root.chmod(0o755)
-    done = workbench(*args, env={"WORKBENCH_STACK_DIR": str(root)})
+    done = run(*args, env={"WORKBENCH_STACK_DIR": str(root)})
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(f"error: {message}"), done.stderr
     assert "Traceback" not in done.stderr
@@ -259,19 +308,29 @@ def test_stack_up_status_down(stack: Stack) -> None:
     assert workbench("stack", "status", env=env).returncode == 1
 
 
+CORRUPT_STATES = {
+    "truncated": b'{"database_url": "postgresql://x", "pids": {"postg', "list": b"[1, 2]",
+    "no-urls": b'{"pids": {}}', "not-utf8": b"\xff\xfe\x00",
+    "pid-not-int": b'{"database_url": "a", "redis_url": "b", "pids": {"postgres": "12"}}',
+}  # fmt: skip
+
+
 @pytest.mark.parametrize(
-    "content",
-    [b'{"database_url": "postgresql://x", "pids": {"postg', b"[1, 2]", b'{"pids": {}}',
-     b'{"database_url": "a", "redis_url": "b", "pids": {"postgres": "12"}}', b"\xff\xfe\x00"],
-    ids=["truncated", "list", "no-urls", "pid-not-int", "not-utf8"],
+    ("action", "content"),
+    [pytest.param([action], content, id=f"{action}-{name}")
+     for action in ("status", "down", "up") for name, content in CORRUPT_STATES.items()]
+    + [pytest.param([SUBPROCESS, "up"], CORRUPT_STATES["list"], id="subprocess-up-list")],
 )  # fmt: skip
-@pytest.mark.parametrize("action", ["status", "down", "up"])
-def test_corrupt_state_file_is_a_clear_message(tmp_path: Path, content: bytes, action: str) -> None:
+def test_corrupt_state_file_is_a_clear_message(
+    tmp_path: Path, content: bytes, action: list[str],
+    run: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:  # fmt: skip
     root = tmp_path / "stack"
     root.mkdir()
     state = root / "state.json"
     state.write_bytes(content)
-    done = workbench("stack", action, env={"WORKBENCH_STACK_DIR": str(root)})
+    *process, verb = action
+    done = run(*process, "stack", verb, env={"WORKBENCH_STACK_DIR": str(root)})
     assert done.returncode == 1
     assert "Traceback" not in done.stderr + done.stdout
     assert done.stderr.startswith(
