@@ -60,7 +60,7 @@ def run(
 
     def run_(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         if args and args[0] == SUBPROCESS:
-            return workbench(*args[1:], env=env)
+            return workbench(*args[1:], env=env, timeout=300)
         return in_process(*args, capsys=capsys, monkeypatch=monkeypatch, env=env)
 
     return run_
@@ -171,12 +171,14 @@ def attached(stack: Stack, home: Path) -> dict[str, str]:
 SHORT = ["--duration", "1", "--warmup", "0.2", "--users", str(TEST_USERS), "--start", "100"]
 
 
-def test_capacity_writes_its_json(stack: Stack, tmp_path: Path) -> None:
+def test_capacity_writes_its_json(
+    stack: Stack, tmp_path: Path, run: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     out = tmp_path / "capacity.json"
-    done = workbench(
+    done = run(
         "capacity", "--preset", "naive", "--set", "pool_size=4", "--ids", "zipf", *SHORT,
         "--limit", "200", "--tolerance", "1", "--json", str(out),
-        env=attached(stack, tmp_path), timeout=300,
+        env=attached(stack, tmp_path),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "capacity " in done.stdout and "interval [" in done.stdout
@@ -189,12 +191,14 @@ def test_capacity_writes_its_json(stack: Stack, tmp_path: Path) -> None:
     assert isinstance(found["anatomy_ms"], dict) and isinstance(found["cpu_ms_per_request"], dict)
 
 
-def test_ladder_writes_its_json(stack: Stack, tmp_path: Path) -> None:
+def test_ladder_writes_its_json(
+    stack: Stack, tmp_path: Path, run: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     out = tmp_path / "ladder.json"
-    done = workbench(
+    done = run(
         "ladder", "--steps", "naive", "--repeats", "1", "--fixed-rate", "100", *SHORT,
         "--limit", "100", "--slo", "p95=500ms,errors=5%", "--json", str(out),
-        env=attached(stack, tmp_path), timeout=300,
+        env=attached(stack, tmp_path),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "--- round 1/1: naive" in done.stdout and "x naive 95% CI" in done.stdout
@@ -209,13 +213,15 @@ def test_ladder_writes_its_json(stack: Stack, tmp_path: Path) -> None:
     assert steps[0]["ratio_to_naive"] == 1.0 and steps[0]["p95_ms"] > 0
 
 
-def test_tune_writes_its_json_and_exits_1_when_no_trial_holds(stack: Stack, tmp_path: Path) -> None:
+def test_tune_writes_its_json_and_exits_1_when_no_trial_holds(
+    stack: Stack, tmp_path: Path, run: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     short = ["--duration", "1", "--warmup", "0.2", "--users", str(TEST_USERS), "--connections", "4"]
     space = ["--space", '{"pool_size": ["int", 2, 8]}']
     out = tmp_path / "tune.json"
-    done = workbench(
+    done = run(
         "tune", "--trials", "2", *short, *space, "--slo", "p95=2000ms,errors=50%",
-        "--json", str(out), env=attached(stack, tmp_path), timeout=300,
+        "--json", str(out), env=attached(stack, tmp_path),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "Best of 2 trials" in done.stdout and "Re-measured" in done.stdout
@@ -225,16 +231,18 @@ def test_tune_writes_its_json_and_exits_1_when_no_trial_holds(stack: Stack, tmp_
     assert [t["number"] for t in found["trials"]] == [0, 1]
     assert all(t["run_id"] and "pool_size" in t["params"] for t in found["trials"])
     assert found["confirm_run_id"] and found["confirm_rps"] > 0
-    never = workbench(
-        "tune", "--trials", "1", *short, *space, "--slo", "p50=0.001ms",
-        "--json", str(out), env=attached(stack, tmp_path), timeout=300,
+    never = run(
+        SUBPROCESS, "tune", "--trials", "1", *short, *space, "--slo", "p50=0.001ms",
+        "--json", str(out), env=attached(stack, tmp_path),
     )  # fmt: skip
     assert never.returncode == 1, never.stderr
     assert "no trial held the SLO (p50=0.001ms)" in never.stdout
     assert json.loads(out.read_text())["held"] is False
 
 
-def test_compare_a_stored_run_with_a_preset_measured_now(stack: Stack, tmp_path: Path) -> None:
+def test_compare_a_stored_run_with_a_preset_measured_now(
+    stack: Stack, tmp_path: Path, run: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     from workbench.experiment import Experiment
     from workbench.store import Store
 
@@ -242,10 +250,10 @@ def test_compare_a_stored_run_with_a_preset_measured_now(stack: Stack, tmp_path:
         stack, store=Store(tmp_path / "data" / "runs"), progress=False
     )
     out = tmp_path / "compare.json"
-    done = workbench(
+    done = run(
         "compare", stored.run_id, "naive", "--duration", "1", "--warmup", "0.2",
         "--connections", "4", "--users", str(TEST_USERS), "--json", str(out),
-        env=attached(stack, tmp_path), timeout=300,
+        env=attached(stack, tmp_path),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "--- measuring naive (run_b)" in done.stdout
@@ -290,22 +298,25 @@ def test_bad_settings_exit_2_before_any_server_starts(
     assert not processes_under(root)
 
 
-def test_stack_up_status_down(stack: Stack) -> None:
+def test_stack_up_status_down(
+    stack: Stack, run: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     env = {"WORKBENCH_STACK_DIR": str(Path(stack.root) / "detached")}
-    up = workbench("stack", "up", "--users", "100", env=env)
+    # `up` in a process of its own, as a user runs it: the servers it leaves are not this one's
+    up = run(SUBPROCESS, "stack", "up", "--users", "100", env=env)
     assert up.returncode == 0, up.stderr
     assert "DATABASE_URL=postgresql://postgres:***@127.0.0.1:" in up.stdout
     password = (Path(stack.root) / "detached" / "password").read_text().strip()
     try:
-        status = workbench("stack", "status", env=env)
+        status = run("stack", "status", env=env)
         assert status.returncode == 0 and "PostgreSQL 18" in status.stdout
         for shown in (up, status):  # the password is in its 0600 file, not in the output
             assert password not in shown.stdout + shown.stderr and "***@" in shown.stdout
-        assert workbench("stack", "up", env=env).returncode == 1  # one at a time
+        assert run("stack", "up", env=env).returncode == 1  # one at a time
     finally:
-        down = workbench("stack", "down", env=env)
+        down = run("stack", "down", env=env)
     assert "postgres" in down.stdout and "redis" in down.stdout
-    assert workbench("stack", "status", env=env).returncode == 1
+    assert run("stack", "status", env=env).returncode == 1
 
 
 CORRUPT_STATES = {
