@@ -605,9 +605,8 @@ def test_a_steady_warm_up_ends_early_on_a_steady_server_and_the_result_says_when
             plan = steady(url + "/", connections=4, duration=1, warmup=cap, **options)
             results.append(run_load(plan, generators=generators))
             took.append(time.monotonic() - started)
-            # the same worker back in the pool, still waiting for a run: no EOF on its pipe
-            assert [p.pid for p in generators._procs] == pids
-            assert not generators._pipes[0].poll(0.3)
+            assert [p.pid for p in generators._procs] == pids  # the same worker, given back
+    assert not generators._pipes[0].poll(0.3)  # no EOF: it still waits for the next run
     closed, opened = results
     for result, seconds in zip(results, took, strict=True):
         assert STEADY_WINDOWS * WARM_WINDOW_S <= result.warmup_s < cap
