@@ -85,10 +85,10 @@ def test_help(command: list[str], run: Callable[..., subprocess.CompletedProcess
     ("args", "named"),
     [
         (["report", "01_quickstart", "-p", "connections", "-3"], "connections"),
-        ([SUBPROCESS, "report", "01_quickstart", "-p", "duraton", "3"], "duraton"),
+        (["report", "01_quickstart", "-p", "duraton", "3"], "duraton"),
         (["report", "no_such_notebook"], "notebook"),
         (["demo", "--preset", "fast"], "preset"),
-        ([SUBPROCESS, "serve", "--set", "pool_size=-1"], "settings.pool_size"),
+        (["serve", "--set", "pool_size=-1"], "settings.pool_size"),  # both in a process above
         (["serve", "--set", "serializer=json"], "settings.serializer"),
     ],
 )
@@ -97,6 +97,34 @@ def test_bad_input_exits_2_naming_it(
 ) -> None:
     done = run(*args)
     assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: {named}: ")
+
+
+PROBE = """
+import sys
+from workbench.cli import main
+code = main(sys.argv[1:])
+print(code, *sorted(m for m in ("lark", "pandas", "sqlalchemy", "optuna") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "named", "loaded"),
+    [(["serve", "--set", "pool_size=-1"], "settings.pool_size", ""),
+     (["capacity", "--ids", "gauss"], "ids", ""),
+     (["report", "01_quickstart", "-p", "duraton", "3"], "duraton", "pandas")],  # runs looked up
+)  # fmt: skip
+def test_bad_input_is_answered_before_the_heavy_imports(
+    args: list[str], named: str, loaded: str
+) -> None:
+    """In a process of its own: a typo costs no SQLAlchemy, pandas or Optuna import (seconds on a
+    busy machine), and a command that reads a notebook no Lark grammar (jsonschema's IRI checks,
+    under nbformat)."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert done.stdout.split() == ["2", *loaded.split()], done.stdout + done.stderr
     assert done.stderr.startswith(f"error: {named}: ")
 
 
