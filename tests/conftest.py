@@ -59,6 +59,16 @@ def stack(stack_root: Path) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="session")
+def generators() -> Iterator[Any]:
+    """Load worker processes kept between the tests that run loads but test no process's life:
+    a spawned worker costs a fresh interpreter and the engine's imports (most of a second)."""
+    from workbench.load import Generators
+
+    with Generators() as pool:
+        yield pool
+
+
+@pytest.fixture(scope="session")
 def dask_cluster() -> Iterator[Any]:
     """Two single-threaded Dask worker processes on loopback, shared by the session's tests."""
     from distributed import LocalCluster

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -29,13 +30,54 @@ def workbench(
     )  # fmt: skip
 
 
+def in_process(
+    *args: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`workbench args` through main() in this process (no interpreter start, no imports to pay):
+    its exit code and what it printed, as a subprocess would have given them."""
+    for name, value in (env or {}).items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse: --help, or a usage error
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)  # main() installs its own handler
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out, err)
+
+
+@pytest.fixture
+def run(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`workbench ...` in a subprocess when the case is marked SUBPROCESS, else through main()."""
+
+    def run_(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        if args and args[0] == SUBPROCESS:
+            return workbench(*args[1:], env=env, timeout=300)
+        return in_process(*args, capsys=capsys, monkeypatch=monkeypatch, env=env)
+
+    return run_
+
+
+# Marks the one case of a command family run as a real `python -m workbench.cli` process; the
+# others go through main() in this process, the same code without ~1 s of interpreter and imports.
+SUBPROCESS = "<subprocess>"
+
+
 @pytest.mark.parametrize(
     "command",
-    [[], ["demo"], ["report"], ["stack"], ["serve"], ["ladder"], ["capacity"], ["tune"],
+    [[SUBPROCESS], ["demo"], ["report"], ["stack"], ["serve"], ["ladder"], ["capacity"], ["tune"],
      ["compare"], ["init"], ["lab"]],
 )  # fmt: skip
-def test_help(command: list[str]) -> None:
-    done = workbench(*command, "--help")
+def test_help(command: list[str], run: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    done = run(*command, "--help")
     assert done.returncode == 0 and "usage: workbench" in done.stdout
 
 
@@ -46,13 +88,43 @@ def test_help(command: list[str]) -> None:
         (["report", "01_quickstart", "-p", "duraton", "3"], "duraton"),
         (["report", "no_such_notebook"], "notebook"),
         (["demo", "--preset", "fast"], "preset"),
-        (["serve", "--set", "pool_size=-1"], "settings.pool_size"),
+        (["serve", "--set", "pool_size=-1"], "settings.pool_size"),  # both in a process above
         (["serve", "--set", "serializer=json"], "settings.serializer"),
     ],
 )
-def test_bad_input_exits_2_naming_it(args: list[str], named: str) -> None:
-    done = workbench(*args)
+def test_bad_input_exits_2_naming_it(
+    args: list[str], named: str, run: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    done = run(*args)
     assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: {named}: ")
+
+
+PROBE = """
+import sys
+from workbench.cli import main
+code = main(sys.argv[1:])
+print(code, *sorted(m for m in ("lark", "pandas", "sqlalchemy", "optuna") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "named", "loaded"),
+    [(["serve", "--set", "pool_size=-1"], "settings.pool_size", ""),
+     (["capacity", "--ids", "gauss"], "ids", ""),
+     (["report", "01_quickstart", "-p", "duraton", "3"], "duraton", "pandas")],  # runs looked up
+)  # fmt: skip
+def test_bad_input_is_answered_before_the_heavy_imports(
+    args: list[str], named: str, loaded: str
+) -> None:
+    """In a process of its own: a typo costs no SQLAlchemy, pandas or Optuna import (seconds on a
+    busy machine), and a command that reads a notebook no Lark grammar (jsonschema's IRI checks,
+    under nbformat)."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert done.stdout.split() == ["2", *loaded.split()], done.stdout + done.stderr
     assert done.stderr.startswith(f"error: {named}: ")
 
 
@@ -99,16 +171,20 @@ def test_studies_check_input_before_starting(
     assert out == ""  # nothing started
 
 
-def test_compare_names_the_presets_and_the_latest_runs(tmp_path: Path) -> None:
-    done = workbench("compare", "nope", "naive", env={"WORKBENCH_HOME": str(tmp_path)})
+def test_compare_names_the_presets_and_the_latest_runs(
+    tmp_path: Path, run: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    done = run("compare", "nope", "naive", env={"WORKBENCH_HOME": str(tmp_path)})
     assert done.returncode == 2
     assert "'naive', 'optimized'" in done.stderr and "latest runs: none yet" in done.stderr
 
 
-def test_bad_ids_lists_the_allowed_distributions() -> None:
+def test_bad_ids_lists_the_allowed_distributions(
+    run: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
     from workbench.load._scenario import DISTRIBUTIONS
 
-    done = workbench("capacity", "--ids", "gauss")
+    done = run("capacity", "--ids", "gauss")
     assert all(repr(name) in done.stderr for name in DISTRIBUTIONS), done.stderr
 
 
@@ -123,12 +199,14 @@ def attached(stack: Stack, home: Path) -> dict[str, str]:
 SHORT = ["--duration", "1", "--warmup", "0.2", "--users", str(TEST_USERS), "--start", "100"]
 
 
-def test_capacity_writes_its_json(stack: Stack, tmp_path: Path) -> None:
+def test_capacity_writes_its_json(
+    stack: Stack, tmp_path: Path, run: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     out = tmp_path / "capacity.json"
-    done = workbench(
+    done = run(
         "capacity", "--preset", "naive", "--set", "pool_size=4", "--ids", "zipf", *SHORT,
         "--limit", "200", "--tolerance", "1", "--json", str(out),
-        env=attached(stack, tmp_path), timeout=300,
+        env=attached(stack, tmp_path),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "capacity " in done.stdout and "interval [" in done.stdout
@@ -141,12 +219,14 @@ def test_capacity_writes_its_json(stack: Stack, tmp_path: Path) -> None:
     assert isinstance(found["anatomy_ms"], dict) and isinstance(found["cpu_ms_per_request"], dict)
 
 
-def test_ladder_writes_its_json(stack: Stack, tmp_path: Path) -> None:
+def test_ladder_writes_its_json(
+    stack: Stack, tmp_path: Path, run: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     out = tmp_path / "ladder.json"
-    done = workbench(
+    done = run(
         "ladder", "--steps", "naive", "--repeats", "1", "--fixed-rate", "100", *SHORT,
         "--limit", "100", "--slo", "p95=500ms,errors=5%", "--json", str(out),
-        env=attached(stack, tmp_path), timeout=300,
+        env=attached(stack, tmp_path),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "--- round 1/1: naive" in done.stdout and "x naive 95% CI" in done.stdout
@@ -161,13 +241,15 @@ def test_ladder_writes_its_json(stack: Stack, tmp_path: Path) -> None:
     assert steps[0]["ratio_to_naive"] == 1.0 and steps[0]["p95_ms"] > 0
 
 
-def test_tune_writes_its_json_and_exits_1_when_no_trial_holds(stack: Stack, tmp_path: Path) -> None:
+def test_tune_writes_its_json_and_exits_1_when_no_trial_holds(
+    stack: Stack, tmp_path: Path, run: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     short = ["--duration", "1", "--warmup", "0.2", "--users", str(TEST_USERS), "--connections", "4"]
     space = ["--space", '{"pool_size": ["int", 2, 8]}']
     out = tmp_path / "tune.json"
-    done = workbench(
+    done = run(
         "tune", "--trials", "2", *short, *space, "--slo", "p95=2000ms,errors=50%",
-        "--json", str(out), env=attached(stack, tmp_path), timeout=300,
+        "--json", str(out), env=attached(stack, tmp_path),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "Best of 2 trials" in done.stdout and "Re-measured" in done.stdout
@@ -177,16 +259,18 @@ def test_tune_writes_its_json_and_exits_1_when_no_trial_holds(stack: Stack, tmp_
     assert [t["number"] for t in found["trials"]] == [0, 1]
     assert all(t["run_id"] and "pool_size" in t["params"] for t in found["trials"])
     assert found["confirm_run_id"] and found["confirm_rps"] > 0
-    never = workbench(
-        "tune", "--trials", "1", *short, *space, "--slo", "p50=0.001ms",
-        "--json", str(out), env=attached(stack, tmp_path), timeout=300,
+    never = run(
+        SUBPROCESS, "tune", "--trials", "1", *short, *space, "--slo", "p50=0.001ms",
+        "--json", str(out), env=attached(stack, tmp_path),
     )  # fmt: skip
     assert never.returncode == 1, never.stderr
     assert "no trial held the SLO (p50=0.001ms)" in never.stdout
     assert json.loads(out.read_text())["held"] is False
 
 
-def test_compare_a_stored_run_with_a_preset_measured_now(stack: Stack, tmp_path: Path) -> None:
+def test_compare_a_stored_run_with_a_preset_measured_now(
+    stack: Stack, tmp_path: Path, run: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     from workbench.experiment import Experiment
     from workbench.store import Store
 
@@ -194,10 +278,10 @@ def test_compare_a_stored_run_with_a_preset_measured_now(stack: Stack, tmp_path:
         stack, store=Store(tmp_path / "data" / "runs"), progress=False
     )
     out = tmp_path / "compare.json"
-    done = workbench(
+    done = run(
         "compare", stored.run_id, "naive", "--duration", "1", "--warmup", "0.2",
         "--connections", "4", "--users", str(TEST_USERS), "--json", str(out),
-        env=attached(stack, tmp_path), timeout=300,
+        env=attached(stack, tmp_path),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "--- measuring naive (run_b)" in done.stdout
@@ -224,16 +308,17 @@ def test_compare_a_stored_run_with_a_preset_measured_now(stack: Stack, tmp_path:
         (["serve", "--preset", "fastest", "--set", "workers=2"], "preset: must be one of naive, optimized"),
         (["sweep", "01_quickstart", "-p", "pool_timeout", "1,nan"], "settings.pool_timeout: must be a number from 0.001"),
         (["demo", "--preset", "fastest"], "preset: must be one of naive, optimized"),
-        (["capacity", "--set", "pool_timeout=inf"], "settings.pool_timeout: must be a number from 0.001 to 3600"),
+        ([SUBPROCESS, "capacity", "--set", "pool_timeout=inf"], "settings.pool_timeout: must be a number from 0.001 to 3600"),
     ],
 )  # fmt: skip
 def test_bad_settings_exit_2_before_any_server_starts(
-    tmp_path: Path, args: list[str], message: str
-) -> None:
+    tmp_path: Path, args: list[str], message: str,
+    run: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:  # fmt: skip
     root = tmp_path / "stack"  # a fresh data folder: a stack started here would leave files
     root.mkdir()
     root.chmod(0o755)
-    done = workbench(*args, env={"WORKBENCH_STACK_DIR": str(root)})
+    done = run(*args, env={"WORKBENCH_STACK_DIR": str(root)})
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(f"error: {message}"), done.stderr
     assert "Traceback" not in done.stderr
@@ -241,37 +326,50 @@ def test_bad_settings_exit_2_before_any_server_starts(
     assert not processes_under(root)
 
 
-def test_stack_up_status_down(stack: Stack) -> None:
+def test_stack_up_status_down(
+    stack: Stack, run: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     env = {"WORKBENCH_STACK_DIR": str(Path(stack.root) / "detached")}
-    up = workbench("stack", "up", "--users", "100", env=env)
+    # `up` in a process of its own, as a user runs it: the servers it leaves are not this one's
+    up = run(SUBPROCESS, "stack", "up", "--users", "100", env=env)
     assert up.returncode == 0, up.stderr
     assert "DATABASE_URL=postgresql://postgres:***@127.0.0.1:" in up.stdout
     password = (Path(stack.root) / "detached" / "password").read_text().strip()
     try:
-        status = workbench("stack", "status", env=env)
+        status = run("stack", "status", env=env)
         assert status.returncode == 0 and "PostgreSQL 18" in status.stdout
         for shown in (up, status):  # the password is in its 0600 file, not in the output
             assert password not in shown.stdout + shown.stderr and "***@" in shown.stdout
-        assert workbench("stack", "up", env=env).returncode == 1  # one at a time
+        assert run("stack", "up", env=env).returncode == 1  # one at a time
     finally:
-        down = workbench("stack", "down", env=env)
+        down = run("stack", "down", env=env)
     assert "postgres" in down.stdout and "redis" in down.stdout
-    assert workbench("stack", "status", env=env).returncode == 1
+    assert run("stack", "status", env=env).returncode == 1
+
+
+CORRUPT_STATES = {
+    "truncated": b'{"database_url": "postgresql://x", "pids": {"postg', "list": b"[1, 2]",
+    "no-urls": b'{"pids": {}}', "not-utf8": b"\xff\xfe\x00",
+    "pid-not-int": b'{"database_url": "a", "redis_url": "b", "pids": {"postgres": "12"}}',
+}  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    "content",
-    [b'{"database_url": "postgresql://x", "pids": {"postg', b"[1, 2]", b'{"pids": {}}',
-     b'{"database_url": "a", "redis_url": "b", "pids": {"postgres": "12"}}', b"\xff\xfe\x00"],
-    ids=["truncated", "list", "no-urls", "pid-not-int", "not-utf8"],
+    ("action", "content"),
+    [pytest.param([action], content, id=f"{action}-{name}")
+     for action in ("status", "down", "up") for name, content in CORRUPT_STATES.items()]
+    + [pytest.param([SUBPROCESS, "up"], CORRUPT_STATES["list"], id="subprocess-up-list")],
 )  # fmt: skip
-@pytest.mark.parametrize("action", ["status", "down", "up"])
-def test_corrupt_state_file_is_a_clear_message(tmp_path: Path, content: bytes, action: str) -> None:
+def test_corrupt_state_file_is_a_clear_message(
+    tmp_path: Path, content: bytes, action: list[str],
+    run: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:  # fmt: skip
     root = tmp_path / "stack"
     root.mkdir()
     state = root / "state.json"
     state.write_bytes(content)
-    done = workbench("stack", action, env={"WORKBENCH_STACK_DIR": str(root)})
+    *process, verb = action
+    done = run(*process, "stack", verb, env={"WORKBENCH_STACK_DIR": str(root)})
     assert done.returncode == 1
     assert "Traceback" not in done.stderr + done.stdout
     assert done.stderr.startswith(

@@ -85,7 +85,9 @@ def test_stall_corrected_latency_matches_the_stall_and_service_time_does_not() -
 
 
 @pytest.mark.slow
-def test_answers_in_the_drain_count_in_the_last_seconds_latency_and_the_runs() -> None:
+def test_answers_in_the_drain_count_in_the_last_seconds_latency_and_the_runs(
+    generators: Generators,
+) -> None:
     seconds: list[progress.Second] = []
 
     def hear(event: object) -> bool:
@@ -97,7 +99,7 @@ def test_answers_in_the_drain_count_in_the_last_seconds_latency_and_the_runs() -
     with serve(Behaviour(stall_at=1.8, stall_for=0.5)) as (url, _), progress.listening(hear):
         result = run_load(
             url + "/", rate=200, duration=2, warmup=0, connections=64, processes=1,
-            progress=False,
+            progress=False, generators=generators,
         )  # fmt: skip
     assert result.late >= 30  # intended in the window, answered after it
     series = result.series()
@@ -112,7 +114,7 @@ def test_answers_in_the_drain_count_in_the_last_seconds_latency_and_the_runs() -
 
 
 @pytest.mark.slow
-def test_slow_server_with_low_connection_cap_is_flagged_saturated() -> None:
+def test_slow_server_with_low_connection_cap_is_flagged_saturated(generators: Generators) -> None:
     with serve(Behaviour(delay=0.1)) as (url, _):
         result = run_load(
             url + "/slow",
@@ -123,6 +125,7 @@ def test_slow_server_with_low_connection_cap_is_flagged_saturated() -> None:
             processes=1,
             timeout=0.5,
             progress=False,
+            generators=generators,
         )
     assert result.generator_saturated
     assert result.saturation_reason and "connections were busy" in result.saturation_reason
@@ -133,7 +136,7 @@ def test_slow_server_with_low_connection_cap_is_flagged_saturated() -> None:
 
 
 @pytest.mark.slow
-def test_rate_beyond_the_generator_is_flagged_saturated() -> None:
+def test_rate_beyond_the_generator_is_flagged_saturated(generators: Generators) -> None:
     with serve() as (url, _):
         result = run_load(
             url + "/",
@@ -144,6 +147,7 @@ def test_rate_beyond_the_generator_is_flagged_saturated() -> None:
             processes=1,
             timeout=0.5,
             progress=False,
+            generators=generators,
         )
     assert result.generator_saturated
     assert result.saturation_reason and "asked requests" in result.saturation_reason
@@ -152,7 +156,7 @@ def test_rate_beyond_the_generator_is_flagged_saturated() -> None:
 
 
 @pytest.mark.slow
-def test_error_classes_are_counted() -> None:
+def test_error_classes_are_counted(generators: Generators) -> None:
     scenario = Scenario(
         endpoints=(
             Endpoint("/status/404"),
@@ -174,6 +178,7 @@ def test_error_classes_are_counted() -> None:
             timeout=0.3,
             processes=1,
             progress=False,
+            generators=generators,
         )
     classes = result.error_classes
     assert classes["status_4xx"] > 5
@@ -194,6 +199,7 @@ def test_error_classes_are_counted() -> None:
         connections=4,
         processes=1,
         progress=False,
+        generators=generators,
     )
     assert refused.error_classes["connect"] > 0
     assert refused.completed == 0
@@ -264,11 +270,12 @@ def test_closed_loop_from_inside_a_running_event_loop() -> None:
 
 
 @pytest.mark.slow
-def test_httpx_transport_runs(capsys: pytest.CaptureFixture[str]) -> None:
+def test_httpx_transport_runs(capsys: pytest.CaptureFixture[str], generators: Generators) -> None:
     with serve() as (url, _):
         result = run_load(
-            url + "/", rate=100, duration=1.0, warmup=0, connections=4, transport="httpx"
-        )
+            url + "/", rate=100, duration=1.0, warmup=0, connections=4, transport="httpx",
+            generators=generators,
+        )  # fmt: skip
     assert result.transport == "httpx"
     assert result.completed == pytest.approx(100, rel=0.1)
     assert result.errors == 0
@@ -306,7 +313,7 @@ def test_bad_options_name_the_parameter(option: str, value: object) -> None:
 
 
 @pytest.mark.slow
-def test_stages_ramp_offered_rate() -> None:
+def test_stages_ramp_offered_rate(generators: Generators) -> None:
     with serve() as (url, _):
         result = run_load(
             url + "/",
@@ -315,6 +322,7 @@ def test_stages_ramp_offered_rate() -> None:
             connections=16,
             processes=1,
             progress=False,
+            generators=generators,
         )
     series = result.series()
     assert result.duration_s == 2.0
@@ -397,7 +405,7 @@ def test_a_script_without_a_main_guard_runs_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_closed_loop_generator_short_of_wrk_says_it_is_the_limit() -> None:
+def test_closed_loop_generator_short_of_wrk_says_it_is_the_limit(generators: Generators) -> None:
     """Against a server faster than the generator, the verdict names the generator, measured."""
     import re
     import shutil
@@ -405,7 +413,7 @@ def test_closed_loop_generator_short_of_wrk_says_it_is_the_limit() -> None:
     with fast_server() as url:
         result = run_load(
             url + "/", connections=16, duration=1, warmup=0.2, processes=1,
-            transport="httpx", progress=False,
+            transport="httpx", progress=False, generators=generators,
         )  # fmt: skip
         wrk = shutil.which("wrk")
         if wrk is not None:
@@ -422,11 +430,12 @@ def test_closed_loop_generator_short_of_wrk_says_it_is_the_limit() -> None:
     assert result.series()["generator_busy_pct"].mean() >= 90
 
 
-def test_closed_loop_waiting_on_the_server_is_not_saturated() -> None:
+def test_closed_loop_waiting_on_the_server_is_not_saturated(generators: Generators) -> None:
     with serve(Behaviour(delay=0.01)) as (url, _):
         result = run_load(
-            url + "/slow", connections=16, duration=1, warmup=0.2, processes=1, progress=False
-        )
+            url + "/slow", connections=16, duration=1, warmup=0.2, processes=1, progress=False,
+            generators=generators,
+        )  # fmt: skip
     assert result.completed > 0 and result.errors == 0
     assert not result.generator_saturated, result.saturation_reason
     assert result.series()["generator_busy_pct"].mean() < 50
@@ -462,7 +471,7 @@ def test_a_generator_waiting_for_a_core_is_the_limit_below_full_cpu(
 
 @pytest.mark.parametrize("keepalive_idle", [5.0, 0.3])
 def test_a_connection_the_server_closed_idle_is_the_generators_error_resent_once(
-    keepalive_idle: float,
+    keepalive_idle: float, generators: Generators
 ) -> None:
     """The server resets a kept-alive connection idle > 0.3 s as a request arrives on it.
 
@@ -474,7 +483,7 @@ def test_a_connection_the_server_closed_idle_is_the_generators_error_resent_once
     with serve(behaviour) as (url, b):
         result = run_load(
             url + "/", rate=2, duration=2, warmup=0, connections=1, processes=1,
-            keepalive_idle=keepalive_idle, progress=False,
+            keepalive_idle=keepalive_idle, progress=False, generators=generators,
         )  # fmt: skip
     stale = result.generator_errors["stale_connection"]
     assert result.errors == 0 and result.completed == pytest.approx(4, abs=1)
@@ -487,7 +496,7 @@ def test_a_connection_the_server_closed_idle_is_the_generators_error_resent_once
 
 
 @pytest.mark.slow
-def test_no_resets_from_a_server_with_a_short_keep_alive() -> None:
+def test_no_resets_from_a_server_with_a_short_keep_alive(generators: Generators) -> None:
     """uvicorn closing connections idle 1 s, a load that leaves them idle about that long."""
     import time
 
@@ -512,7 +521,7 @@ def test_no_resets_from_a_server_with_a_short_keep_alive() -> None:
             time.sleep(0.1)
         result = run_load(
             url + "/items/1", rate=2, duration=2.5, warmup=0, connections=2, processes=1,
-            keepalive_idle=1.0, progress=False,
+            keepalive_idle=1.0, progress=False, generators=generators,
         )  # fmt: skip
     finally:
         proc.terminate()
@@ -583,11 +592,12 @@ def test_a_steady_warm_up_is_judged_on_windows_from_every_worker() -> None:
 
 
 @pytest.mark.slow
-def test_a_steady_warm_up_ends_early_on_a_steady_server_and_the_result_says_when() -> None:
+def test_a_steady_warm_up_ends_early_on_a_steady_server_and_the_result_says_when(
+    generators: Generators,
+) -> None:
     cap = 5.0
-    with serve() as (url, _), Generators() as generators:
-        generators.prepare(1)
-        pids = generators.pids()
+    with serve() as (url, _):
+        pids = generators.prepare(1).pids()
         took = []
         results = []
         for options in ({}, {"rate": 400}):
@@ -595,10 +605,8 @@ def test_a_steady_warm_up_ends_early_on_a_steady_server_and_the_result_says_when
             plan = steady(url + "/", connections=4, duration=1, warmup=cap, **options)
             results.append(run_load(plan, generators=generators))
             took.append(time.monotonic() - started)
-            # the worker waits, idle, for the next run (a sweep's next service boots meanwhile)
-            # rather than exiting once the pipe is empty, to be respawned (~0.3 s a run)
-            generators._procs[0].join(0.5)
-            assert generators._procs[0].is_alive() and generators.prepare(1).pids() == pids
+            assert [p.pid for p in generators._procs] == pids  # the same worker, given back
+    assert not generators._pipes[0].poll(0.3)  # no EOF: it still waits for the next run
     closed, opened = results
     for result, seconds in zip(results, took, strict=True):
         assert STEADY_WINDOWS * WARM_WINDOW_S <= result.warmup_s < cap
@@ -611,14 +619,18 @@ def test_a_steady_warm_up_ends_early_on_a_steady_server_and_the_result_says_when
 
 
 @pytest.mark.slow
-def test_a_steady_warm_up_waits_out_a_stall_and_a_fixed_one_lasts_its_seconds() -> None:
+def test_a_steady_warm_up_waits_out_a_stall_and_a_fixed_one_lasts_its_seconds(
+    generators: Generators,
+) -> None:
     stall = 0.5  # from 0.1 s after the first request: the first windows are fast, then stuck
     with serve(Behaviour(stall_at=0.1, stall_for=stall)) as (url, _):
-        result = run_load(steady(url + "/", connections=4, duration=1, warmup=3.0))
+        result = run_load(
+            steady(url + "/", connections=4, duration=1, warmup=3.0), generators=generators
+        )
     assert result.warmup_s >= 0.1 + stall + STEADY_WINDOWS * WARM_WINDOW_S - 0.05
     assert result.warmup_s < 3.0
     assert result.percentiles_ms()["max"] < 1000 * stall / 2  # the stall stayed in the warm-up
     with serve() as (url, _):
         fixed = run_load(url + "/", connections=4, duration=1, warmup=0.5, processes=1,
-                         progress=False)  # fmt: skip
+                         progress=False, generators=generators)  # fmt: skip
     assert fixed.warmup_s == 0.5

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+import contextlib
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from workbench.load import Generators
 from workbench.load._scenario import Scenario
 from workbench.load._transport import RawConnection, classify_exception, connect_raw
 
@@ -75,9 +77,19 @@ def test_classify_exception() -> None:
     assert classify_exception(ValueError()) == "other"
 
 
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One server of each kind we did not write, shared by the module's tests: kind -> base URL."""
+    with contextlib.ExitStack() as stack:
+        yield {
+            kind: stack.enter_context(third_party(kind, str(tmp_path_factory.mktemp(kind))))
+            for kind in ("stdlib", "chunked")
+        }
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", ["/", "/status/500"])
-def test_httpx_mode_reports_statuses(path: str) -> None:
+def test_httpx_mode_reports_statuses(path: str, generators: Generators) -> None:
     from workbench.load import run_load
 
     with serve() as (url, _):
@@ -89,6 +101,7 @@ def test_httpx_mode_reports_statuses(path: str) -> None:
             think_time=0.02,
             transport="httpx",
             progress=False,
+            generators=generators,
         )
     assert result.completed > 20
     answered = result.completed + result.late
@@ -105,15 +118,14 @@ def test_httpx_mode_reports_statuses(path: str) -> None:
     ],
 )
 def test_servers_we_did_not_write_are_answered_not_failed(
-    kind: str, path: str, transport: str, tmp_path: Path
+    kind: str, path: str, transport: str, servers: dict[str, str], generators: Generators
 ) -> None:
     from workbench.load import run_load
 
-    with third_party(kind, str(tmp_path)) as base:
-        result = run_load(
-            base + path, duration=1.0, warmup=0, connections=4, processes=1,
-            transport=transport, progress=False,
-        )  # fmt: skip
+    result = run_load(
+        servers[kind] + path, duration=1.0, warmup=0, connections=4, processes=1,
+        transport=transport, progress=False, generators=generators,
+    )  # fmt: skip
     assert result.completed > 50, result.error_classes
     assert result.errors == 0, result.error_classes
     assert sum(result.generator_errors.values()) == 0, result.generator_errors

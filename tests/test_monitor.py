@@ -65,10 +65,10 @@ def test_samples_a_real_service_and_stack(stack: Stack) -> None:
 @pytest.mark.slow
 def test_cpu_of_processes_outside_the_run_is_counted_as_other() -> None:
     # a spinner re-parented away from this process: a neighbour, not part of the run
-    spin = "import time; t = time.monotonic() + 3\nwhile time.monotonic() < t: pass"
+    spin = "import time; t = time.monotonic() + 2\nwhile time.monotonic() < t: pass"
     subprocess.run(["sh", "-c", f'"{sys.executable}" -c "{spin}" >/dev/null 2>&1 &'], check=True)
-    monitor = Monitor(metrics_url=None, processes=dict, interval=0.5).start()
-    time.sleep(2.0)
+    monitor = Monitor(metrics_url=None, processes=dict, interval=0.25).start()
+    time.sleep(1.0)  # four samples, as many as 2 s at 0.5 s
     frame = monitor.stop()
     assert frame["other_cpu_pct"].iloc[1:].mean() > 50
 

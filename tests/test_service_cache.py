@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -216,55 +216,72 @@ def test_cached_endpoint_runs_the_function_once_and_not_for_none(stack: Stack) -
     assert calls == [21, -1, -1, 21]
 
 
-@pytest.mark.slow
-def test_second_read_is_l1_hit_and_other_process_is_l2_hit(stack: Stack) -> None:
+@pytest.fixture(scope="module")
+def pair(stack: Stack) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
+    """Two cached service processes on the session's stack, shared by the tests that count on
+    them from their own users' keys (metrics read as differences)."""
     with ServiceProcess(CACHED, stack) as a, ServiceProcess(CACHED, stack) as b:
-        user = 101
-        # Another run may have left this key in L2: start from a known state.
-        _drop_l2(stack, f"user:{user}")
-        queries_a = metric(a.metrics(), "db_queries_total")  # /health pings count too
-        queries_b = metric(b.metrics(), "db_queries_total")
-        first = httpx.get(f"{a.url}/users/{user}")
-        second = httpx.get(f"{a.url}/users/{user}")
-        assert first.status_code == 200 and second.content == first.content
-        page = a.metrics()
-        assert metric(page, "cache_hits_total", level="l1") == 1
-        assert metric(page, "cache_misses_total", level="l2") == 1
-        assert metric(page, "db_queries_total") == queries_a + 1
-        other = httpx.get(f"{b.url}/users/{user}")
-        assert other.content == first.content
-        page = b.metrics()
-        assert metric(page, "cache_hits_total", level="l2") == 1
-        assert metric(page, "db_queries_total") == queries_b
+        yield a, b
 
 
 @pytest.mark.slow
-def test_put_reaches_every_worker_within_100_ms(stack: Stack) -> None:
-    with ServiceProcess(CACHED, stack) as a, ServiceProcess(CACHED, stack) as b:
-        user = 102
-        for svc in (a, b):  # both workers hold the user in L1
-            httpx.get(f"{svc.url}/users/{user}")
-            httpx.get(f"{svc.url}/users/{user}")
-        name = f"Renamed {uuid.uuid4().hex[:8]}"
-        with httpx.Client() as client:
-            answer = client.put(f"{a.url}/users/{user}", json={"name": name})
-            assert answer.status_code == 200 and answer.json()["name"] == name
-            done = time.monotonic()
-            seen: dict[str, float] = {}
-            while len(seen) < 2 and time.monotonic() - done < 1.0:
-                for svc in (a, b):
-                    if (
-                        svc.url not in seen
-                        and client.get(f"{svc.url}/users/{user}").json()["name"] == name
-                    ):
-                        seen[svc.url] = time.monotonic() - done
-        assert len(seen) == 2, f"stale worker after 1 s: {seen}"
-        assert max(seen.values()) < 0.1, seen
-        assert metric(a.metrics(), "cache_invalidations_sent_total") >= 1
-        assert metric(b.metrics(), "cache_invalidations_received_total") >= 1
-        time.sleep(0.6)  # the second round, against reads that raced the write
-        assert metric(a.metrics(), "cache_invalidations_sent_total") == 2
-        assert metric(b.metrics(), "cache_invalidations_received_total") == 2
+def test_second_read_is_l1_hit_and_other_process_is_l2_hit(
+    stack: Stack, pair: tuple[ServiceProcess, ServiceProcess]
+) -> None:
+    a, b = pair
+    user = 101
+    # Another run may have left this key in L2: start from a known state.
+    _drop_l2(stack, f"user:{user}")
+    page_a, page_b = a.metrics(), b.metrics()  # /health pings count too
+    first = httpx.get(f"{a.url}/users/{user}")
+    second = httpx.get(f"{a.url}/users/{user}")
+    assert first.status_code == 200 and second.content == first.content
+    page = a.metrics()
+    assert _moved(page_a, page, "cache_hits_total", level="l1") == 1
+    assert _moved(page_a, page, "cache_misses_total", level="l2") == 1
+    assert _moved(page_a, page, "db_queries_total") == 1
+    other = httpx.get(f"{b.url}/users/{user}")
+    assert other.content == first.content
+    page = b.metrics()
+    assert _moved(page_b, page, "cache_hits_total", level="l2") == 1
+    assert _moved(page_b, page, "db_queries_total") == 0
+
+
+def _moved(before: str, after: str, name: str, **labels: str) -> float:
+    """How much a counter of the service's /metrics grew between two pages."""
+    return metric(after, name, **labels) - metric(before, name, **labels)
+
+
+@pytest.mark.slow
+def test_put_reaches_every_worker_within_100_ms(
+    pair: tuple[ServiceProcess, ServiceProcess],
+) -> None:
+    a, b = pair
+    page_a, page_b = a.metrics(), b.metrics()
+    user = 102
+    for svc in (a, b):  # both workers hold the user in L1
+        httpx.get(f"{svc.url}/users/{user}")
+        httpx.get(f"{svc.url}/users/{user}")
+    name = f"Renamed {uuid.uuid4().hex[:8]}"
+    with httpx.Client() as client:
+        answer = client.put(f"{a.url}/users/{user}", json={"name": name})
+        assert answer.status_code == 200 and answer.json()["name"] == name
+        done = time.monotonic()
+        seen: dict[str, float] = {}
+        while len(seen) < 2 and time.monotonic() - done < 1.0:
+            for svc in (a, b):
+                if (
+                    svc.url not in seen
+                    and client.get(f"{svc.url}/users/{user}").json()["name"] == name
+                ):
+                    seen[svc.url] = time.monotonic() - done
+    assert len(seen) == 2, f"stale worker after 1 s: {seen}"
+    assert max(seen.values()) < 0.1, seen
+    assert _moved(page_a, a.metrics(), "cache_invalidations_sent_total") >= 1
+    assert _moved(page_b, b.metrics(), "cache_invalidations_received_total") >= 1
+    time.sleep(0.6)  # the second round, against reads that raced the write
+    assert _moved(page_a, a.metrics(), "cache_invalidations_sent_total") == 2
+    assert _moved(page_b, b.metrics(), "cache_invalidations_received_total") == 2
 
 
 def _drop_l2(stack: Stack, key: str) -> None:

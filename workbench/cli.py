@@ -380,14 +380,16 @@ def _cmd_ladder(args: argparse.Namespace) -> int:
 
 
 def _cmd_capacity(args: argparse.Namespace) -> int:
-    from workbench import climb as ladder
-    from workbench.capacity import estimate, search
-    from workbench.experiment import Session
     from workbench.params import preset_settings
-    from workbench.stack import Stack
 
     options = _search_options(args)
     settings = preset_settings(args.preset, _overrides(args.overrides))
+    # imported once the input holds: a typo costs no pandas, SQLAlchemy nor plotly import
+    from workbench import climb as ladder
+    from workbench.capacity import estimate, search
+    from workbench.experiment import Session
+    from workbench.stack import Stack
+
     found = []
     with Stack(users=args.users) as stack, Session() as session:
         for round_ in range(1, args.repeats + 1):
@@ -718,15 +720,16 @@ def _cmd_stack(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from workbench.launcher import ServiceProcess
     from workbench.params import preset_settings
-    from workbench.stack import Stack
 
     settings = preset_settings(args.preset, _overrides(args.overrides))
     if args.port is not None:
         from workbench._net import check_port
 
         check_port("--port", args.port)
+    from workbench.launcher import ServiceProcess  # once the input holds (pandas, SQLAlchemy)
+    from workbench.stack import Stack
+
     with Stack(users=args.users) as stack, ServiceProcess(settings, stack, port=args.port) as svc:
         print(f"serving {args.preset} settings at {svc.url}  (Ctrl-C to stop)", flush=True)
         print(f"service log: {svc.log}", flush=True)
