@@ -111,13 +111,18 @@ def serving(root: Path) -> bool:
     return any(line.endswith("-m service") for line in stack_processes(root))
 
 
-def four_points() -> Sweep:
+def four_points(*, duration: float = 2, warmup: float = 1) -> Sweep:
     """Points of fixed length and little CPU (one uvicorn worker, a low open-loop rate), so that
     two of them side by side on this 2-core machine do not slow each other down much."""
     return Sweep(
         {"pool_size": [4, 6, 8, 10]},
         base=Experiment(
-            settings=ServiceSettings(), connections=4, rate=50, duration=2, warmup=1, seed=1
+            settings=ServiceSettings(),
+            connections=4,
+            rate=50,
+            duration=duration,
+            warmup=warmup,
+            seed=1,
         ),
         name="cluster",
     )
@@ -358,7 +363,8 @@ def test_a_killed_worker_s_point_is_redone_on_the_other(
 
     def sweep() -> None:
         try:
-            out["summary"] = four_points().run(
+            # short points: the other worker runs all four, one after the other
+            out["summary"] = four_points(duration=1, warmup=0.2).run(
                 Stack(users=TEST_USERS), store=store, progress=False, cluster=cluster
             )
         except BaseException as exc:
