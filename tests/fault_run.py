@@ -68,7 +68,7 @@ def sweep() -> Any:
     from workbench.sweep import Sweep
 
     base = Experiment(
-        settings=ServiceSettings(serializer="orjson"), connections=4, duration=2, warmup=0.2,
+        settings=ServiceSettings(serializer="orjson"), connections=4, duration=1, warmup=0.2,
         processes=1,
     )  # fmt: skip
     return Sweep({"pool_size": [3, 4, 5]}, base=base, name="killed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -38,14 +39,22 @@ QUICKSTART = str(Path(__file__).resolve().parent.parent / "notebooks" / "01_quic
 STACK_NAMES = ("postgres", "valkey", "redis", "uvicorn", "gunicorn")
 
 
-@pytest.fixture
-def cluster_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """The stack folder the workers inherit (PostgreSQL's unprivileged user can reach it)."""
+@contextlib.contextmanager
+def stack_folder() -> Iterator[Path]:
+    """A stack folder the workers inherit (PostgreSQL's unprivileged user can reach it)."""
     root = Path(tempfile.mkdtemp(prefix="workbench-test-cluster-"))
     root.chmod(0o755)
-    monkeypatch.setenv("WORKBENCH_STACK_DIR", str(root))
-    yield root
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WORKBENCH_STACK_DIR", str(root))
+        yield root
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster_root() -> Iterator[Path]:
+    """The stack folder of the module's preloaded cluster."""
+    with stack_folder() as root:
+        yield root
 
 
 def local_cluster(*, preload: bool) -> LocalCluster:
@@ -62,10 +71,12 @@ def local_cluster(*, preload: bool) -> LocalCluster:
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def cluster(cluster_root: Path) -> Iterator[object]:
     """Two "hosts" started as the README says (`--preload workbench.cluster`: each keeps an
-    idle agent), their agents' imports done before any test times anything."""
+    idle agent), their agents' imports done before any test times anything. The module's
+    tests take turns on it as a user's sweeps do, one after the other; the test that kills a
+    worker comes last."""
     from distributed import Client
 
     with local_cluster(preload=True) as local:
@@ -75,9 +86,9 @@ def cluster(cluster_root: Path) -> Iterator[object]:
 
 
 @pytest.fixture
-def plain_cluster(cluster_root: Path) -> Iterator[object]:
+def plain_cluster() -> Iterator[object]:
     """Two "hosts" without the preload: each sweep's agents import, then start their stack."""
-    with local_cluster(preload=False) as local:
+    with stack_folder(), local_cluster(preload=False) as local:
         yield local
 
 
@@ -100,13 +111,18 @@ def serving(root: Path) -> bool:
     return any(line.endswith("-m service") for line in stack_processes(root))
 
 
-def four_points() -> Sweep:
+def four_points(*, duration: float = 2, warmup: float = 1) -> Sweep:
     """Points of fixed length and little CPU (one uvicorn worker, a low open-loop rate), so that
     two of them side by side on this 2-core machine do not slow each other down much."""
     return Sweep(
         {"pool_size": [4, 6, 8, 10]},
         base=Experiment(
-            settings=ServiceSettings(), connections=4, rate=50, duration=2, warmup=1, seed=1
+            settings=ServiceSettings(),
+            connections=4,
+            rate=50,
+            duration=duration,
+            warmup=warmup,
+            seed=1,
         ),
         name="cluster",
     )
@@ -197,76 +213,6 @@ def test_two_hosts_run_four_points_in_half_the_time(
     # resumable: a rerun measures nothing again
     again = four_points().run(given_urls(stack), store=store, progress=False, cluster=cluster)
     assert sorted(again["run_id"]) == sorted(summary["run_id"])
-
-
-@pytest.mark.slow
-def test_a_killed_worker_s_point_is_redone_on_the_other(
-    cluster: object, cluster_root: Path, tmp_path: Path
-) -> None:
-    from distributed import Client
-    from distributed.core import Status
-
-    with Client(cluster, set_as_default=False) as client:  # type: ignore[no-untyped-call]
-        pids = client.run(os.getpid)
-        names = {a: str(w["name"]) for a, w in client.scheduler_info()["workers"].items()}
-    victim = next(pid for address, pid in pids.items() if names[address] == "1")
-    store = Store(tmp_path)
-    out: dict[str, object] = {}
-
-    def sweep() -> None:
-        try:
-            out["summary"] = four_points().run(
-                Stack(users=TEST_USERS), store=store, progress=False, cluster=cluster
-            )
-        except BaseException as exc:
-            out["error"] = exc
-
-    thread = threading.Thread(target=sweep)
-    thread.start()
-    # kill worker 1 while its first point loads the service (its own stack under its folder)
-    deadline = time.monotonic() + 120
-    while not serving(cluster_root / "cluster" / "1"):
-        assert time.monotonic() < deadline and thread.is_alive(), out
-        time.sleep(0.2)
-    cluster.workers[1].status = Status.closing_gracefully  # type: ignore[attr-defined]  # no restart
-    os.kill(victim, signal.SIGKILL)
-    thread.join(timeout=240)
-    assert not thread.is_alive() and "error" not in out, out
-    summary = out["summary"]
-    assert len(summary) == 4 and set(summary["status"]) == {"finished"}  # type: ignore[arg-type,index]
-    assert set(summary["worker"]) == {"0"}  # type: ignore[index]
-    deadline = time.monotonic() + 30
-    while (left := stack_processes(cluster_root)) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not left
-
-
-@pytest.mark.slow
-def test_ctrl_c_cancels_the_points_ships_the_interrupted_runs_and_stops_every_stack(
-    cluster: object, cluster_root: Path, tmp_path: Path
-) -> None:
-    def interrupt_once_both_load() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if all(serving(cluster_root / "cluster" / n) for n in ("0", "1")):
-                os.kill(os.getpid(), signal.SIGINT)
-                return
-            time.sleep(0.2)
-
-    store = Store(tmp_path)
-    threading.Thread(target=interrupt_once_both_load, daemon=True).start()
-    started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        four_points().run(Stack(users=TEST_USERS), store=store, progress=False, cluster=cluster)
-    assert time.monotonic() - started < 100
-    assert not stack_processes(cluster_root)  # both hosts' stacks, services and loads are gone
-    # the remaining points were cancelled; the two running ones came home as a local sweep
-    # stores them: interrupted, each naming its worker, and redone by a rerun
-    runs = store.runs()
-    interrupted = runs[runs["status"] == "interrupted"]
-    assert len(interrupted) == 2 and set(interrupted["worker"]) == {"0", "1"}, runs
-    assert len(runs) < 4
-    assert not set(interrupted["point"]) & four_points().done(store)
 
 
 @pytest.mark.slow
@@ -371,3 +317,74 @@ def test_a_host_whose_stack_cannot_start_is_reported_and_nothing_stored(
     said = capsys.readouterr().err
     assert said.count("could not run (a rerun redoes it)") == 4
     assert "PostgreSQL at postgresql://bench:***@127.0.0.1:9/bench does not answer" in said
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_the_points_ships_the_interrupted_runs_and_stops_every_stack(
+    cluster: object, cluster_root: Path, tmp_path: Path
+) -> None:
+    def interrupt_once_both_load() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if all(serving(cluster_root / "cluster" / n) for n in ("0", "1")):
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.2)
+
+    store = Store(tmp_path)
+    threading.Thread(target=interrupt_once_both_load, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        four_points().run(Stack(users=TEST_USERS), store=store, progress=False, cluster=cluster)
+    assert time.monotonic() - started < 100
+    assert not stack_processes(cluster_root)  # both hosts' stacks, services and loads are gone
+    # the remaining points were cancelled; the two running ones came home as a local sweep
+    # stores them: interrupted, each naming its worker, and redone by a rerun
+    runs = store.runs()
+    interrupted = runs[runs["status"] == "interrupted"]
+    assert len(interrupted) == 2 and set(interrupted["worker"]) == {"0", "1"}, runs
+    assert len(runs) < 4
+    assert not set(interrupted["point"]) & four_points().done(store)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_s_point_is_redone_on_the_other(
+    cluster: object, cluster_root: Path, tmp_path: Path
+) -> None:
+    from distributed import Client
+    from distributed.core import Status
+
+    with Client(cluster, set_as_default=False) as client:  # type: ignore[no-untyped-call]
+        pids = client.run(os.getpid)
+        names = {a: str(w["name"]) for a, w in client.scheduler_info()["workers"].items()}
+    victim = next(pid for address, pid in pids.items() if names[address] == "1")
+    store = Store(tmp_path)
+    out: dict[str, object] = {}
+
+    def sweep() -> None:
+        try:
+            # short points: the other worker runs all four, one after the other
+            out["summary"] = four_points(duration=1, warmup=0.2).run(
+                Stack(users=TEST_USERS), store=store, progress=False, cluster=cluster
+            )
+        except BaseException as exc:
+            out["error"] = exc
+
+    thread = threading.Thread(target=sweep)
+    thread.start()
+    # kill worker 1 while its first point loads the service (its own stack under its folder)
+    deadline = time.monotonic() + 120
+    while not serving(cluster_root / "cluster" / "1"):
+        assert time.monotonic() < deadline and thread.is_alive(), out
+        time.sleep(0.2)
+    cluster.workers[1].status = Status.closing_gracefully  # type: ignore[attr-defined]  # no restart
+    os.kill(victim, signal.SIGKILL)
+    thread.join(timeout=240)
+    assert not thread.is_alive() and "error" not in out, out
+    summary = out["summary"]
+    assert len(summary) == 4 and set(summary["status"]) == {"finished"}  # type: ignore[arg-type,index]
+    assert set(summary["worker"]) == {"0"}  # type: ignore[index]
+    deadline = time.monotonic() + 30
+    while (left := stack_processes(cluster_root)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left

@@ -49,7 +49,7 @@ def test_killed_sweep_resumes_and_marks_the_broken_run_crashed(
         while store.unfinished().empty and time.monotonic() < deadline:
             time.sleep(0.05)
         assert store.unfinished()["status"].tolist() == ["running"]
-        time.sleep(1.5)  # into the second point's load
+        time.sleep(0.6)  # into the second point's load (0.2 s warm-up at most, 1 s load)
         proc.send_signal(signal.SIGKILL)  # no cleanup code runs
         proc.wait(10)
     finally:

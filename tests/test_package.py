@@ -64,16 +64,19 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's wheel, built from a copy of its sources."""
     source = copy_sources(tmp_path_factory.mktemp("source"))
     dist = tmp_path_factory.mktemp("dist")
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", dist, source])  # fmt: skip
-    return next(dist.glob("*.whl"))
+    # the build backend itself, as pip's `wheel --no-build-isolation` calls it, without pip
+    build = [sys.executable, "-c", "import sys; from setuptools import build_meta; "
+             "print(build_meta.build_wheel(sys.argv[1]))", dist]  # fmt: skip
+    name = run(build, cwd=source).stdout.strip().splitlines()[-1]
+    return dist / name
 
 
 @pytest.fixture(scope="module")
 def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with the wheel installed; its bin/ folder."""
     folder = tmp_path_factory.mktemp("venv")
-    run([sys.executable, "-m", "venv", folder])
+    # no pip of its own (ensurepip takes seconds): this environment's pip installs into it
+    run([sys.executable, "-m", "venv", "--without-pip", folder])
     python = folder / "bin" / "python"
     purelib = run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"])
     # appended after the venv's own site-packages: the wheel's workbench comes first
@@ -85,7 +88,8 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         for item in (data / kind).iterdir():
             if item.name != "kernels":
                 (folder / kind / item.name).symlink_to(item)
-    run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel])
+    run([sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps",
+         "--no-index", wheel])  # fmt: skip
     return folder / "bin"
 
 

@@ -102,6 +102,8 @@ class Stack(_process.Managed):
                 _fs.private_dir(self.root, mode=_fs.TRAVERSABLE if server_user else _fs.PRIVATE)
                 if not self._attach_detached():
                     self._take_folder()
+            # the fake upstream (a Python process) boots while the servers start
+            upstream_port = None if self.upstream_url else self._spawn_upstream(detach=detach)
             if not self.database_url:
                 self._postgres = EmbeddedPostgres(
                     self.root / "postgres",
@@ -116,8 +118,8 @@ class Stack(_process.Managed):
                 self._redis.start(detach=detach)
                 self.redis_url = self._redis.url
                 self.progress(f"Redis (embedded Valkey) on {mask_url(self.redis_url)}")
-            if not self.upstream_url:
-                self._start_upstream(detach=detach)
+            if upstream_port is not None:
+                self._wait_upstream(upstream_port)
             self.check()
             seed(
                 self.url,
@@ -180,12 +182,16 @@ class Stack(_process.Managed):
             self._lock = None
             _HELD.discard(self.root.resolve())
 
-    def _start_upstream(self, *, detach: bool) -> None:
-        """The fake upstream HTTP service (service.upstream_fake) on a free port."""
+    def _spawn_upstream(self, *, detach: bool) -> int:
+        """Start the fake upstream HTTP service (service.upstream_fake); the free port it takes."""
         port = free_port()
         argv = [sys.executable, "-m", "service.upstream_fake", "--port", str(port)]
         argv += ["--delay", str(self.upstream_delay)]
         self._upstream = _process.spawn(argv, log=self.root / "upstream.log", detach=detach)
+        return port
+
+    def _wait_upstream(self, port: int) -> None:
+        """Wait until the spawned fake upstream listens on port."""
         if not wait_for_port(port, timeout=10):
             raise StackError(f"the fake upstream did not listen on port {port}; see {self.root}")
         self.upstream_url = f"http://127.0.0.1:{port}"
