@@ -5,15 +5,13 @@
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Any
 
-# jsonschema (under nbformat, under papermill) imports rfc3987_syntax when it is installed
-# (jupyter-events pulls it in), and that module builds a Lark grammar on import: ~1.4 s of CPU
-# in every command that reads a notebook, for the draft-7 `iri` format checks that nbformat's
-# draft-4 schema never makes. Marked absent, jsonschema skips those two checks
-# (python-jsonschema/jsonschema#1428).
-sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+from workbench._deferred import defer_iri_checker
+
+# Every process that imports the workbench (CLI, kernels, cluster agents) imports papermill
+# ~1 s faster: jsonschema's IRI parsers are built only if an "iri" format is ever checked.
+defer_iri_checker()
 
 _NAMES: dict[str, tuple[str, str | None]] = {
     "ServiceSettings": ("service.settings", "ServiceSettings"),

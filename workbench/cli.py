@@ -758,10 +758,7 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `workbench` command."""
     args = _parser().parse_args(argv)
-    from workbench._deferred import defer_iri_checker
     from workbench._process import raise_interrupt  # SIGTERM behaves like Ctrl-C
-
-    defer_iri_checker()  # papermill's import, ~1 s shorter
 
     signal.signal(signal.SIGTERM, raise_interrupt)
     try:

@@ -775,9 +775,6 @@ def _agent_main(worker: str) -> int:
     answers = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     try:
-        from workbench._deferred import defer_iri_checker
-
-        defer_iri_checker()  # a notebook point's papermill import, ~1 s shorter
         from workbench.experiment import Session
         from workbench.fingerprint import fingerprint, machine
         from workbench.stack import DEFAULT_USERS, Stack
