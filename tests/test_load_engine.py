@@ -21,6 +21,7 @@ from workbench.load import (
     Generators,
     LoadPlan,
     Scenario,
+    WarmupEnd,
     progress,
     run_load,
 )
@@ -612,6 +613,7 @@ def test_a_steady_warm_up_ends_early_on_a_steady_server_and_the_result_says_when
         assert STEADY_WINDOWS * WARM_WINDOW_S <= result.warmup_s < cap
         assert seconds < cap  # the workers measured early too (a full warm-up alone is 5 s)
         assert result.summary()["warmup_s"] == result.warmup_s
+        assert result.warmup_end is WarmupEnd.STEADY and result.summary()["warmup_end"] == "steady"
         assert result.series()["second"].tolist() == [0]
     assert closed.completed > 0 and closed.errors == 0
     # the measured arrivals start with the window: one second of them, not the warm-up's
@@ -633,4 +635,10 @@ def test_a_steady_warm_up_waits_out_a_stall_and_a_fixed_one_lasts_its_seconds(
     with serve() as (url, _):
         fixed = run_load(url + "/", connections=4, duration=1, warmup=0.5, processes=1,
                          progress=False, generators=generators)  # fmt: skip
-    assert fixed.warmup_s == 0.5
+    assert fixed.warmup_s == 0.5 and fixed.warmup_end is WarmupEnd.FIXED
+    # latency never steady (a server that answers ever slower): the cap, and the result says so
+    with serve(Behaviour(stall_at=0.05, stall_for=1.0)) as (url, _):
+        capped = run_load(
+            steady(url + "/", connections=4, duration=0.5, warmup=0.6), generators=generators
+        )
+    assert capped.warmup_s == 0.6 and capped.warmup_end is WarmupEnd.CAPPED

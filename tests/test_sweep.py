@@ -31,9 +31,12 @@ def test_in_process_sweep_runs_each_point_once(stack: Stack, tmp_path: Path) -> 
     first = sweep.run(stack, store=store, progress=False)
     assert sorted(first["pool_size"]) == [5, 10]
     assert len(store.ids()) == 2
-    # each warm-up ended once latency was steady, the base's 1 s at most, and the run says when
-    warmups = [store.load(run_id).summary()["warmup_s"] for run_id in store.ids()]
-    assert all(0 < seconds <= 1.0 for seconds in warmups) and min(warmups) < 1.0, warmups
+    # each warm-up was judged: it ended once latency was steady (or at the base's 1 s when it
+    # never was, as on a loaded machine), and the run says which and when
+    warmups = [store.load(run_id).summary() for run_id in store.ids()]
+    for w in warmups:
+        assert (w["warmup_end"], w["warmup_s"] < 1.0) in {("steady", True), ("capped", False)}, w
+        assert 0 < w["warmup_s"] <= 1.0
     # where each point's time went: the second point's service booted during the first's store
     manifests = sorted(
         (store.load(run_id).manifest for run_id in store.ids()), key=lambda m: m["started_at"]

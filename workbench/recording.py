@@ -214,6 +214,7 @@ def assemble(
             throughput_rps=load.throughput_rps,
             measured_s=load.duration_s,  # < load_duration when interrupted
             warmup_s=load.warmup_s,  # < load_warmup when a steady warm-up ended early
+            warmup_end=str(load.warmup_end),  # steady, capped (never steady), fixed or none
             asked_rate=load.asked_rate,
             **{f"{k}_ms": v for k, v in latency.items()},
             **{f"service_{k}_ms": v for k, v in service.items()},

@@ -13,7 +13,14 @@ from workbench.load._load import Load
 from workbench.load._local import Generators
 from workbench.load._plan import LoadPlan, plan_load
 from workbench.load._profile import LoadProfile, Stage
-from workbench.load._result import ERROR_CLASSES, Cause, LoadFailed, LoadInterrupted, LoadResult
+from workbench.load._result import (
+    ERROR_CLASSES,
+    Cause,
+    LoadFailed,
+    LoadInterrupted,
+    LoadResult,
+    WarmupEnd,
+)
 from workbench.load._scenario import Endpoint, Scenario
 from workbench.load._slo import SLO
 
@@ -31,6 +38,7 @@ __all__ = [
     "LoadResult",
     "Scenario",
     "Stage",
+    "WarmupEnd",
     "plan_load",
     "run_load",
 ]

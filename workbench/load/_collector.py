@@ -9,7 +9,7 @@ from typing import Any
 from workbench import hdr as hist
 from workbench.load import progress as _progress
 from workbench.load._plan import LoadPlan, WorkerSpec
-from workbench.load._result import ERROR_CLASSES, Cause, LoadResult
+from workbench.load._result import ERROR_CLASSES, Cause, LoadResult, WarmupEnd
 
 TRANSPORT_FAILURES = ("timeout", "connect", "reset", "other")
 SEND_LAG_LIMIT_MS = 10.0
@@ -42,6 +42,13 @@ class _Collector:
         self.started_at = 0.0
         self.measured_s = 0.0  # the seconds merged so far (the last one may be shorter)
         self.warmup_s = plan.profile.warmup  # shorter when a steady warm-up ended early
+        self.warmup_end = (
+            WarmupEnd.NONE
+            if plan.profile.warmup <= 0
+            else WarmupEnd.CAPPED
+            if plan.steady_warmup
+            else WarmupEnd.FIXED
+        )
         self.publish = True  # tell progress listeners of each merged second
 
     def complete(self) -> bool:
@@ -147,6 +154,7 @@ class _Collector:
             asked_rate=profile.asked_rate,
             duration_s=duration,
             warmup_s=self.warmup_s,
+            warmup_end=self.warmup_end,
             started_at=self.started_at,
             requests=requests,
             completed=completed,

@@ -27,7 +27,7 @@ from workbench.load._plan import (
     _say,
     worker_specs,
 )
-from workbench.load._result import LoadFailed, LoadInterrupted, LoadResult
+from workbench.load._result import LoadFailed, LoadInterrupted, LoadResult, WarmupEnd
 from workbench.load._warmup import SteadyWarmup
 
 # Between the parent's start and the workers' first requests: every worker hears it first. With a
@@ -261,6 +261,7 @@ def _execute(plan: LoadPlan, generators: Generators | None = None) -> LoadResult
                             pipe.send(("measure", at))
                         collector.started_at += at - (start_at + profile.warmup)
                         collector.warmup_s = at - start_at
+                        collector.warmup_end = WarmupEnd.STEADY
                 else:
                     collector.add(message)
         if generators is None:

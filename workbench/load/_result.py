@@ -47,6 +47,15 @@ SERIES_COLUMNS = (
 )
 
 
+class WarmupEnd(StrEnum):
+    """How a run's warm-up ended: what its `warmup_s` means."""
+
+    NONE = "none"  # no warm-up asked
+    FIXED = "fixed"  # it lasted the seconds asked
+    STEADY = "steady"  # latency was steady before the cap: measured from then
+    CAPPED = "capped"  # latency never got steady: measured after the cap, the seconds asked
+
+
 @dataclass(frozen=True)
 class LoadResult:
     """What one load run measured: counts, HDR histograms, one row per second, self-check."""
@@ -83,6 +92,7 @@ class LoadResult:
     worker_hdr_latency: tuple[bytes, ...] = field(default=(), repr=False)
     interrupted: bool = False  # stopped early: counts and series cover the seconds collected
     failure: str | None = None  # why it stopped early when not by Ctrl-C (a load worker died)
+    warmup_end: WarmupEnd = WarmupEnd.FIXED  # how the warm-up ended (what warmup_s means)
 
     @property
     def throughput_rps(self) -> float:
@@ -110,6 +120,7 @@ class LoadResult:
             "generator_errors": dict(self.generator_errors),
             "duration_s": self.duration_s,
             "warmup_s": self.warmup_s,
+            "warmup_end": str(self.warmup_end),
             "throughput_rps": self.throughput_rps,
             "asked_rate": self.asked_rate,
             "latency_ms": self.percentiles_ms("latency"),
