@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -78,12 +77,11 @@ def home(tmp_path_factory: pytest.TempPathFactory, stack_root: Path) -> dict[str
     return env
 
 
-@pytest.fixture(scope="module")
-def warm() -> Iterator[WarmKernel]:
-    """One kernel for this module's notebooks, reset before each to what a fresh one would be
-    (the sweeps' kernel: `workbench report` and test_report run papermill's own)."""
-    with WarmKernel(kernel_name=ensure_kernel(), cwd=NOTEBOOKS) as kernel:
-        yield kernel
+@pytest.fixture
+def warm(warm_kernel: WarmKernel) -> WarmKernel:
+    """The worker's warm kernel (tests/conftest.py), reset before each notebook to what a fresh
+    one would be (the sweeps' kernel: `workbench report` and test_report run papermill's own)."""
+    return warm_kernel
 
 
 def left_running(root: Path, kernel: WarmKernel) -> set[str]:
