@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = project_dir() / "data" / "screenshots"
-SHORT = {"duration": 6.0, "users": 1000, "connections": 4}
+SHORT = {"duration": 6.0, "warmup": 0.5, "users": 1000, "connections": 4}
 LIVE = re.compile(r"([1-5]) of 6 s measured")  # a title drawn while the load runs
 RUNNING = "[*]:"
 

@@ -23,7 +23,7 @@ from .conftest import processes_under
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
-SMALL = {"duration": "1", "users": "1000"}
+SMALL = {"duration": "1", "warmup": "0.5", "users": "1000"}
 CASES = {
     "02_pool_sizing": {
         **SMALL,
