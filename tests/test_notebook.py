@@ -110,7 +110,7 @@ store = wb.Store(pathlib.Path({str(tmp_path)!r}))
 def measure(users=1000):
     t = time.monotonic()
     stack = wb.kept_stack(users=users)
-    run = wb.Experiment(connections=4, duration=1, warmup=0.2, name="quickstart").run(
+    run = wb.Experiment(connections=4, duration=0.5, warmup=0.1, name="quickstart").run(
         stack, store=store, session=wb.kept_session())
     return stack, run, time.monotonic() - t
 """

@@ -35,7 +35,7 @@ def test_the_run_button_stores_a_run_and_adds_a_row_to_the_comparison(
     first = Experiment(settings=ServiceSettings.naive(), connections=4, duration=1, warmup=0.2).run(
         stack, store=store, progress=False
     )
-    params = check_params(duration=1, connections=4, users=stack.users, preset="naive")
+    params = check_params(duration=1, warmup=0.2, connections=4, users=stack.users, preset="naive")
     session = KeptSession()
     panel = Panel(
         params, preset="naive", runs=[first], stack=lambda: stack, session=session, store=store
