@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench.kernel import WarmKernel
 from workbench.live import SESSION_ENV
 from workbench.paths import project_dir
 from workbench.report import ensure_kernel
@@ -38,6 +39,15 @@ class Kernel:
     def __init__(self, km: Any, client: Any) -> None:
         self.km = km
         self.client = client
+
+    def interrupt(self) -> None:
+        """Interrupt the running cell, as Lab's stop button does."""
+        from jupyter_core.utils import ensure_async, run_sync
+
+        async def interrupt() -> None:
+            await ensure_async(self.km.interrupt_kernel())
+
+        run_sync(interrupt)()
 
     def run(
         self,
@@ -75,6 +85,41 @@ class Kernel:
         return cell
 
 
+def _environ(*, watched: bool, env: Mapping[str, str | None] | None) -> dict[str, str]:
+    """This process's environment with env's changes (None: removed), watched or not."""
+    environ = {**os.environ}
+    for key, value in (env or {}).items():
+        if value is None:
+            environ.pop(key, None)
+        else:
+            environ[key] = value
+    environ.pop(SESSION_ENV, None)
+    if watched:
+        environ[SESSION_ENV] = "test.ipynb"  # what jupyter_server sets for a notebook's kernel
+    return environ
+
+
+@contextmanager
+def warm(
+    kernel: WarmKernel, *, watched: bool, env: Mapping[str, str | None] | None = None
+) -> Iterator[Kernel]:
+    """A warm kernel (tests/conftest.py's warm_kernel) made what kernel(...) would start: reset
+    to a fresh kernel's state with that environment, in the project folder; what its cells kept
+    up (stack, services, load workers) is stopped afterwards, as the kernel's exit would."""
+    from jupyter_client.blocking import BlockingKernelClient
+
+    kernel.reset(cwd=project_dir(), env=_environ(watched=watched, env=env))
+    client = BlockingKernelClient()
+    client.load_connection_info(kernel.km.get_connection_info())
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        yield Kernel(kernel.km, client)
+    finally:
+        client.stop_channels()
+        kernel.stop_kept()
+
+
 @contextmanager
 def kernel(
     *, watched: bool, env: Mapping[str, str | None] | None = None, stderr: Any = None
@@ -85,15 +130,7 @@ def kernel(
     """
     from jupyter_client.manager import KernelManager
 
-    environ = {**os.environ}
-    for key, value in (env or {}).items():
-        if value is None:
-            environ.pop(key, None)
-        else:
-            environ[key] = value
-    environ.pop(SESSION_ENV, None)
-    if watched:
-        environ[SESSION_ENV] = "test.ipynb"  # what jupyter_server sets for a notebook's kernel
+    environ = _environ(watched=watched, env=env)
     km = KernelManager(kernel_name=ensure_kernel())
     km.start_kernel(cwd=str(project_dir()), env=environ, **({"stderr": stderr} if stderr else {}))
     client = km.client()

@@ -69,6 +69,18 @@ def generators() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def warm_kernel() -> Iterator[Any]:
+    """One warm kernel per test process (xdist worker): each test that takes it resets it first
+    to what a fresh kernel would be (workbench.kernel), saving a kernel's start and imports."""
+    from workbench.kernel import WarmKernel
+    from workbench.paths import project_dir
+    from workbench.report import ensure_kernel
+
+    with WarmKernel(kernel_name=ensure_kernel(), cwd=project_dir()) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
 def dask_cluster() -> Iterator[Any]:
     """Two single-threaded Dask worker processes on loopback, shared by the session's tests."""
     from distributed import LocalCluster

@@ -52,16 +52,17 @@ def normalized(path: Path) -> dict[str, Any]:
 
 
 def test_each_notebook_on_the_warm_kernel_is_what_a_lone_papermill_run_gives(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, warm_kernel: WarmKernel
 ) -> None:
+    """On the worker's warm kernel (tests/conftest.py), whatever ran on it before."""
     notebook = _notebook(tmp_path)
     monkeypatch.setenv("WB_KERNEL_TEST_MARK", "first")
-    with WarmKernel(kernel_name=ensure_kernel(), cwd=tmp_path / "..") as kernel:
-        pid = kernel.km.provisioner.pid
-        warm = [execute(notebook, parameters={"value": 1}, output=tmp_path / "w1.ipynb", log_output=False, kernel=kernel)]  # fmt: skip
-        monkeypatch.setenv("WB_KERNEL_TEST_MARK", "second")
-        warm.append(execute(notebook, parameters={"value": 2}, output=tmp_path / "w2.ipynb", log_output=False, kernel=kernel))  # fmt: skip
-        assert kernel.km.provisioner.pid == pid  # one kernel for both
+    kernel = warm_kernel
+    pid = kernel.km.provisioner.pid
+    warm = [execute(notebook, parameters={"value": 1}, output=tmp_path / "w1.ipynb", log_output=False, kernel=kernel)]  # fmt: skip
+    monkeypatch.setenv("WB_KERNEL_TEST_MARK", "second")
+    warm.append(execute(notebook, parameters={"value": 2}, output=tmp_path / "w2.ipynb", log_output=False, kernel=kernel))  # fmt: skip
+    assert kernel.km.provisioner.pid == pid  # one kernel for both
     lone = execute(notebook, parameters={"value": 2}, output=tmp_path / "lone.ipynb", log_output=False)  # fmt: skip
     assert normalized(warm[1]) == normalized(lone)
     texts = [json.dumps(normalized(w)) for w in warm]
@@ -73,12 +74,15 @@ def test_each_notebook_on_the_warm_kernel_is_what_a_lone_papermill_run_gives(
     assert counts == [1, 2, 3, 4, 5, 6, 7]  # parameters, injected parameters, the rest
 
 
-def test_a_dead_warm_kernel_is_replaced_for_the_next_notebook(tmp_path: Path) -> None:
+def test_a_dead_warm_kernel_is_replaced_for_the_next_notebook(
+    tmp_path: Path, warm_kernel: WarmKernel
+) -> None:
+    """The worker's warm kernel (tests/conftest.py) killed: its replacement serves the next tests."""
     notebook = _notebook(tmp_path)
-    with WarmKernel(kernel_name=ensure_kernel(), cwd=tmp_path) as kernel:
-        first = kernel.km.provisioner.pid
-        os.kill(first, 9)
-        psutil.Process(first).wait(10)  # as when the last notebook killed it
-        out = execute(notebook, parameters={"value": 3}, output=tmp_path / "after.ipynb", log_output=False, kernel=kernel)  # fmt: skip
-        assert kernel.km.provisioner.pid != first
+    kernel = warm_kernel
+    first = kernel.km.provisioner.pid
+    os.kill(first, 9)
+    psutil.Process(first).wait(10)  # as when the last notebook killed it
+    out = execute(notebook, parameters={"value": 3}, output=tmp_path / "after.ipynb", log_output=False, kernel=kernel)  # fmt: skip
+    assert kernel.km.provisioner.pid != first
     assert "None 3" in out.read_text()

@@ -28,8 +28,8 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = project_dir() / "data" / "screenshots"
-SHORT = {"duration": 6.0, "users": 1000, "connections": 4}
-LIVE = re.compile(r"([1-5]) of 6 s measured")  # a title drawn while the load runs
+SHORT = {"duration": 4.0, "warmup": 0.5, "users": 1000, "connections": 4}
+LIVE = re.compile(r"([1-3]) of 4 s measured")  # a title drawn while the load runs
 RUNNING = "[*]:"
 
 

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from workbench.kernel import WarmKernel
 from workbench.live import LINES_ENV, MIME_PLOTLY, LiveView, figure, kernel_log
 from workbench.stack import Stack
 
-from ._kernel import Cell, kernel
+from ._kernel import Cell, kernel, warm
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 LINE = re.compile(r"^\s+\d+\.\ds\s+[\d,]+ req/s", re.MULTILINE)  # a per-second text line
@@ -102,9 +103,9 @@ def test_the_kernel_log_writes_lines_to_stderr_unless_turned_off(
 
 @pytest.mark.slow
 def test_a_watched_kernel_redraws_one_area_every_second_before_the_cell_ends(
-    stack: Stack, tmp_path: Path
+    stack: Stack, tmp_path: Path, warm_kernel: WarmKernel
 ) -> None:
-    with kernel(watched=True) as k:
+    with warm(warm_kernel, watched=True) as k:
         cell = k.run(run_code(stack, tmp_path, duration=3, runs=2))
     assert cell.reply["status"] == "ok", cell.reply
     drawn = charts(cell)

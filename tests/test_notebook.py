@@ -15,11 +15,12 @@ import pytest
 
 from service.settings import ServiceSettings
 from workbench.experiment import Experiment
+from workbench.kernel import WarmKernel
 from workbench.notebook import KeptSession, settings_table
 from workbench.stack import Stack
 from workbench.store import Store
 
-from ._kernel import kernel
+from ._kernel import kernel, warm
 from .conftest import processes_under
 
 STORED = re.compile(r"^interrupted after (\d+) s measured; partial run stored as (\S+)$")
@@ -35,7 +36,7 @@ def test_the_settings_table_shows_what_differs_from_naive() -> None:
 
 @pytest.mark.slow
 def test_an_interrupt_ends_in_one_line_naming_the_stored_partial_run(
-    stack: Stack, tmp_path: Path
+    stack: Stack, tmp_path: Path, warm_kernel: WarmKernel
 ) -> None:
     code = f"""
 import pathlib, workbench as wb
@@ -45,14 +46,14 @@ stack = wb.Stack(database_url={stack.database_url!r}, redis_url={stack.redis_url
 wb.Experiment(connections=4, duration=60, warmup=0.2, name="quickstart").run(
     stack, store=wb.Store(pathlib.Path({str(tmp_path)!r})))
 """
-    with kernel(watched=True) as k:
+    with warm(warm_kernel, watched=True) as k:
         seen: list[str] = []
 
         def interrupt_at_the_second_second(_: float, message: dict[str, Any]) -> None:
             text = str(message["content"])  # the live chart's title, in a widget update
             if "2 of 60 s measured" in text and not seen:
                 seen.append(text)
-                k.km.interrupt_kernel()
+                k.interrupt()
 
         cell = k.run(code, on_message=interrupt_at_the_second_second)
     assert seen, "the load never reached its second second"
@@ -109,7 +110,7 @@ store = wb.Store(pathlib.Path({str(tmp_path)!r}))
 def measure(users=1000):
     t = time.monotonic()
     stack = wb.kept_stack(users=users)
-    run = wb.Experiment(connections=4, duration=1, warmup=0.2, name="quickstart").run(
+    run = wb.Experiment(connections=4, duration=0.5, warmup=0.1, name="quickstart").run(
         stack, store=store, session=wb.kept_session())
     return stack, run, time.monotonic() - t
 """

@@ -9,13 +9,14 @@ import pytest
 
 from service.settings import ServiceSettings
 from workbench.experiment import Experiment
+from workbench.kernel import WarmKernel
 from workbench.notebook import KeptSession
 from workbench.panel import Panel, comparison, settings_diff
 from workbench.params import check_params
 from workbench.stack import Stack
 from workbench.store import Store
 
-from ._kernel import kernel
+from ._kernel import warm
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
@@ -34,7 +35,7 @@ def test_the_run_button_stores_a_run_and_adds_a_row_to_the_comparison(
     first = Experiment(settings=ServiceSettings.naive(), connections=4, duration=1, warmup=0.2).run(
         stack, store=store, progress=False
     )
-    params = check_params(duration=1, connections=4, users=stack.users, preset="naive")
+    params = check_params(duration=1, warmup=0.2, connections=4, users=stack.users, preset="naive")
     session = KeptSession()
     panel = Panel(
         params, preset="naive", runs=[first], stack=lambda: stack, session=session, store=store
@@ -67,18 +68,18 @@ def test_the_run_button_stores_a_run_and_adds_a_row_to_the_comparison(
 
 
 @pytest.mark.slow
-def test_the_panel_shows_in_jupyterlab_and_not_under_papermill() -> None:
+def test_the_panel_shows_in_jupyterlab_and_not_under_papermill(warm_kernel: WarmKernel) -> None:
     code = """
 import workbench as wb
 params = wb.check_params(duration=1, connections=4)
 shown = wb.panel(params, preset="optimized")
 shown
 """
-    with kernel(watched=True) as k:
+    with warm(warm_kernel, watched=True) as k:
         cell = k.run(code)
     assert cell.reply["status"] == "ok", cell.reply
     assert any(WIDGET in m["content"]["data"] for _, m in cell.of("execute_result", "display_data"))
-    with kernel(watched=False) as k:
+    with warm(warm_kernel, watched=False) as k:
         cell = k.run(code + "\nprint(shown)")
     assert cell.reply["status"] == "ok", cell.reply
     assert not cell.of("execute_result", "display_data")

@@ -14,11 +14,14 @@ def test_defaults_pass_and_build_the_preset() -> None:
 
 
 def test_checked_parameters_build_the_run_they_declare() -> None:
-    params = check_params(duration=2, connections=8, rate=50, endpoint="/users/{id}/full")
+    params = check_params(
+        duration=2, warmup=0.5, connections=8, rate=50, endpoint="/users/{id}/full"
+    )
     experiment = params.experiment(name="n")
     load = experiment.load
     assert load is params.load
     assert (load.path, load.connections, load.duration) == ("/users/{id}/full", 8, 2.0)
+    assert load.warmup == 0.5 and check_params().load.warmup == 1.0
     assert load.rate == 50 and experiment.settings == params.settings
 
 
@@ -29,6 +32,7 @@ def test_checked_parameters_build_the_run_they_declare() -> None:
         ({"connections": "many"}, "connections", "integer"),
         ({"duration": 0}, "duration", "> 0"),
         ({"duration": 10_000}, "duration", "<= 3600"),
+        ({"warmup": -1}, "warmup", ">= 0"),
         ({"users": 1.5}, "users", "integer"),
         ({"preset": "fast"}, "preset", "naive, optimized"),
         ({"settings": {"serializer": "json"}}, "settings.serializer", "pydantic, orjson"),

@@ -41,7 +41,8 @@ def quickstart_html(stack: Stack, home: Path) -> tuple[Path, str]:
     }
     done = subprocess.run(
         [sys.executable, "-m", "workbench.cli", "report", "01_quickstart",
-         "-p", "duration", "1.5", "-p", "users", "500", "-p", "connections", "4"],
+         "-p", "duration", "1.5", "-p", "warmup", "0.5", "-p", "users", "500",
+         "-p", "connections", "4"],
         capture_output=True, text=True, timeout=300, env=env, cwd=ROOT, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

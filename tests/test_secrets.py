@@ -72,7 +72,8 @@ def test_a_notebook_on_a_database_with_a_password_writes_it_nowhere(
     argv = [
         sys.executable, "-m", "workbench.cli", "report", "01_quickstart",
         "-p", "database_url", secret_url, "-p", "redis_url", stack.redis,
-        "-p", "duration", "1", "-p", "connections", "4", "-p", "users", str(stack.users),
+        "-p", "duration", "1", "-p", "warmup", "0.5", "-p", "connections", "4",
+        "-p", "users", str(stack.users),
     ]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env, check=False)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -54,6 +54,7 @@ class Params:
 def check_params(
     *,
     duration: Any = 5.0,
+    warmup: Any = 1.0,
     connections: Any = 16,
     rate: Any = 0,
     users: Any = 100_000,
@@ -68,8 +69,8 @@ def check_params(
     """Check a notebook's parameters; raise InputError naming the first bad one."""
     if not isinstance(endpoint, str) or not endpoint.startswith("/"):
         raise InputError("endpoint", f"must be a path starting with '/', got {endpoint!r}")
-    load = Load(  # InputError names duration, connections, rate, ids or zipf_s
-        path=endpoint, duration=duration, connections=connections,
+    load = Load(  # InputError names duration, warmup, connections, rate, ids or zipf_s
+        path=endpoint, duration=duration, warmup=warmup, connections=connections,
         rate=positive_float("rate", rate, strict=False) or None, ids=ids, zipf_s=zipf_s,
     )  # fmt: skip
     if load.duration > MAX_DURATION:
