@@ -27,7 +27,9 @@ from workbench.sweep import NotebookSweep, Sweep, point_key
 
 from .conftest import descendants
 
-pytestmark = [pytest.mark.slow, pytest.mark.alone]  # the end-to-end tier: `make test-fast` skips it
+# The end-to-end tier: `make test-fast` skips it. Not `alone`: the kills follow what the load
+# did (requests served), not the clock, and both tests passed 5 runs in 5 beside two busy loops.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = str(ROOT / "notebooks" / "01_quickstart.ipynb")

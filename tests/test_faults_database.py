@@ -12,16 +12,18 @@ import pytest
 
 from service.settings import ServiceSettings
 from workbench.experiment import Experiment
-from workbench.faults import Outage, frozen
+from workbench.faults import frozen
 from workbench.launcher import ServiceProcess
 from workbench.stack import Stack
 from workbench.store import Store
 
+from ._fault_window import outage_after_first_second, warm_session
 from .conftest import descendants
 
 pytestmark = [pytest.mark.slow, pytest.mark.alone]  # the end-to-end tier: `make test-fast` skips it
 
 RATE = 200
+DURATION = 5
 
 
 def test_database_outage_is_survived_classed_and_stored(stack: Stack, tmp_path: Path) -> None:
@@ -29,14 +31,16 @@ def test_database_outage_is_survived_classed_and_stored(stack: Stack, tmp_path: 
     before = descendants()
     settings = ServiceSettings(serializer="orjson", pool_pre_ping=True, pool_timeout=2)
     experiment = Experiment(
-        settings=settings, rate=RATE, connections=64, duration=6, warmup=0.5, processes=1,
+        settings=settings, rate=RATE, connections=64, duration=DURATION, warmup=0.5, processes=1,
         name="db outage",
     )  # fmt: skip
-    with ServiceProcess(settings, stack) as service:
+    with warm_session() as session, ServiceProcess(settings, stack) as service:
         pid = service.pids()[0]
-        # ~1 s to spawn the load worker + 0.5 s warm-up: the outage covers about seconds 1-3.
-        with Outage(stack, "postgres", at=3.0, duration=2.0) as outage:
-            run = experiment.run(stack, store=store, service=service, progress=False)
+        # the outage covers about seconds 1-3: second 2 inside it, seconds 4 on after it
+        with outage_after_first_second(stack, "postgres", duration=2.0) as outage:
+            run = experiment.run(
+                stack, store=store, service=service, session=session, progress=False
+            )
         assert service.pids()[0] == pid  # recovered without a restart
         health = httpx.get(service.url + "/health", timeout=5)
         assert health.status_code == 200, (health.text, run.series().to_string())
@@ -44,7 +48,7 @@ def test_database_outage_is_survived_classed_and_stored(stack: Stack, tmp_path: 
     assert descendants() <= before
     assert run.status == "finished"
     down, up = outage.seconds(run.manifest["window_started_at"])
-    assert down > 0 and up < 5.5, (down, up)
+    assert down > 0 and up < DURATION - 0.5, (down, up)
     series = run.series().set_index("second")
     print(
         f"outage {down:.2f}-{up:.2f} s\n"
@@ -80,9 +84,11 @@ def test_frozen_database_answers_503_within_the_query_timeout(stack: Stack, tmp_
         processes=1, name="db frozen",
     )  # fmt: skip
     postgres = psutil.Process(stack.pids()["postgres"])
-    with ServiceProcess(settings, stack) as service:
-        with Outage(stack, "postgres", at=2.0, duration=2.0, mode="freeze") as outage:
-            run = experiment.run(stack, store=store, service=service, progress=False)
+    with warm_session() as session, ServiceProcess(settings, stack) as service:
+        with outage_after_first_second(stack, "postgres", duration=2.0, mode="freeze") as outage:
+            run = experiment.run(
+                stack, store=store, service=service, session=session, progress=False
+            )
         assert postgres.status() != psutil.STATUS_STOPPED  # resumed
         assert httpx.get(service.url + "/users/7", timeout=5).status_code == 200
         with frozen(stack, "postgres"):  # one request, seen up close: a 503, not a 500

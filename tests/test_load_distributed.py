@@ -25,7 +25,7 @@ from .load_servers import serve
 pytestmark = pytest.mark.slow  # the end-to-end tier: `make test-fast` skips it
 
 RATE = 400.0
-DURATION = 3.0
+DURATION = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_two_dask_workers_merge_into_one_result_like_a_local_run(cluster: LocalC
     assert result.percentiles_ms("latency") == expected
     # the series are aligned on common seconds and add up to the totals
     series = result.series()
-    assert series["second"].tolist() == [0, 1, 2]
+    assert series["second"].tolist() == [0, 1]
     assert int(series["completed"].sum()) == result.completed
     assert result.clock_skew_ms is not None and 0 <= result.clock_skew_ms < 100
     summary = result.summary()
