@@ -76,7 +76,9 @@ def test_ids_out_of_range_are_rejected(service: ServiceProcess, user_id: str) ->
         assert answer.status_code == 422, (path, user_id, answer.text)
 
 
-# not `alone`: bounds, not times (it passed 5 runs in 5 beside two busy loops)
+# `alone`: beside three other xdist workers the generator's 64 connections did not all reach the
+# service at once, the queue of 16 never overflowed and no fallback was counted
+@pytest.mark.alone
 def test_l1_and_batcher_stay_bounded_under_distinct_keys(service: ServiceProcess) -> None:
     # 2,000 distinct users at a rate the small batcher queue cannot hold: both bounds hold, read
     # from /metrics while the load runs (after it, the queue is empty whatever the bound)
