@@ -23,12 +23,13 @@ $(STAMP): pyproject.toml $(LOCK)
 demo: install
 	@$(VENV)/bin/workbench demo
 
-# Two pytest-xdist workers (the suite waits on servers much of the time), each test file on one
-# worker so that its module fixtures (a rendered report, a built wheel, a warm kernel) are made
+# Four pytest-xdist workers on the two cores: the suite waits on servers, kernels and browsers
+# much of the time (two workers kept 1.15 cores busy on average, four 1.6: 348 -> 246 s). Each
+# test file on one worker so that its module fixtures (a rendered report, a built wheel) are made
 # once: `--dist loadfile`, since `loadgroup` no longer groups on pytest 9.2 (pytest-xdist#1386: the
 # report's quickstart rendered on both workers). Then the tests marked `alone` (they measure time
 # or CPU share) one at a time. `make test TEST_WORKERS=0` runs the whole suite in one process.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 4
 test: install
 ifeq ($(TEST_WORKERS),0)
 	@$(PY) -m pytest -q

@@ -89,7 +89,7 @@ def dask_cluster() -> Iterator[Any]:
         n_workers=2,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",  # None still takes 8787, which another worker's cluster may hold
         host="127.0.0.1",
     ) as running:
         yield running
