@@ -32,8 +32,9 @@ from workbench.load._warmup import (
     WARM_WINDOW_S,
     SteadyWarmup,
 )
+from workbench.stack import Stack
 
-from .conftest import descendants
+from .conftest import TEST_USERS, descendants
 from .load_servers import Behaviour, fast_server, free_port, serve, third_party
 
 
@@ -655,3 +656,30 @@ def test_a_steady_warm_up_waits_out_a_stall_and_a_fixed_one_lasts_its_seconds(
             steady(url + "/", connections=4, duration=0.5, warmup=0.6), generators=generators
         )
     assert capped.warmup_s == 0.6 and capped.warmup_end is WarmupEnd.CAPPED
+
+
+@pytest.mark.slow
+def test_a_closed_loops_users_reach_every_worker_of_a_gunicorn_service(stack: Stack) -> None:
+    """Connected all at once before timing, one process's users all landed on one gunicorn worker
+    of a service that had served before (1.0 s of CPU against 0.0 s): the engine measured one
+    worker of two, at 0.70 of wrk's throughput."""
+    import psutil
+
+    from workbench.launcher import ServiceProcess
+    from workbench.params import preset_settings
+
+    with ServiceProcess(preset_settings("optimized", {}), stack) as service:  # gunicorn, 2 workers
+        assert service.proc is not None
+        workers = psutil.Process(service.proc.pid).children()
+        assert len(workers) == 2
+
+        def cpu() -> list[float]:
+            return [sum(w.cpu_times()[:2]) for w in workers]
+
+        load = dict(connections=64, warmup=0, processes=1, id_max=TEST_USERS, progress=False)
+        run_load(service.url + "/users/{id}", duration=1, **load)  # a service that served before
+        before = cpu()
+        result = run_load(service.url + "/users/{id}", duration=1, **load)
+        spent = [after - was for after, was in zip(cpu(), before, strict=True)]
+    assert result.errors == 0 and result.completed > 100
+    assert min(spent) > 0.2 * max(spent), spent

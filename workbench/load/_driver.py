@@ -88,8 +88,12 @@ class _Driver(WarmupWindows, SecondRows):
             self.pool = spec.scenario.encode_pool(spec.base_url, seed=spec.seed + spec.index)
             self.conns = [RawConnection(self) for _ in range(spec.connections)]
             self._send: Callable[[Any, float], None] = self._send_raw
-            # closed loop: every user connects before timing; open loop: a few, the rest on demand
-            warm = self.conns if not self.open_loop else self.conns[: min(4, len(self.conns))]
+            # A few connect now (the target answers before timing starts); the rest connect as
+            # their first request goes out, in a closed loop as in an open one. Connected all at
+            # once before timing, a closed loop's users landed on one gunicorn worker of a service
+            # that had served before (the worker that woke first drained the accept queue): one
+            # worker of two measured, 0.70 of wrk (which connects each user as it first sends).
+            warm = self.conns[: min(4, len(self.conns))]
             await asyncio.gather(
                 *(connect_raw(c, spec.host, spec.port, timeout=spec.timeout) for c in warm),
                 return_exceptions=True,
