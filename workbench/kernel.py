@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import types
@@ -164,33 +165,28 @@ def _reset(changed: dict[str, str], gone: list[str], cwd: str) -> None:
 _REGISTERED = False
 
 
+@functools.cache
 def local_kernel_manager() -> type:
     """Jupyter's async kernel manager on IPC sockets in Jupyter's runtime folder: a kernel on
     this machine needs no TCP port, and over TCP ipykernel warns in the user's terminal at every
     start that its traffic is unencrypted."""
-    global _LOCAL_MANAGER
-    if _LOCAL_MANAGER is None:
-        from jupyter_client.manager import AsyncKernelManager
-        from jupyter_core.paths import jupyter_runtime_dir
-        from traitlets import default
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.paths import jupyter_runtime_dir
+    from traitlets import default
 
-        class LocalKernelManager(AsyncKernelManager):
-            @default("transport")
-            def _transport_default(self) -> str:
-                return "ipc"
+    class LocalKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
 
-            @default("ip")
-            def _ip_default(self) -> str:
-                # else "kernel-ipc-N" socket files in the notebook's folder
-                folder = Path(jupyter_runtime_dir())
-                folder.mkdir(parents=True, exist_ok=True)
-                return str(folder / f"kernel-{uuid.uuid4().hex[:12]}")
+        @default("ip")
+        def _ip_default(self) -> str:
+            # else "kernel-ipc-N" socket files in the notebook's folder
+            folder = Path(jupyter_runtime_dir())
+            folder.mkdir(parents=True, exist_ok=True)
+            return str(folder / f"kernel-{uuid.uuid4().hex[:12]}")
 
-        _LOCAL_MANAGER = LocalKernelManager
-    return _LOCAL_MANAGER
-
-
-_LOCAL_MANAGER: type | None = None
+    return LocalKernelManager
 
 
 def _register_engine() -> None:

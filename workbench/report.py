@@ -102,11 +102,11 @@ def execute(
     if real:
         known = json.loads(previous[_secrets.REVEAL_ENV] or "{}")
         os.environ[_secrets.REVEAL_ENV] = json.dumps({**known, **real})
-    warm: dict[str, Any] = {"kernel_manager_class": local_kernel_manager()}
+    engine: dict[str, Any] = {"kernel_manager_class": local_kernel_manager()}
     try:
         if kernel is not None:
             kernel.reset(cwd=source.parent)  # after the environment above is set: it gets it
-            warm = {"engine_name": ENGINE, "km": kernel.km}
+            engine = {"engine_name": ENGINE, "km": kernel.km}
         papermill.execute_notebook(
             str(source),
             str(output),
@@ -115,7 +115,7 @@ def execute(
             log_output=log_output,
             progress_bar=False,
             cwd=str(source.parent),
-            **warm,
+            **engine,
         )
     finally:
         for key, value in previous.items():

@@ -65,7 +65,7 @@ class Stack(_process.Managed):
     _postgres: EmbeddedPostgres | None = field(default=None, init=False, repr=False)
     _redis: EmbeddedRedis | None = field(default=None, init=False, repr=False)
     _lock: int | None = field(default=None, init=False, repr=False)
-    _limits: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _limit: int | None = field(default=None, init=False, repr=False)  # max_connections, asked once
 
     def __post_init__(self) -> None:
         # a URL masked by a parent process (report.execute) comes back with its password
@@ -223,7 +223,7 @@ class Stack(_process.Managed):
 
     def start_server(self, name: str) -> None:
         """Start again, on the same port and data, a server stopped by stop_server."""
-        self._limits.clear()
+        self._limit = None
         if name == "upstream" and self._upstream is not None:
             argv = [str(a) for a in self._upstream.args]  # type: ignore[union-attr]
             self._upstream = _process.spawn(argv, log=self.root / "upstream.log")
@@ -278,10 +278,9 @@ class Stack(_process.Managed):
 
     def connection_limit(self) -> int:
         """PostgreSQL's max_connections (asked once per database: every service start checks it)."""
-        url = self.url
-        if url not in self._limits:
-            self._limits[url] = max_connections(url)
-        return self._limits[url]
+        if self._limit is None:
+            self._limit = max_connections(self.url)
+        return self._limit
 
     def pids(self) -> dict[str, int]:
         """Process ids of the servers this stack started."""
