@@ -129,6 +129,9 @@ def _loop_lag(stack: Stack, mode: str) -> tuple[float, float]:
 
 
 @pytest.mark.slow
+# `alone`: it reads the service's event-loop lag, which three other xdist workers on two cores
+# raised to 0.46 s (2 slow samples) in the shared mode too, in one CI run of four
+@pytest.mark.alone
 def test_blocking_upstream_raises_event_loop_lag(slow_stack: Stack) -> None:
     slow_blocking, lag_blocking = _loop_lag(slow_stack, "blocking")
     slow_shared, lag_shared = _loop_lag(slow_stack, "shared")
