@@ -27,14 +27,17 @@ demo: install
 # much of the time (two workers kept 1.15 cores busy on average, four 1.6: 348 -> 246 s). Each
 # test file on one worker so that its module fixtures (a rendered report, a built wheel) are made
 # once: `--dist loadfile`, since `loadgroup` no longer groups on pytest 9.2 (pytest-xdist#1386: the
-# report's quickstart rendered on both workers). Then the tests marked `alone` (they measure time
-# or CPU share) one at a time. `make test TEST_WORKERS=0` runs the whole suite in one process.
+# report's quickstart rendered on both workers). Then the tests marked `window` (they time an
+# outage or a stall but need little CPU: mostly waiting) two at a time, and the tests marked
+# `alone` (they measure time or CPU share) one at a time. `make test TEST_WORKERS=0` runs the
+# whole suite in one process.
 TEST_WORKERS ?= 4
 test: install
 ifeq ($(TEST_WORKERS),0)
 	@$(PY) -m pytest -q
 else
-	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not alone"
+	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not alone and not window"
+	@$(PY) -m pytest -q -n 2 -m window
 	@$(PY) -m pytest -q -m alone
 endif
 

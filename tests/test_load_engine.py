@@ -45,7 +45,7 @@ def one_worker() -> Iterator[Generators]:
         yield generators.prepare(1)
 
 
-@pytest.mark.alone
+@pytest.mark.window
 @pytest.mark.slow
 def test_stall_corrected_latency_matches_the_stall_and_service_time_does_not(
     one_worker: Generators,
