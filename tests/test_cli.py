@@ -14,7 +14,9 @@ import psutil
 import pytest
 
 from workbench.cli import main
+from workbench.load._load import STUDY_CONNECTIONS
 from workbench.stack import Stack
+from workbench.store import Store
 
 from .conftest import TEST_USERS, processes_under
 
@@ -217,6 +219,11 @@ def test_capacity_writes_its_json(
     assert low == found["capacity_rps"] and (high is None or high > low)
     assert found["settings"]["pool_size"] == 4 and found["ids"] == "zipf"
     assert isinstance(found["anatomy_ms"], dict) and isinstance(found["cpu_ms_per_request"], dict)
+    # the open loop's cap is the study's (256), not a closed loop's default of 64: at the rates a
+    # service holds under the SLO, 64 in flight would break steps on the generator's side
+    assert found["connections"] == STUDY_CONNECTIONS == 256
+    step = Store(tmp_path / "data" / "runs").load(found["points"][0]["run_id"])
+    assert step.manifest["profile"]["connections"] == 256
 
 
 def test_ladder_writes_its_json(
@@ -225,12 +232,14 @@ def test_ladder_writes_its_json(
     out = tmp_path / "ladder.json"
     done = run(
         "ladder", "--steps", "naive", "--repeats", "1", "--fixed-rate", "100", *SHORT,
-        "--limit", "100", "--slo", "p95=500ms,errors=5%", "--json", str(out),
+        "--limit", "100", "--slo", "p95=500ms,errors=5%", "--connections", "100", "--json", str(out),
         env=attached(stack, tmp_path),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "--- round 1/1: naive" in done.stdout and "x naive 95% CI" in done.stdout
-    steps = json.loads(out.read_text())["steps"]
+    found = json.loads(out.read_text())
+    assert found["connections"] == 100
+    steps = found["steps"]
     assert [s["step"] for s in steps] == ["naive"]
     keys = ("step", "capacity_rps", "capacity_ci", "ratio_to_naive", "ratio_ci", "p95_ms",
             "anatomy_ms", "cpu_ms_per_request", "mechanism")  # fmt: skip

@@ -19,7 +19,10 @@ from workbench.store import Store
 from ._fault_window import outage_after_first_second, warm_session
 from .conftest import descendants
 
-pytestmark = [pytest.mark.slow, pytest.mark.window]  # the end-to-end tier: `make test-fast` skips it
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.window,
+]  # the end-to-end tier: `make test-fast` skips it
 
 RATE = 150
 DURATION = 6.5  # second 5 after the outage, half a second to spare for its end

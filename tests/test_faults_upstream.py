@@ -17,7 +17,10 @@ from workbench.store import Store
 from ._fault_window import outage_after_first_second, warm_session
 from .conftest import descendants
 
-pytestmark = [pytest.mark.slow, pytest.mark.window]  # the end-to-end tier: `make test-fast` skips it
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.window,
+]  # the end-to-end tier: `make test-fast` skips it
 
 RATE = 100
 TIMEOUT = 0.3

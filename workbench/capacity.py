@@ -16,6 +16,7 @@ from workbench.compare import interval, resample
 from workbench.experiment import Experiment, Session, study_load
 from workbench.launcher import ServiceProcess
 from workbench.load import SLO, Load
+from workbench.load._load import STUDY_CONNECTIONS
 from workbench.run import RunResult
 from workbench.stack import Stack
 from workbench.store import Store, new_run_id
@@ -31,7 +32,7 @@ GENERATOR_RETRIES = 1
 # When the first rate breaks, step down this many times before giving up.
 STEPS_DOWN = 4
 # A search's load unless told otherwise (open loop: connections are a cap, the rate is the step's).
-CAPACITY_LOAD = Load(path="/users/{id}", connections=256, duration=3.0)
+CAPACITY_LOAD = Load(path="/users/{id}", connections=STUDY_CONNECTIONS, duration=3.0)
 
 
 def breaks(run: RunResult, slo: SLO) -> list[str]:

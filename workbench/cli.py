@@ -16,7 +16,7 @@ from typing import Any
 from service.settings import ServiceSettings, SettingsError
 from workbench._errors import InputError, StackError, allowed, positive_float, positive_int
 from workbench.load import _cli as load_cli
-from workbench.load._load import Load
+from workbench.load._load import STUDY_CONNECTIONS, Load
 from workbench.load._scenario import DISTRIBUTIONS
 from workbench.params import PRESETS
 
@@ -238,6 +238,12 @@ def _search_arguments(parser: argparse.ArgumentParser, *, ids: str, path: str) -
         "--start", type=float, default=250.0, help="first offered rate (default 250)"
     )
     parser.add_argument(
+        "--connections",
+        type=int,
+        default=STUDY_CONNECTIONS,
+        help=f"the open loop's cap on requests in flight (default {STUDY_CONNECTIONS})",
+    )
+    parser.add_argument(
         "--limit", type=float, default=50_000.0, help="never offer more (default 50000)"
     )
     parser.add_argument(
@@ -311,7 +317,7 @@ def _search_options(args: argparse.Namespace) -> dict[str, Any]:
     positive_int("repeats", args.repeats)
     return {
         "slo": SLO.parse(args.slo),
-        "load": _run_load(args, ids=args.ids, zipf_s=args.zipf_s),
+        "load": _run_load(args, ids=args.ids, zipf_s=args.zipf_s, connections=args.connections),
         "start": positive_float("start", args.start),
         "limit": positive_float("limit", args.limit),
         "tolerance": positive_float("tolerance", args.tolerance),
@@ -372,6 +378,7 @@ def _cmd_ladder(args: argparse.Namespace) -> int:
             "ids": args.ids,
             "repeats": args.repeats,
             "duration": options["load"].duration,
+            "connections": options["load"].connections,
             "fixed_rate": fixed_rate,
             "steps": ladder.records(table),
         },
@@ -417,6 +424,7 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
             "slo": args.slo,
             "ids": args.ids,
             "repeats": args.repeats,
+            "connections": options["load"].connections,
             "capacity_rps": rate,
             "capacity_ci": [low, high],
             "capacity_repeats": [f.max_rate or 0.0 for f in found],

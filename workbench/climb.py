@@ -20,6 +20,7 @@ from workbench.compare import interval, resample
 from workbench.experiment import Experiment, Session, study_load
 from workbench.launcher import ServiceProcess
 from workbench.load import SLO, Load
+from workbench.load._load import STUDY_CONNECTIONS
 from workbench.run import RunResult
 from workbench.stack import Stack
 from workbench.store import Store, new_run_id
@@ -40,7 +41,7 @@ PUBLISHED_P95_MS = {"naive": 200.0, "+workers": 45.0}
 REPEATS = 3
 # The ladder's load unless told otherwise: the account's hot keys and richer responses, open loop
 # (connections a cap; the rate is fixed_rate or the capacity step's).
-LADDER_LOAD = Load(path="/users/{id}/full", ids="seed", connections=256, duration=3.0)
+LADDER_LOAD = Load(path="/users/{id}/full", ids="seed", connections=STUDY_CONNECTIONS, duration=3.0)
 N_BOOT = 2000
 ANATOMY_COLUMNS = ("mean_ms", "p50_ms", "p95_ms", "share")
 # A stage's change is noise below this many ms, or this share of its larger time.

@@ -12,6 +12,11 @@ from workbench._errors import InputError, positive_int
 from workbench.load._profile import LoadProfile
 from workbench.load._scenario import DEFAULT_ID_MAX, Scenario
 
+# The open loops of the capacity studies (search, ladder) cap requests in flight here: above what
+# a 2-core service holds under a 50 ms P95 (3,000 req/s x 20 ms = 60), so that the cap, not the
+# service, is never what breaks a step.
+STUDY_CONNECTIONS = 256
+
 
 @dataclass(frozen=True)
 class Load(LoadProfile):
