@@ -13,9 +13,12 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from service.settings import ServiceSettings
 from workbench import anatomy
 from workbench.capacity import Capacity, estimate, search
+from workbench.compare import interval, resample
 from workbench.load import SLO
 from workbench.stack import Stack
 
@@ -96,7 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     if naive and optimized:
         ratio = optimized / naive
         what = "medians of the searches" if args.repeats > 1 else "open loop"
-        print(f"optimized / naive = {ratio:.2f} (capacity under the SLO, {what})")
+        low, high = _ratio_ci(searches)
+        ci = (
+            f", 95% CI [{low:.2f}, {high:.2f}] (rounds resampled, paired)"
+            if args.repeats > 1
+            else ""
+        )
+        print(f"optimized / naive = {ratio:.2f} (capacity under the SLO, {what}){ci}")
         for gen in ("engine", "wrk"):
             if f"naive/{gen}" in closed:
                 ladder_ratio = closed[f"optimized/{gen}"] / closed[f"naive/{gen}"]
@@ -105,6 +114,21 @@ def main(argv: list[str] | None = None) -> int:
                     f"{gen}); capacity ratio / ladder ratio = {ratio / ladder_ratio:.2f}"
                 )
     return 0
+
+
+def _ratio_ci(
+    searches: dict[str, list[Capacity]], *, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Bootstrap 95% interval of optimized / naive (ratio of medians): whole rounds resampled,
+    so that each round's two searches, run side by side in time, stay paired."""
+    naive, optimized = (
+        np.array([c.max_rate or np.nan for c in searches[name]], dtype=float)
+        for name in ("naive", "optimized")
+    )
+    draws = resample(len(naive), n_boot=n_boot, rng=np.random.default_rng(seed))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.nanmedian(optimized[draws], axis=1) / np.nanmedian(naive[draws], axis=1)
+    return interval(ratios)
 
 
 def _explain(
