@@ -42,3 +42,27 @@ def test_known_values() -> None:
     assert hist.percentile_ms(hist.new_histogram(), 99) != hist.percentile_ms(
         hist.new_histogram(), 99
     )
+
+
+def test_percentiles_in_one_pass_equal_hdrh_one_by_one() -> None:
+    rng = random.Random(11)
+    percentiles = [0.0, 0.001, 1, 10, 25, 50, 75, 90, 95, 99, 99.9, 99.99, 99.999, 100, 150]
+    for shape in ((7, 1.5, 30_000), (3, 0.2, 7), (12, 2.5, 5_000)):
+        mu, sigma, n = shape
+        h = hist.new_histogram()
+        hist.record_counts(h, {int(rng.lognormvariate(mu, sigma)) + 1: 1 for _ in range(n)})
+        for histogram in (h, hist.decode(hist.encode(h))):  # a decoded payload may be shorter
+            expected = [histogram.get_value_at_percentile(p) / 1000.0 for p in percentiles]
+            assert hist.percentiles_ms(histogram, percentiles) == expected
+            assert [hist.percentile_ms(histogram, p) for p in percentiles] == expected
+    # the summary and the spectrum read the same values
+    blob = hist.encode(h)
+    decoded = hist.decode(blob)
+    summary = hist.percentiles(blob)
+    assert summary["p99"] == decoded.get_value_at_percentile(99) / 1000.0
+    spectrum = hist.spectrum(blob)
+    assert len(spectrum) > 10
+    for percentile, value in zip(
+        spectrum["percentile"][:-1], spectrum["latency_ms"][:-1], strict=True
+    ):
+        assert value == decoded.get_value_at_percentile(percentile) / 1000.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 if TYPE_CHECKING:
@@ -51,9 +52,33 @@ def merge(blobs: Iterable[bytes]) -> HdrHistogram:
 
 def percentile_ms(histogram: HdrHistogram, percentile: float) -> float:
     """The value at a percentile (0–100) in milliseconds; NaN for an empty histogram."""
+    return percentiles_ms(histogram, [percentile])[0]
+
+
+def percentiles_ms(histogram: HdrHistogram, percentiles: Iterable[float]) -> list[float]:
+    """The values at several percentiles (0–100) in milliseconds, in one pass over the counts;
+    NaN for an empty histogram. Equal to hdrh's get_value_at_percentile, which walks the counts
+    in Python once per percentile (~17,000 buckets: milliseconds of CPU each)."""
+    wanted = list(percentiles)
     if histogram.get_total_count() == 0:
-        return float("nan")
-    return float(histogram.get_value_at_percentile(percentile)) / 1000.0
+        return [float("nan")] * len(wanted)
+    # A decoded histogram's payload may be shorter than counts_len: the rest counts as zero.
+    size = min(histogram.counts_len, histogram.encoder.payload.counts_len)
+    cumulative = np.cumsum(np.ctypeslib.as_array(histogram.counts)[:size], dtype=np.uint64)
+    out = []
+    for percentile in wanted:
+        target = histogram.get_target_count_at_percentile(percentile)
+        index = int(np.searchsorted(cumulative, target, side="left"))
+        if index >= size:  # as hdrh: counts short of the target (an inconsistent total)
+            out.append(0.0)
+            continue
+        value = histogram.get_value_from_index(index)
+        if percentile:
+            value = histogram.get_highest_equivalent_value(value)
+        else:
+            value = histogram.get_lowest_equivalent_value(value)
+        out.append(float(value) / 1000.0)
+    return out
 
 
 def max_ms(histogram: HdrHistogram) -> float:
@@ -66,7 +91,7 @@ def max_ms(histogram: HdrHistogram) -> float:
 def percentiles(blob: bytes) -> dict[str, float]:
     """p50, p90, p95, p99, p999 and max in milliseconds of an encoded histogram (NaN when empty)."""
     histogram = decode(blob)
-    values = {name: percentile_ms(histogram, p) for name, p in SUMMARY.items()}
+    values = dict(zip(SUMMARY, percentiles_ms(histogram, SUMMARY.values()), strict=True))
     values["max"] = max_ms(histogram)
     return values
 
@@ -92,8 +117,9 @@ def spectrum(blob: bytes) -> pd.DataFrame:
     total = histogram.get_total_count()
     rows = []
     if total:
-        for fraction in _fractions(total):
-            value = histogram.get_value_at_percentile(100.0 * fraction) / 1000.0
+        fractions = _fractions(total)
+        values = percentiles_ms(histogram, [100.0 * f for f in fractions])
+        for fraction, value in zip(fractions, values, strict=True):
             rows.append((100.0 * fraction, value, min(1.0 / (1.0 - fraction), float(total))))
         rows.append((100.0, histogram.get_max_value() / 1000.0, float(total)))
     return pd.DataFrame(rows, columns=["percentile", "latency_ms", "inverse_tail"])
