@@ -84,8 +84,7 @@ class _Collector:
         row["rate"] = row["completed"] / length if length > 0 else 0.0
         profile = self.plan.profile
         row["asked_rate"] = profile.rate_at(second + length / 2) if profile.open_loop else None
-        for p in (50, 95, 99):
-            row[f"p{p}_ms"] = hist.percentile_ms(lat, p)
+        row["p50_ms"], row["p95_ms"], row["p99_ms"] = hist.percentiles_ms(lat, (50, 95, 99))
         row["send_lag_p99_ms"] = hist.percentile_ms(lag, 99) if profile.open_loop else 0.0
         row["generator_cpu_pct"] = 100.0 * max(p["cpu"] for p in parts)
         row["generator_busy_pct"] = 100.0 * max(
