@@ -133,7 +133,7 @@ def test_default_pool_covers_a_large_id_range_as_httpx_would_encode_it() -> None
         id_max=100,
     )
     expected = [encode_request(r) for r in mixed.requests("http://127.0.0.1:8000", count=40)]
-    assert mixed.encode_pool("http://127.0.0.1:8000", count=40) == expected
+    assert list(mixed.encode_pool("http://127.0.0.1:8000", count=40)) == expected
 
 
 def test_seed_ids_send_the_accounts_share_to_a_hot_set() -> None:
