@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import random
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
+from service.cache import L1Cache
 from workbench._errors import InputError
 from workbench.load import Endpoint, Scenario
+from workbench.load._scenario import MAX_POOL_SIZE, SEED_HOT_SHARE
 
 
 def test_default_scenario_encodes_a_get_of_the_path() -> None:
@@ -133,7 +138,7 @@ def test_default_pool_covers_a_large_id_range_as_httpx_would_encode_it() -> None
         id_max=100,
     )
     expected = [encode_request(r) for r in mixed.requests("http://127.0.0.1:8000", count=40)]
-    assert mixed.encode_pool("http://127.0.0.1:8000", count=40) == expected
+    assert list(mixed.encode_pool("http://127.0.0.1:8000", count=40)) == expected
 
 
 def test_seed_ids_send_the_accounts_share_to_a_hot_set() -> None:
@@ -146,3 +151,88 @@ def test_seed_ids_send_the_accounts_share_to_a_hot_set() -> None:
     assert Scenario(ids="seed", id_max=2_000).hot_ids() == 10  # at least 10
     with pytest.raises(InputError, match="'uniform', 'zipf', 'seed'"):
         Scenario(ids="hot")
+
+
+def _path_ids(pool: Iterable[bytes]) -> list[int]:
+    return [int(data.split(b" ", 2)[1].rsplit(b"/", 1)[1]) for data in pool]
+
+
+def test_pool_holds_every_id_of_the_range() -> None:
+    pool = Scenario.default("/users/{id}", id_max=20_000).encode_pool("http://127.0.0.1:8000")
+    # each id once: 20,000 draws with replacement held 63% of them (1 - 1/e)
+    assert sorted(_path_ids(pool)) == list(range(1, 20_001))
+    seed = dataclasses.replace(Scenario.default("/users/{id}", id_max=20_000), ids="seed")
+    parts = seed.encode_pool("http://127.0.0.1:8000").parts()
+    assert [share for share, _ in parts] == pytest.approx([SEED_HOT_SHARE, 1 - SEED_HOT_SHARE])
+    assert [sorted(_path_ids(part)) for _, part in parts] == [
+        list(range(1, seed.hot_ids() + 1)),
+        list(range(1, 20_001)),
+    ]
+
+
+def test_pool_stays_within_its_size() -> None:
+    big = Scenario(endpoints=(Endpoint("/u/{id}"),), ids="seed", id_max=1_000_000)
+    parts = big.pool_parts()
+    assert [len(pairs) for _, pairs in parts] == [1_000, MAX_POOL_SIZE - 1_000]  # hot set whole
+    cold = {i for _, i in parts[1][1]}
+    assert len(cold) == MAX_POOL_SIZE - 1_000 and max(cold) > 990_000  # spread over the range
+    mixed = Scenario(
+        endpoints=(Endpoint("/a/{id}", weight=3), Endpoint("/b/{id}"), Endpoint("/health")),
+        ids="zipf",
+        id_max=50_000,
+        pool_size=10_000,
+    )
+    parts = mixed.pool_parts()
+    assert [len(pairs) for _, pairs in parts] == [4_999, 5_000, 1]
+    assert sum(share for share, _ in parts) == pytest.approx(1.0)
+
+
+def _l1_hit_ratio(keys: Iterable[str], *, workers: int, size: int, warm: int) -> float:
+    """The service's L1 hit ratio for these keys, each request to a random worker."""
+    route = random.Random(5)
+    caches = [L1Cache(max_size=size, clock=lambda: 0.0) for _ in range(workers)]
+    hits = looked = 0
+    for n, key in enumerate(keys):
+        cache = caches[route.randrange(workers)]
+        hit = cache.get(key) is not None
+        if not hit:
+            cache.set(key, b"", ttl=1.0)
+        if n >= warm:
+            hits += hit
+            looked += 1
+    return hits / looked
+
+
+@pytest.mark.parametrize(
+    ("scenario", "size"),
+    [
+        (Scenario(endpoints=(Endpoint("/users/{id}"),), id_max=5_000), 2_500),
+        (Scenario(endpoints=(Endpoint("/users/{id}"),), ids="seed", id_max=10_000), 500),
+        (Scenario(endpoints=(Endpoint("/users/{id}"),), ids="zipf", id_max=2_000), 1_000),
+        (
+            Scenario(
+                endpoints=(
+                    Endpoint("/users/{id}", weight=0.7),
+                    Endpoint("/items/{id}", weight=0.3),
+                ),
+                id_max=1_500,
+            ),
+            1_000,
+        ),
+    ],
+    ids=["uniform", "seed", "zipf", "two-endpoints"],
+)
+def test_engine_requests_read_the_l1_hit_ratio_of_per_request_draws(
+    scenario: Scenario, size: int
+) -> None:
+    # Two workers, each an L1 of `size` (half the ids; a twentieth with seed, whose cold rest
+    # then matters). Cycled, a pool of id_max draws read 76% (uniform) and a pool of 4,096 100%
+    # (zipf) for 50% and 92% with draws per request: the caches learned the cycle's period.
+    warm, count = 20_000, 40_000
+    pool = scenario.encode_pool("http://127.0.0.1:8000", seed=1)
+    pick = pool.picker(seed="test")
+    sent = (pick().split(b" ", 2)[1].decode() for _ in range(warm + count))
+    drawn = (e.path.replace("{id}", str(i)) for e, i in scenario.sample(warm + count, seed=2))
+    engine = _l1_hit_ratio(sent, workers=2, size=size, warm=warm)
+    per_request = _l1_hit_ratio(drawn, workers=2, size=size, warm=warm)
+    assert engine == pytest.approx(per_request, abs=0.015)

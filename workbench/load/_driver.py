@@ -16,6 +16,7 @@ from typing import Any
 
 from workbench import hdr as hist
 from workbench.load._plan import WorkerSpec
+from workbench.load._scenario import Pool
 from workbench.load._seconds import SecondRows
 from workbench.load._timer import Waker, run_queue_wait
 from workbench.load._transport import (
@@ -47,8 +48,8 @@ class _Driver(WarmupWindows, SecondRows):
         # reuse a connection only while the server surely keeps it (its keep-alive timeout)
         self.stale_after = max(spec.keepalive_idle - KEEPALIVE_MARGIN_S, spec.keepalive_idle / 2)
         self.ppid = os.getppid()
-        self.pool: list[Any] = []
-        self.pool_i = 0
+        self.pool: Any = ()
+        self.next_request: Callable[[], Any] = lambda: None
         self.conns: list[Any] = []
         self.unopened: list[Any] = []
         self.idle: list[Any] = []
@@ -100,10 +101,10 @@ class _Driver(WarmupWindows, SecondRows):
             )
         else:
             # to the address that was checked (spec.host), never to a new lookup of the name
-            self.pool = [
-                pin_request(r, spec.host)
-                for r in spec.scenario.requests(spec.base_url, seed=spec.seed + spec.index)
-            ]
+            pool = spec.scenario.requests(spec.base_url, seed=spec.seed + spec.index)
+            self.pool = Pool.of(
+                [(share, [pin_request(r, spec.host) for r in part]) for share, part in pool.parts()]
+            )
             context = ssl.create_default_context()
             self.conns = [
                 HttpxUser(
@@ -117,6 +118,8 @@ class _Driver(WarmupWindows, SecondRows):
                 for _ in range(spec.connections)
             ]
             self._send = self._send_httpx
+        # a request drawn per request from the pool: cycled, its period showed in the caches
+        self.next_request = self.pool.picker(seed=f"pick:{spec.seed}:{spec.index}")
         self.unopened = list(reversed(self.conns))
         gc.collect()
         gc.freeze()  # the pool and connections live all run: keep them out of GC passes
@@ -271,10 +274,8 @@ class _Driver(WarmupWindows, SecondRows):
         conn.intended = intended
         conn.answered = conn.retried = False
         self.busy_count += 1
-        i = self.pool_i
-        data = self.pool[i]
+        data = self.next_request()
         conn.data = data
-        self.pool_i = i + 1 if i + 1 < len(self.pool) else 0
         now = time.monotonic()
         if conn.transport is not None and now - conn.last_used > self.stale_after:
             conn.drop()  # idle past the server's keep-alive: it may be closing it right now
@@ -318,9 +319,7 @@ class _Driver(WarmupWindows, SecondRows):
         user.busy = True
         user.intended = intended
         self.busy_count += 1
-        i = self.pool_i
-        request = self.pool[i]
-        self.pool_i = i + 1 if i + 1 < len(self.pool) else 0
+        request = self.next_request()
         now = time.monotonic()
         user.sent = now
         user.start(request)
