@@ -95,6 +95,25 @@ def dask_cluster() -> Iterator[Any]:
         yield running
 
 
+def empty_cache(stack: Stack) -> int:
+    """Delete every entry of the service's L2 from the stack's Redis; how many there were.
+
+    The session's stack is shared: entries that earlier tests' runs cached live on for l2_ttl
+    (minutes), so a test that needs its lookups to miss L2 empties it first."""
+    import redis
+
+    from service.cache import KEY_PREFIX
+
+    client = redis.Redis.from_url(stack.redis)
+    try:
+        keys = list(client.scan_iter(match=KEY_PREFIX + "*", count=1_000))
+        if keys:
+            client.delete(*keys)
+        return len(keys)
+    finally:
+        client.close()
+
+
 def descendants() -> set[int]:
     """Pids of every process this test process started, at any depth, except PostgreSQL's own
     (the session's server forks backends as it pleases) and multiprocessing's resource tracker
