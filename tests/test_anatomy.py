@@ -14,6 +14,8 @@ from workbench.experiment import Experiment
 from workbench.stack import Stack
 from workbench.store import Store
 
+from .conftest import empty_cache
+
 
 def _page(counts: dict[str, list[int]], sums: dict[str, float]) -> str:
     """Prometheus text of anatomy_seconds with bounds 1, 2, 4 ms and +Inf (per-bucket counts)."""
@@ -80,6 +82,7 @@ def test_the_window_starts_at_the_first_scrape_inside_it() -> None:
 def test_a_real_runs_stages_add_up_to_its_service_time(stack: Stack, tmp_path: Path) -> None:
     settings = ServiceSettings.optimized().replace(server="uvicorn", workers=1, preload=False)
     store = Store(tmp_path)
+    empty_cache(stack)  # users cached by earlier tests would send no query to the database
     run = Experiment(settings=settings, rate=150, duration=2, warmup=0.5, connections=32).run(
         stack, store=store, progress=False
     )
