@@ -20,7 +20,8 @@ LINE = re.compile(r"^\s+\d+\.\ds\s+[\d,]+ req/s", re.MULTILINE)  # a per-second 
 
 
 def run_code(stack: Stack, store: Path, *, duration: float, runs: int = 1) -> str:
-    """A cell that loads the test stack `runs` times (the kernel attaches to its servers)."""
+    """A cell that loads the test stack `runs` times (the kernel attaches to its servers), in an
+    open loop at a modest rate: what is drawn does not need the service saturated."""
     return f"""
 import workbench as wb
 wb.setup()
@@ -28,7 +29,7 @@ stack = wb.Stack(database_url={stack.database_url!r}, redis_url={stack.redis_url
                  upstream_url={stack.upstream_url!r}, users={stack.users}).start()
 store = wb.Store(__import__("pathlib").Path({str(store)!r}))
 for _ in range({runs}):
-    wb.Experiment(connections=4, duration={duration}, warmup=0.2, name="quickstart").run(stack, store=store)
+    wb.Experiment(connections=4, rate=100, duration={duration}, warmup=0.2, name="quickstart").run(stack, store=store)
 """
 
 

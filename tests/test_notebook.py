@@ -43,7 +43,7 @@ import pathlib, workbench as wb
 wb.setup()
 stack = wb.Stack(database_url={stack.database_url!r}, redis_url={stack.redis_url!r},
                  upstream_url={stack.upstream_url!r}, users={stack.users}).start()
-wb.Experiment(connections=4, duration=60, warmup=0.2, name="quickstart").run(
+wb.Experiment(connections=4, rate=100, duration=60, warmup=0.2, name="quickstart").run(
     stack, store=wb.Store(pathlib.Path({str(tmp_path)!r})))
 """
     with warm(warm_kernel, watched=True) as k:
@@ -110,7 +110,7 @@ store = wb.Store(pathlib.Path({str(tmp_path)!r}))
 def measure(users=1000):
     t = time.monotonic()
     stack = wb.kept_stack(users=users)
-    run = wb.Experiment(connections=4, duration=0.5, warmup=0.1, name="quickstart").run(
+    run = wb.Experiment(connections=4, rate=100, duration=0.5, warmup=0.1, name="quickstart").run(
         stack, store=store, session=wb.kept_session())
     return stack, run, time.monotonic() - t
 """
@@ -151,7 +151,9 @@ def test_the_kept_session_measures_the_same_settings_on_the_same_service_and_say
 ) -> None:
     store = Store(tmp_path)
     chatty = ServiceSettings.naive().replace(log_level="info")  # logs its boot
-    naive = Experiment(settings=chatty, connections=2, duration=0.5, warmup=0.1, name="kept")
+    naive = Experiment(
+        settings=chatty, connections=2, rate=100, duration=0.5, warmup=0.1, name="kept"
+    )
     other = dataclasses.replace(naive, settings=chatty.replace(pool_size=7))
     with KeptSession() as session:
         first = naive.run(stack, store=store, session=session, progress=False)

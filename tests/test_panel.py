@@ -32,10 +32,12 @@ def test_the_run_button_stores_a_run_and_adds_a_row_to_the_comparison(
     stack: Stack, tmp_path: Path
 ) -> None:
     store = Store(tmp_path)
-    first = Experiment(settings=ServiceSettings.naive(), connections=4, duration=1, warmup=0.2).run(
-        stack, store=store, progress=False
-    )
-    params = check_params(duration=1, warmup=0.2, connections=4, users=stack.users, preset="naive")
+    first = Experiment(
+        settings=ServiceSettings.naive(), connections=4, rate=100, duration=1, warmup=0.2
+    ).run(stack, store=store, progress=False)
+    params = check_params(
+        duration=1, warmup=0.2, connections=4, rate=100, users=stack.users, preset="naive"
+    )  # an open loop at a modest rate: the panel's runs need no saturated service
     session = KeptSession()
     panel = Panel(
         params, preset="naive", runs=[first], stack=lambda: stack, session=session, store=store

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.browser import count_charts, screenshot
+from workbench.browser import Browser
 from workbench.report import ensure_kernel
 from workbench.stack import Stack
 
@@ -42,7 +42,7 @@ def quickstart_html(stack: Stack, home: Path) -> tuple[Path, str]:
     done = subprocess.run(
         [sys.executable, "-m", "workbench.cli", "report", "01_quickstart",
          "-p", "duration", "1.5", "-p", "warmup", "0.5", "-p", "users", "500",
-         "-p", "connections", "4"],
+         "-p", "connections", "4", "-p", "rate", "100"],  # open loop: nothing needs saturation
         capture_output=True, text=True, timeout=300, env=env, cwd=ROOT, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -73,8 +73,9 @@ def test_every_chart_draws_offline_in_chromium(
         for output in cell.get("outputs", [])
     )
     assert figures >= 4
-    assert count_charts(html) == figures
-    png = screenshot(html, tmp_path / "report.png")
+    with Browser() as browser:  # one Chromium for both
+        assert browser.count_charts(html) == figures
+        png = browser.screenshot(html, tmp_path / "report.png")
     assert png.stat().st_size > 20_000
 
 

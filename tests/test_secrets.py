@@ -72,7 +72,7 @@ def test_a_notebook_on_a_database_with_a_password_writes_it_nowhere(
     argv = [
         sys.executable, "-m", "workbench.cli", "report", "01_quickstart",
         "-p", "database_url", secret_url, "-p", "redis_url", stack.redis,
-        "-p", "duration", "1", "-p", "warmup", "0.5", "-p", "connections", "4",
+        "-p", "duration", "1", "-p", "warmup", "0.5", "-p", "connections", "4", "-p", "rate", "100",
         "-p", "users", str(stack.users),
     ]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env, check=False)
@@ -102,7 +102,9 @@ def test_an_in_process_sweep_with_database_url_writes_it_nowhere(
     attached = Stack(users=stack.users)
     assert attached.database_url == secret_url
     with attached:
-        sweep = Sweep({"pool_size": [5]}, base=Experiment(connections=4, duration=1, warmup=0.2))
+        sweep = Sweep(
+            {"pool_size": [5]}, base=Experiment(connections=4, rate=100, duration=1, warmup=0.2)
+        )
         sweep.run(attached, store=Store(data / "runs"), progress=True)
     out, err = capfd.readouterr()
     stack_password = stack.redis.split(":")[2].split("@")[0]
