@@ -9,6 +9,7 @@ import os
 import select
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -64,16 +65,16 @@ class Browser:
         self._profile = tempfile.TemporaryDirectory(prefix="workbench-chromium-")
         commands, self._to = os.pipe()
         self._from, replies = os.pipe()
-        # above 4, so that the shell's redirections below never overwrite one with the other
+        # above 4, so that moving them onto 3 and 4 below never overwrites one with the other
         commands, replies = (_above(fd, 10) for fd in (commands, replies))
         argv = [chromium(), *_OFFLINE, f"--user-data-dir={self._profile.name}"]
         argv += ["--remote-debugging-pipe", "about:blank"]
-        # the DevTools pipe is fds 3 (commands in) and 4 (replies out) of the browser (bash: sh
-        # takes one-digit fds only)
-        shell = f'exec "$@" 3<&{commands} 4>&{replies}'
+        # The DevTools pipe is fds 3 (commands in) and 4 (replies out) of the browser: a bare
+        # interpreter (-S: no site, ~15 ms) moves them there and execs Chromium (sh takes
+        # one-digit fds only, and preexec_fn is unsafe beside threads).
         try:
             self.proc = subprocess.Popen(
-                ["bash", "-c", shell, "chromium", *argv],
+                [sys.executable, "-S", "-c", _ONTO_3_AND_4, str(commands), str(replies), *argv],
                 pass_fds=(commands, replies),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -205,6 +206,15 @@ class Browser:
         raw, self._buffer = self._buffer.split(b"\0", 1)
         message: dict[str, Any] = json.loads(raw)
         return message
+
+
+# argv: the commands fd, the replies fd, then the browser's argv
+_ONTO_3_AND_4 = """import os, sys
+for fd, onto in ((int(sys.argv[1]), 3), (int(sys.argv[2]), 4)):
+    os.dup2(fd, onto)
+    os.close(fd)
+os.execv(sys.argv[3], sys.argv[3:])
+"""
 
 
 def _above(fd: int, lowest: int) -> int:
