@@ -18,6 +18,7 @@ def when_ready(server: Any) -> None:
     import uvicorn.lifespan.on  # noqa: F401
     import uvicorn.loops.auto  # noqa: F401
     import uvicorn.loops.uvloop  # noqa: F401
+    import uvicorn.protocols.http.auto  # noqa: F401
     import uvicorn.protocols.websockets.auto  # noqa: F401
 
 
