@@ -12,7 +12,7 @@ from service import gunicorn_hooks
 _WORKER_IMPORTS = """
 import sys
 from service import gunicorn_hooks
-from service.protocol import StampingWorker
+from service.worker import StampingWorker
 from uvicorn import Config
 from uvicorn_worker import UvicornWorker
 
