@@ -6,8 +6,9 @@ shared machine falls on all): the naive preset (uvicorn, one process), the optim
 (gunicorn's master and two workers, preload) and gunicorn2 (two workers, no preload). Per boot: the CPU-seconds (user + system) of the service's
 process tree when /health first answers 200 (the master and its workers, those reaped
 included), the same a second later (gunicorn's other workers finish booting after the first
-answers; the service's idle watchers add a few ms), the CPU this process spent starting and
-polling it, and the wall seconds to healthy. Medians over the boots are printed, with the load
+answers; the service's idle watchers add a few ms), its whole life's (that second and its stop
+too: the reaped children's rusage), the CPU this process spent starting and polling it, and the
+wall seconds to healthy. Medians over the boots are printed, with the load
 average: wall seconds on a busy machine mean little, CPU-seconds much more.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import time
 from dataclasses import dataclass
@@ -42,6 +44,7 @@ class Boot:
     cpu_healthy: float  # the service's process tree, spawn to /health 200
     cpu_settled: float  # the same SETTLE_S later (every worker booted)
     cpu_launcher: float  # this process: spawning and polling /health
+    cpu_total: float  # the service's whole life: boot, SETTLE_S idle, stop (reaped children)
     wall: float  # spawn to /health 200
 
 
@@ -58,9 +61,16 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
+def children_cpu() -> float:
+    """User + system CPU-seconds of this process's reaped children (and theirs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def boot(settings: ServiceSettings, stack: Stack) -> Boot:
     """Start the service once, measure, stop it."""
     service = ServiceProcess(settings, stack)
+    reaped = children_cpu()
     own = time.process_time()
     service.start()
     try:
@@ -71,7 +81,7 @@ def boot(settings: ServiceSettings, stack: Stack) -> Boot:
         settled = tree_cpu(service.proc.pid)
     finally:
         service.stop()
-    return Boot(healthy, settled, launcher, service.boot_s)
+    return Boot(healthy, settled, launcher, children_cpu() - reaped, service.boot_s)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,11 +107,15 @@ def main(argv: list[str] | None = None) -> int:
             for name in names:
                 boots[name].append(boot(CASES[name](), stack))
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; medians of {args.boots}")
-    print(f"{'case':<10} {'cpu@healthy':>11} {'cpu+1s':>8} {'launcher':>8} {'wall':>6}")
+    print(
+        f"{'case':<10} {'cpu@healthy':>11} {'cpu+1s':>8} {'lifetime':>8} {'launcher':>8}"
+        f" {'wall':>6}"
+    )
     for name, runs in boots.items():
         print(
             f"{name:<10} {statistics.median(b.cpu_healthy for b in runs):>10.3f}s"
             f" {statistics.median(b.cpu_settled for b in runs):>7.3f}s"
+            f" {statistics.median(b.cpu_total for b in runs):>7.3f}s"
             f" {statistics.median(b.cpu_launcher for b in runs):>7.3f}s"
             f" {statistics.median(b.wall for b in runs):>5.2f}s"
         )
