@@ -10,6 +10,12 @@ answers; the service's idle watchers add a few ms), its whole life's (that secon
 too: the reaped children's rusage), the CPU this process spent starting and polling it, and the
 wall seconds to healthy. Medians over the boots are printed, with the load
 average: wall seconds on a busy machine mean little, CPU-seconds much more.
+
+Measured (medians of 8, load 1-2, CPU-s at healthy / a second later / lifetime), before and
+after the start-up cuts (service.heap, lazy httpx, uvicorn's modules in gunicorn's master,
+service.worker): naive 0.68/0.685/0.71 -> 0.575/0.585/0.60; optimized 1.00/1.055/1.18 ->
+0.785/0.83/0.956; gunicorn2 1.275/1.32/1.39 -> 1.06/1.13/1.20. This process's polling:
+0.027 -> 0.014 CPU-s per boot.
 """
 
 from __future__ import annotations
