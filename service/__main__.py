@@ -7,6 +7,7 @@ import sys
 import tempfile
 from urllib.parse import urlsplit
 
+from service import heap
 from service.redact import mask_text, mask_url
 from service.settings import ServiceSettings, SettingsError
 
@@ -63,7 +64,7 @@ def gunicorn_argv(settings: ServiceSettings, host: str, port: int) -> list[str]:
     argv = [
         sys.executable, "-m", "gunicorn", "service.asgi:app",
         "--worker-class",
-        "service.protocol.StampingWorker" if settings.anatomy else "uvicorn_worker.UvicornWorker",
+        "service.worker.StampingWorker" if settings.anatomy else "uvicorn_worker.UvicornWorker",
         "--bind", f"{host}:{port}",
         "--workers", str(settings.workers),
         "--worker-connections", str(settings.worker_connections),
@@ -96,9 +97,10 @@ def main() -> int:
         )
     if gunicorn:
         os.execv(sys.executable, gunicorn_argv(settings, host, port))
-    import uvicorn
+    with heap.building():
+        import uvicorn
 
-    from service.protocol import StampingProtocol
+        from service.protocol import StampingProtocol
 
     uvicorn.run(
         "service.asgi:app",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import os
 import time
@@ -20,14 +19,14 @@ from fastapi.exceptions import RequestValidationError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from service import anatomy, metrics
+from service import anatomy, heap, metrics
 from service.batcher import Batcher
 from service.cache import L1Cache, MultiLevelCache, subscriber_client
 from service.db import Database
 from service.resources import Resources
 from service.routes import router
 from service.settings import ServiceSettings
-from service.upstream import Upstream
+from service.upstream import Upstream, import_client
 
 
 def create_app(
@@ -42,6 +41,8 @@ def create_app(
     database_url = database_url or os.environ["DATABASE_URL"]
     redis_url = redis_url or os.environ["REDIS_URL"]
     upstream_url = upstream_url or os.environ.get("UPSTREAM_URL") or None
+    if upstream_url and settings.upstream_mode == "shared":
+        import_client()  # now: in gunicorn's master (preload) once, not in every worker
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -108,9 +109,7 @@ def create_app(
             await res.upstream.start()
         app.state.res = res
         if settings.gc_freeze:
-            gc.collect()
-            gc.freeze()
-            metrics.GC_FROZEN.set(gc.get_freeze_count())
+            metrics.GC_FROZEN.set(heap.freeze())
         try:
             yield
         finally:

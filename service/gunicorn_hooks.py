@@ -1,4 +1,4 @@
-"""Gunicorn hooks: tell the Prometheus multiprocess collector when a worker dies; exit light."""
+"""Gunicorn hooks: workers fork with uvicorn's modules, dead workers' gauges go, the exit is light."""
 
 from __future__ import annotations
 
@@ -7,6 +7,19 @@ from typing import Any
 # gunicorn 27's control socket has one path per user (~/.gunicorn/gunicorn.ctl): every service
 # the workbench starts would share it, and the first to stop deletes it. Older versions ignore this.
 control_socket_disable = True
+
+
+def when_ready(server: Any) -> None:
+    """Import in the master what each worker's uvicorn would import for itself after the fork.
+
+    uvicorn's Config.load() imports its WebSocket protocol (websockets), lifespan and event-loop
+    (uvloop) modules in every worker, ~25 ms of CPU each; imported here, workers fork with them.
+    """
+    import uvicorn.lifespan.on  # noqa: F401
+    import uvicorn.loops.auto  # noqa: F401
+    import uvicorn.loops.uvloop  # noqa: F401
+    import uvicorn.protocols.http.auto  # noqa: F401
+    import uvicorn.protocols.websockets.auto  # noqa: F401
 
 
 def child_exit(server: Any, worker: Any) -> None:

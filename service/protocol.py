@@ -1,4 +1,4 @@
-"""The HTTP protocol and gunicorn worker that note when each request's bytes were parsed.
+"""The HTTP protocol that notes when each request's bytes were parsed.
 
 uvicorn creates the task serving a request as soon as its headers are parsed; the time from
 the request's first bytes until that task runs the app is the request waiting for the event loop (the anatomy's `queue`
@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn_worker import UvicornWorker
 
 from service.anatomy import RECEIVED_KEY
 
@@ -21,9 +20,3 @@ class StampingProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()  # makes the request's scope
         self.scope[RECEIVED_KEY] = time.perf_counter()  # type: ignore[literal-required]
-
-
-class StampingWorker(UvicornWorker):
-    """gunicorn's uvicorn worker on uvloop with the stamping protocol."""
-
-    CONFIG_KWARGS = {"loop": "uvloop", "http": StampingProtocol}

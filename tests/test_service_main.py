@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import httpx
 
 from service.__main__ import uses_gunicorn
@@ -28,3 +31,10 @@ def test_one_worker_is_served_by_one_process_or_by_gunicorns_master_and_worker(
         with ServiceProcess(settings, stack) as svc:
             assert len(svc.pids()) == processes
             assert httpx.get(f"{svc.url}/users/5").status_code == 200
+
+
+def test_uvicorn_alone_imports_no_gunicorn() -> None:
+    """What a one-process service imports to serve: uvicorn and the stamping protocol only."""
+    code = "import sys, uvicorn, service.protocol; print('gunicorn' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -17,7 +17,7 @@ from service.__main__ import gunicorn_argv, uses_gunicorn
 from service.settings import ServiceSettings
 from workbench import _process
 from workbench._errors import StackError
-from workbench._net import check_port, free_port
+from workbench._net import check_port, free_port, port_in_use
 from workbench.monitor import parse_metrics
 from workbench.stack import Stack
 
@@ -86,7 +86,7 @@ class ServiceProcess(_process.Managed):
         return self
 
     def _wait_healthy(self) -> None:
-        assert self.proc is not None and self.log is not None
+        assert self.proc is not None and self.log is not None and self.port is not None
         deadline = time.monotonic() + self.start_timeout
         last = "no answer"
         # verify=False: plain http needs no CA bundle, and loading one costs ~50 ms of CPU
@@ -98,6 +98,12 @@ class ServiceProcess(_process.Managed):
                         f"the service exited at start (code {self.proc.returncode}); "
                         f"log {self.log}:\n{_process.log_tail(self.log)}"
                     )
+                if not port_in_use(self.port):
+                    # Nothing listens yet: a refused connect costs ~15 us of CPU, a request
+                    # through httpx ten times that (0.02-0.05 CPU-s per boot at this rate).
+                    last = "ConnectError"
+                    time.sleep(HEALTH_POLL_S)
+                    continue
                 try:
                     answer = client.get(self.url + "/health")
                     if answer.status_code == 200:
