@@ -27,7 +27,9 @@ QUICKSTART = str(ROOT / "notebooks" / "01_quickstart.ipynb")
 def test_in_process_sweep_runs_each_point_once(stack: Stack, tmp_path: Path) -> None:
     before = descendants()
     store = Store(tmp_path)
-    sweep = Sweep({"pool_size": [5, 10]}, base=Experiment(connections=4, duration=1, warmup=1.0))
+    # an open loop at a modest rate: nothing here asserts saturation
+    base = Experiment(connections=4, rate=100, duration=1, warmup=1.0)
+    sweep = Sweep({"pool_size": [5, 10]}, base=base)
     first = sweep.run(stack, store=store, progress=False)
     assert sorted(first["pool_size"]) == [5, 10]
     assert len(store.ids()) == 2
@@ -97,10 +99,11 @@ def test_cli_sweep_2x2_survives_a_kill_and_resumes(stack_root: Path, tmp_path: P
     }
     for key in ("DATABASE_URL", "REDIS_URL", "UPSTREAM_URL"):
         env.pop(key, None)
+    # an open loop at a modest rate: a kill and a resume need no saturated machine
     argv = [
         sys.executable, "-m", "workbench.cli", "sweep", QUICKSTART,
         "-p", "pool_size", "5,10", "-p", "workers", "1,2",
-        "-p", "duration", "1", "-p", "connections", "4", "--users", "300",
+        "-p", "duration", "1", "-p", "connections", "4", "-p", "rate", "50", "--users", "300",
     ]  # fmt: skip
     folder_glob = "data/sweeps/*/[!.]*.ipynb"  # finished points (tmp files start with a dot)
 
