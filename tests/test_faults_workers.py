@@ -67,5 +67,6 @@ def test_killed_worker_is_replaced_and_its_errors_counted(stack: Stack, tmp_path
     # requests in flight on the killed worker are lost as resets; nothing else fails
     classes = series[["reset", "connect", "status_5xx", "timeout"]].sum()
     assert classes.sum() == summary["errors"] >= 1 and classes["reset"] >= 1
+    assert int(at) + 2 <= series.index.max(), series.to_string()  # the recovery is in the run
     assert (series.loc[int(at) + 2 :, "errors"] == 0).all(), series.to_string()
     assert store.load(run.run_id).summary()["errors"] == summary["errors"]
