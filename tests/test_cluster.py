@@ -236,6 +236,7 @@ def test_tuner_runs_trials_in_parallel_one_per_host(
         trials=4,
         slo="p95=10s",
         connections=4,
+        rate=50,  # an open loop at a modest rate: trials side by side, not their throughput
         duration=1,
         warmup=0.3,
         confirm=False,
