@@ -230,7 +230,7 @@ def _register_engine() -> None:
             # The executed notebook written once, by papermill's notebook_complete after this
             # returns or raises (a dead kernel's partial notebook too), not at every cell's start
             # and end: each write serializes and validates the whole notebook, figures included
-            # (~0.7 CPU-s per quickstart point); nobody reads a point's temporary file midway.
+            # (~0.3 CPU-s per quickstart point); nobody reads a point's temporary file midway.
             output_path, nb_man.output_path = nb_man.output_path, None
             try:
                 return client.execute()
