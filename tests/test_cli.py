@@ -253,7 +253,9 @@ def test_ladder_writes_its_json(
 def test_tune_writes_its_json_and_exits_1_when_no_trial_holds(
     stack: Stack, tmp_path: Path, run: Callable[..., subprocess.CompletedProcess[str]]
 ) -> None:
-    short = ["--duration", "1", "--warmup", "0.2", "--users", str(TEST_USERS), "--connections", "4"]
+    # around the naive preset (one uvicorn worker), not the default's gunicorn x2 per trial
+    short = ["--duration", "1", "--warmup", "0.2", "--users", str(TEST_USERS), "--connections", "4",
+             "--preset", "naive"]  # fmt: skip
     space = ["--space", '{"pool_size": ["int", 2, 8]}']
     out = tmp_path / "tune.json"
     done = run(

@@ -231,10 +231,12 @@ def test_tuner_runs_trials_in_parallel_one_per_host(
     tuning = tune(
         given_urls(stack),
         cluster=plain_cluster,
+        base=ServiceSettings(),  # one uvicorn worker per trial, not the default's gunicorn x2
         space={"pool_size": ("int", 2, 10)},
         trials=4,
         slo="p95=10s",
         connections=4,
+        rate=50,  # an open loop at a modest rate: trials side by side, not their throughput
         duration=1,
         warmup=0.3,
         confirm=False,
@@ -258,10 +260,12 @@ def test_cli_notebook_sweep_on_a_cluster(
     env = {**os.environ, "WORKBENCH_HOME": str(home)}
     for key in ("DATABASE_URL", "REDIS_URL", "UPSTREAM_URL"):
         env.pop(key, None)
+    # one uvicorn worker under an open loop at a modest rate: the sweep's way round the
+    # cluster is tested, not gunicorn nor a saturated machine
     argv = [
         sys.executable, "-m", "workbench.cli", "sweep", QUICKSTART,
         "-p", "pool_size", "5,10", "-p", "duration", "1", "-p", "connections", "4",
-        "--users", "300", "--cluster", cluster.scheduler_address,  # type: ignore[attr-defined]
+        "-p", "preset", "naive", "-p", "rate", "50", "--users", "300", "--cluster", cluster.scheduler_address,  # type: ignore[attr-defined]
     ]  # fmt: skip
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]

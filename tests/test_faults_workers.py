@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from service.settings import ServiceSettings
 from workbench.experiment import Experiment
 from workbench.faults import kill_worker, workers
 from workbench.launcher import ServiceProcess
+from workbench.load import progress
 from workbench.stack import Stack
 from workbench.store import Store
 
@@ -34,7 +34,7 @@ def test_killed_worker_is_replaced_and_its_errors_counted(stack: Stack, tmp_path
     settings = ServiceSettings(serializer="orjson", server="gunicorn", workers=2)
     experiment = Experiment(
         # closed loop: every connection always has a request in flight, some on the victim
-        settings=settings, connections=8, duration=6, warmup=0.5, processes=1,
+        settings=settings, connections=8, duration=5, warmup=0.5, processes=1,
         name="worker killed",
     )  # fmt: skip
     killed: dict[str, float] = {}
@@ -42,16 +42,16 @@ def test_killed_worker_is_replaced_and_its_errors_counted(stack: Stack, tmp_path
         original = _wait_workers(service, 2)
         assert len(original) == 2
 
-        def kill() -> None:
-            killed["pid"] = kill_worker(service)
-            killed["at"] = time.time()
+        def kill(event: object) -> bool:
+            # once the first measured second is in (about 1 s into the window), however long
+            # the load's worker took to start: seconds 3 and 4 are left to show the recovery
+            if isinstance(event, progress.Second) and not killed:
+                killed["pid"] = kill_worker(service)
+                killed["at"] = time.time()
+            return False
 
-        timer = threading.Timer(3.0, kill)
-        timer.start()
-        try:
+        with progress.listening(kill):
             run = experiment.run(stack, store=store, service=service, progress=False)
-        finally:
-            timer.cancel()
         replaced = _wait_workers(service, 2)
         assert killed["pid"] in original and killed["pid"] not in replaced
         assert len(replaced) == 2 and not psutil.pid_exists(killed["pid"])
@@ -67,5 +67,6 @@ def test_killed_worker_is_replaced_and_its_errors_counted(stack: Stack, tmp_path
     # requests in flight on the killed worker are lost as resets; nothing else fails
     classes = series[["reset", "connect", "status_5xx", "timeout"]].sum()
     assert classes.sum() == summary["errors"] >= 1 and classes["reset"] >= 1
+    assert int(at) + 2 <= series.index.max(), series.to_string()  # the recovery is in the run
     assert (series.loc[int(at) + 2 :, "errors"] == 0).all(), series.to_string()
     assert store.load(run.run_id).summary()["errors"] == summary["errors"]

@@ -27,7 +27,9 @@ QUICKSTART = str(ROOT / "notebooks" / "01_quickstart.ipynb")
 def test_in_process_sweep_runs_each_point_once(stack: Stack, tmp_path: Path) -> None:
     before = descendants()
     store = Store(tmp_path)
-    sweep = Sweep({"pool_size": [5, 10]}, base=Experiment(connections=4, duration=1, warmup=1.0))
+    # an open loop at a modest rate: nothing here asserts saturation
+    base = Experiment(connections=4, rate=100, duration=1, warmup=1.0)
+    sweep = Sweep({"pool_size": [5, 10]}, base=base)
     first = sweep.run(stack, store=store, progress=False)
     assert sorted(first["pool_size"]) == [5, 10]
     assert len(store.ids()) == 2
@@ -97,10 +99,11 @@ def test_cli_sweep_2x2_survives_a_kill_and_resumes(stack_root: Path, tmp_path: P
     }
     for key in ("DATABASE_URL", "REDIS_URL", "UPSTREAM_URL"):
         env.pop(key, None)
+    # an open loop at a modest rate: a kill and a resume need no saturated machine
     argv = [
         sys.executable, "-m", "workbench.cli", "sweep", QUICKSTART,
         "-p", "pool_size", "5,10", "-p", "workers", "1,2",
-        "-p", "duration", "1", "-p", "connections", "4", "--users", "300",
+        "-p", "duration", "1", "-p", "connections", "4", "-p", "rate", "50", "--users", "300",
     ]  # fmt: skip
     folder_glob = "data/sweeps/*/[!.]*.ipynb"  # finished points (tmp files start with a dot)
 
@@ -138,8 +141,15 @@ def test_cli_sweep_2x2_survives_a_kill_and_resumes(stack_root: Path, tmp_path: P
 
 
 @pytest.mark.slow
-def test_cli_sweep_names_the_point_whose_notebook_failed(stack: Stack, tmp_path: Path) -> None:
+def test_cli_sweep_names_the_point_whose_notebook_failed(
+    stack: Stack,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import nbformat
+
+    from workbench.cli import main
 
     notebook = tmp_path / "breaks.ipynb"
     cells = [
@@ -151,22 +161,31 @@ def test_cli_sweep_names_the_point_whose_notebook_failed(stack: Stack, tmp_path:
     kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernel}), notebook)
     home = tmp_path / "home"
-    env = {**os.environ, **stack.env(), "WORKBENCH_HOME": str(home)}
-    argv = [
-        sys.executable, "-m", "workbench.cli", "sweep", str(notebook), "-p", "fail", "0,1",
-        "--users", str(TEST_USERS),
-    ]  # fmt: skip
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 1, done.stderr[-2000:]
-    assert "Traceback" not in done.stderr + done.stdout
+    env = {**stack.env(), "WORKBENCH_HOME": str(home)}
+    args = ["sweep", str(notebook), "-p", "fail", "0,1", "--users", str(TEST_USERS)]
+    # the first sweep through main() in this process (no interpreter and imports to pay), the
+    # rerun as the real command
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        code = main(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)  # main() installs its own handler
+    out, err = capsys.readouterr()
+    assert code == 1, err[-2000:]
+    assert "Traceback" not in err + out
     assert (
         'error: sweep point {"fail": 1} failed in its notebook: '
-        "ValueError: point 1 broke on purpose" in done.stderr
+        "ValueError: point 1 broke on purpose" in err
     )
-    executed = Path(done.stderr.split("the executed notebook, with the error: ")[1].split()[0])
+    executed = Path(err.split("the executed notebook, with the error: ")[1].split()[0])
     assert executed.is_file() and executed.parent.parent == home / "data" / "sweeps"
     assert "point 1 broke on purpose" in executed.read_text()  # the error output is in it
     # the good point is done; a rerun skips it and tries the failed one again
-    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+    again = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", *args], env={**os.environ, **env},
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
     assert again.returncode == 1 and again.stdout.count("skip (done)") == 1
     assert 'sweep point {"fail": 1} failed' in again.stderr

@@ -227,9 +227,15 @@ def _register_engine() -> None:
                 stderr_file=stderr_file,
             )
             client = PapermillNotebookClient(nb_man, **final_kwargs)
+            # The executed notebook written once, by papermill's notebook_complete after this
+            # returns or raises (a dead kernel's partial notebook too), not at every cell's start
+            # and end: each write serializes and validates the whole notebook, figures included
+            # (~0.3 CPU-s per quickstart point); nobody reads a point's temporary file midway.
+            output_path, nb_man.output_path = nb_man.output_path, None
             try:
                 return client.execute()
             finally:
+                nb_man.output_path = output_path
                 if client.kc is not None:
                     client.kc.stop_channels()
 
