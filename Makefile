@@ -48,13 +48,14 @@ else
 endif
 
 # The unit and component tier (no end-to-end runs of CLIs, notebooks and faults): before a commit.
-# Split as `test` is: the tier's few `alone` tests (they time a generator) after the rest.
+# Split as `test` is: the tier's few `alone` and `window` tests (they time a generator or its
+# seconds) after the rest, one at a time.
 test-fast: bytecode
 ifeq ($(TEST_WORKERS),0)
 	@$(PY) -m pytest -q -m "not slow"
 else
-	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow and not alone"
-	@$(PY) -m pytest -q -m "alone and not slow"
+	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow and not alone and not window"
+	@$(PY) -m pytest -q -m "(alone or window) and not slow"
 endif
 
 check: install

@@ -50,6 +50,9 @@ def test_summary_has_the_documented_keys(result: LoadResult) -> None:
     json.dumps(summary)  # serialisable for --json
 
 
+# `window`: seconds are bucketed by the wall clock, so a stall of ~0.2 s at the boundary (four
+# xdist workers on two cores: [166, 234] once) moves requests from one second to the next.
+@pytest.mark.window
 def test_series_one_row_per_second(result: LoadResult) -> None:
     series = result.series()
     assert list(series.columns) == list(SERIES_COLUMNS)
