@@ -42,7 +42,7 @@ test: bytecode
 ifeq ($(TEST_WORKERS),0)
 	@$(PY) -m pytest -q
 else
-	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not alone and not window"
+	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not alone and not window"
 	@$(PY) -m pytest -q -n 2 -m window
 	@$(PY) -m pytest -q -m alone
 endif
@@ -54,7 +54,7 @@ test-fast: bytecode
 ifeq ($(TEST_WORKERS),0)
 	@$(PY) -m pytest -q -m "not slow"
 else
-	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow and not alone and not window"
+	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow and not alone and not window"
 	@$(PY) -m pytest -q -m "(alone or window) and not slow"
 endif
 

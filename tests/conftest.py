@@ -26,6 +26,24 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="runtime-"))
 
 
+# The longest test files (worker-seconds under `make test`'s four workers, 2026-11-29), longest
+# first. Under `--dist loadfile` xdist hands files out in collection order (with
+# `--no-loadscope-reorder`; its default order is by test count, which put the one-test Lab file
+# last: 30 s with three workers idle). Longest first, no file starts near the end.
+LONGEST_FILES = (
+    "test_notebooks.py", "test_sweep.py", "test_cluster.py", "test_load_engine.py", "test_cli.py",
+    "test_package.py", "test_notebook.py", "test_external.py", "test_report.py",
+    "test_faults_interrupt.py", "test_lab.py", "test_live.py", "test_faults_sweep.py",
+    "test_panel.py", "test_service_app.py", "test_secrets.py", "test_climb.py",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest files first (LONGEST_FILES), then the rest in their order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def initdb_template() -> Iterator[Path]:
     """One initdb per test session: every new stack folder (CLIs and kernels too) copies it."""
