@@ -34,7 +34,8 @@ def cluster(dask_cluster: LocalCluster) -> LocalCluster:
     return dask_cluster
 
 
-@pytest.mark.alone
+# `window`: light (two workers at a modest rate), timed (the rate within 5%, no saturation flag)
+@pytest.mark.window
 def test_two_dask_workers_merge_into_one_result_like_a_local_run(cluster: LocalCluster) -> None:
     options = {
         "rate": RATE,
