@@ -39,6 +39,10 @@ demo: bytecode
 # `alone` (they measure time or CPU share) one at a time. `make test TEST_WORKERS=0` runs the
 # whole suite in one process.
 TEST_WORKERS ?= 4
+# Bytecode written while testing, whatever the environment says: every xdist worker and tier
+# collects the tests (pytest caches their rewritten modules only where bytecode may be written:
+# collection 3.9 -> 2.5 s of CPU per process).
+test test-fast: export PYTHONDONTWRITEBYTECODE =
 test: bytecode
 ifeq ($(TEST_WORKERS),0)
 	@$(PY) -m pytest -q
