@@ -683,3 +683,19 @@ def test_a_closed_loops_users_reach_every_worker_of_a_gunicorn_service(stack: St
         spent = [after - was for after, was in zip(cpu(), before, strict=True)]
     assert result.errors == 0 and result.completed > 100
     assert min(spent) > 0.2 * max(spent), spent
+
+
+def test_runs_draw_fresh_ids_unless_the_load_sets_a_seed(generators: Generators) -> None:
+    # 100 requests over 1,000 ids: two independent runs share ~10% of their ids, a replay all
+    def ids(**seed: int) -> set[str]:
+        with serve() as (url, behaviour):
+            run_load(
+                url + "/users/{id}", rate=200, duration=0.5, warmup=0, connections=4,
+                id_max=1_000, progress=False, generators=generators, **seed,
+            )  # fmt: skip
+            return set(behaviour.paths)
+
+    first, second = ids(), ids()
+    assert len(first & second) < 0.5 * min(len(first), len(second)), (len(first), len(second))
+    again, replay = ids(seed=7), ids(seed=7)
+    assert len(again & replay) > 0.9 * min(len(again), len(replay))
