@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 # gunicorn 27's control socket has one path per user (~/.gunicorn/gunicorn.ctl): every service
 # the workbench starts would share it, and the first to stop deletes it. Older versions ignore this.
 control_socket_disable = True
+
+# A worker that has loaded the app leaves READY_PREFIX<pid> in the metrics folder (not a .db file:
+# Prometheus reads none of it): a launcher counts them, since /health answers from the first.
+READY_PREFIX = "worker-ready-"
 
 
 def when_ready(server: Any) -> None:
@@ -20,6 +26,13 @@ def when_ready(server: Any) -> None:
     import uvicorn.loops.uvloop  # noqa: F401
     import uvicorn.protocols.http.auto  # noqa: F401
     import uvicorn.protocols.websockets.auto  # noqa: F401
+
+
+def post_worker_init(worker: Any) -> None:
+    """Say that this worker has loaded the app (a file in the metrics folder)."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        Path(folder, f"{READY_PREFIX}{os.getpid()}").touch()
 
 
 def child_exit(server: Any, worker: Any) -> None:

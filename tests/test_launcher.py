@@ -42,9 +42,11 @@ def test_service_answers_users_health_and_metrics(stack: Stack) -> None:
 @pytest.mark.slow
 def test_gunicorn_workers_start_and_all_stop(stack: Stack) -> None:
     before = descendants()
-    settings = ServiceSettings(server="gunicorn", workers=2)
+    settings = ServiceSettings(server="gunicorn", workers=3, preload=True)
     with ServiceProcess(settings, stack) as svc:
-        assert len(svc.pids()) >= 3  # master + 2 workers
+        # started means every worker has loaded the app, not only the first that answers /health
+        # (with preload the first answers at once; gunicorn forks the next ones up to 0.1 s apart)
+        assert len(psutil.Process(svc.pids()[0]).children()) == 3
         assert httpx.get(svc.url + "/users/1").status_code == 200
         # the workers merge their metrics through files in a folder of the service's own
         folder = Path(psutil.Process(svc.pids()[0]).environ()["PROMETHEUS_MULTIPROC_DIR"])

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from service.__main__ import gunicorn_argv, uses_gunicorn
+from service.gunicorn_hooks import READY_PREFIX
 from service.settings import ServiceSettings
 from workbench import _process
 from workbench._errors import StackError
@@ -106,9 +107,10 @@ class ServiceProcess(_process.Managed):
                     continue
                 try:
                     answer = client.get(self.url + "/health")
-                    if answer.status_code == 200:
+                    ready = self._workers_ready()
+                    if answer.status_code == 200 and ready >= self.settings.workers:
                         return
-                    last = f"{answer.status_code} {answer.text[:200]}"
+                    last = f"{answer.status_code} {answer.text[:200]}, {ready} worker(s) ready"
                 except httpx.TransportError as exc:
                     last = type(exc).__name__
                 time.sleep(HEALTH_POLL_S)
@@ -116,6 +118,13 @@ class ServiceProcess(_process.Managed):
             f"the service did not become healthy in {self.start_timeout:g} s (last: {last}); "
             f"log {self.log}:\n{_process.log_tail(self.log)}"
         )
+
+    def _workers_ready(self) -> int:
+        """gunicorn's workers that have loaded the app (/health answers from the first one up;
+        gunicorn forks the next ones up to 0.1 s apart); a service without gunicorn: its workers."""
+        if self._metrics_dir is None:
+            return self.settings.workers
+        return sum(1 for _ in Path(self._metrics_dir).glob(READY_PREFIX + "*"))
 
     def healthy(self, *, timeout: float = 1.0) -> bool:
         """True when the process runs and /health answers 200 within `timeout` s."""
