@@ -222,32 +222,3 @@ def _above(fd: int, lowest: int) -> int:
     moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, lowest)
     os.close(fd)
     return moved
-
-
-def rendered_dom(html: str | Path) -> str:
-    """The page's DOM after its scripts ran, offline."""
-    with Browser() as browser:
-        return browser.dom(html)
-
-
-def count_charts(html: str | Path, *, browser: Browser | None = None) -> int:
-    """How many plotly charts the page drew, in `browser` or in a Chromium of its own."""
-    if browser is not None:
-        return browser.count_charts(html)
-    with Browser() as own:
-        return own.count_charts(html)
-
-
-def screenshot(
-    html: str | Path,
-    png: str | Path,
-    *,
-    width: int = 1280,
-    height: int = 3000,
-    browser: Browser | None = None,
-) -> Path:
-    """A PNG of the page as Chromium draws it offline, in `browser` or in a Chromium of its own."""
-    if browser is not None:
-        return browser.screenshot(html, png, width=width, height=height)
-    with Browser() as own:
-        return own.screenshot(html, png, width=width, height=height)
